@@ -1,0 +1,65 @@
+# The two commands of the README:
+#   make run    install, migrate, create demo data, serve the embedded default on 127.0.0.1:8000
+#   make test   install, lint, run the whole test suite on PostgreSQL and Redis
+# Dependencies are pinned with hashes in requirements.lock (runtime) and requirements-dev.lock.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
+
+# Tests run on real services; override either on the command line or in the environment.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bulwark
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint format lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime-installed: requirements.lock | $(BIN)/python
+	$(PIP_INSTALL) -r requirements.lock
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.lock | $(BIN)/python
+	$(PIP_INSTALL) -r requirements-dev.lock
+	touch $@ $(VENV)/.runtime-installed
+
+run: $(VENV)/.runtime-installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py bootstrap_demo
+	@echo ""
+	@echo "Bulwark is starting on the embedded default (SQLite, in-process cache, eager Celery):"
+	@echo "  home      http://$(HOST):$(PORT)/"
+	@echo "  admin     http://$(HOST):$(PORT)/admin/"
+	@echo "  API docs  http://$(HOST):$(PORT)/api/docs"
+	@echo "  health    http://$(HOST):$(PORT)/healthz   readiness http://$(HOST):$(PORT)/readyz"
+	@echo "Stop it with Ctrl-C."
+	@echo ""
+	exec $(BIN)/gunicorn controlplane.wsgi --bind $(HOST):$(PORT) --workers 1 --threads 4
+
+test: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" REDIS_URL="$${REDIS_URL:-$(TEST_REDIS_URL)}" \
+		$(BIN)/pytest
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev-installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Regenerate the lock files after changing pyproject.toml (needs the dev install for uv).
+lock: $(VENV)/.dev-installed
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q \
+		-c requirements.lock -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+from apps.accounts.roles import RoleName
+
+
+class Role(models.Model):
+    """One of the five fixed roles; rows are created by a data migration, never by hand."""
+
+    name = models.CharField(max_length=32, primary_key=True, choices=RoleName.choices)
+    description = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.get_name_display()
+
+
+class User(AbstractUser):
+    """Bulwark's user. Random ids so that neither URLs nor audit targets reveal a count."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    roles = models.ManyToManyField(Role, blank=True, related_name="users")
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+
+    def __str__(self) -> str:
+        return self.username
+
+    def role_names(self) -> set[str]:
+        return {role.name for role in self.roles.all()}
+
+    def has_role(self, *names: str) -> bool:
+        return bool(self.role_names() & set(names))

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tests.preflight import service_problems
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    problems = service_problems()
+    if problems:
+        pytest.exit("\n".join(problems), returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    # Each test starts with an empty cache (on Redis: the test database, flushed).
+    cache.clear()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def actors(db):  # type: ignore[no-untyped-def]
+    """One user per role, plus `key_owner` and `outsider` (STYLE.md)."""
+    from apps.accounts.roles import RoleName
+    from tests.accounts.factories import UserFactory
+
+    people = {role.value: UserFactory(roles=[role.value]) for role in RoleName}
+    people["key_owner"] = UserFactory(roles=[RoleName.API_CLIENT])
+    people["outsider"] = UserFactory(roles=[RoleName.API_CLIENT])
+    return people
