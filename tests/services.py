@@ -100,6 +100,9 @@ class TcpProxy:
 
     def stop(self) -> None:
         self.running = False
+        # shutdown() wakes the thread blocked in accept(); close() alone would not.
+        with suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for sock in self.sockets:
             try:

@@ -79,13 +79,17 @@ _PEM_PRIVATE = re.compile(
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
 _API_KEY = re.compile(r"\b(bwk_[A-Za-z0-9]+)_[A-Za-z0-9_-]+")
 _AUTH_SCHEME = re.compile(r"\b(Bearer|Basic|Token|Digest|ApiKey)\s+[A-Za-z0-9._~+/=:-]{4,}", re.I)
-_PAIR = re.compile(
-    r"(?i)\b((?:[a-z0-9]+[_-])*(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|"
+_SENSITIVE_NAME_RE = (
+    r"(?:[a-z0-9]+[_-])*(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|"
     r"signature|authorization|pepper|otp|private[_-]?key|signing[_-]?key|cookie|sessionid)"
-    r"(?:[_-][a-z0-9]+)*)"
-    r"(\"?'?\s*[:=]\s*\"?'?)"
-    r"([^\s&\"',;}]+)"
+    r"(?:[_-][a-z0-9]+)*"
 )
+# `password: 'x y&z'` or `"token": "..."`: a quoted value is masked up to its closing quote.
+_QUOTED_PAIR = re.compile(
+    rf"(?i)\b({_SENSITIVE_NAME_RE})([\"']?\s*[:=]\s*)([\"'])(?!\[MASKED\]\3)((?:\\.|(?!\3).)*)\3"
+)
+# `password=x` in query strings, form bodies and free text: masked up to a delimiter.
+_PAIR = re.compile(rf"(?i)\b({_SENSITIVE_NAME_RE})([\"']?\s*[:=]\s*)(?!\[MASKED)([^\s&\"',;}}]+)")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 
 
@@ -114,6 +118,7 @@ def mask_text(text: str) -> str:
     text = _JWT.sub(MASK, text)
     text = _API_KEY.sub(rf"\1_{MASK}", text)
     text = _AUTH_SCHEME.sub(rf"\1 {MASK}", text)
+    text = _QUOTED_PAIR.sub(rf"\1\2\3{MASK}\3", text)
     text = _PAIR.sub(rf"\1\2{MASK}", text)
     return _CARD.sub(_mask_card, text)
 

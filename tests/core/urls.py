@@ -89,7 +89,11 @@ class DeadDatabaseApi(Open):
 
     def get(self, request: Request) -> Response:
         connection = connections.create_connection("default")
-        connection.settings_dict = {**connection.settings_dict, "PORT": str(self.port)}
+        connection.settings_dict = {
+            **connection.settings_dict,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+        }
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")

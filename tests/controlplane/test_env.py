@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from controlplane.env import (
+    StartupError,
+    database_from_url,
+    dotenv_quote,
+    parse_dotenv,
+    parse_rate,
+    redact_url,
+)
+from controlplane.secrets.required import parse_master_keys
+
+
+def test_dotenv_round_trips_multiline_pem_and_quotes():
+    pem = '-----BEGIN TEST-----\nabc"def\\ghi\n-----END TEST-----\n'
+    text = (
+        f"# comment\nexport A=plain value # trailing comment\nB={dotenv_quote(pem)}\nC='lit\\n'\n"
+    )
+    values = parse_dotenv(text)
+    assert values == {"A": "plain value", "B": pem, "C": "lit\\n"}
+
+
+def test_sqlite_is_the_default_database(tmp_path: Path):
+    assert database_from_url("", base_dir=tmp_path) == {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": tmp_path / "db.sqlite3",
+    }
+    assert (
+        database_from_url("sqlite:///data/x.db", base_dir=tmp_path)["NAME"]
+        == tmp_path / "data/x.db"
+    )
+    assert database_from_url("sqlite:////var/x.db", base_dir=tmp_path)["NAME"] == Path("/var/x.db")
+
+
+def test_postgres_url_is_parsed_with_options(tmp_path: Path):
+    config = database_from_url(
+        "postgres://bulwark:p%40ss@db.internal:5433/control?sslmode=require", base_dir=tmp_path
+    )
+    assert config["ENGINE"] == "django.db.backends.postgresql"
+    assert (config["USER"], config["PASSWORD"], config["HOST"], config["PORT"], config["NAME"]) == (
+        "bulwark",
+        "p@ss",
+        "db.internal",
+        "5433",
+        "control",
+    )
+    assert config["OPTIONS"] == {"sslmode": "require", "connect_timeout": "3"}
+    assert config["CONN_MAX_AGE"] == 60
+
+
+def test_unknown_database_scheme_is_refused_without_echoing_the_url(tmp_path: Path):
+    with pytest.raises(StartupError) as excinfo:
+        database_from_url("mysql://root:hunter2@db/x", base_dir=tmp_path)
+    assert "hunter2" not in str(excinfo.value)
+    assert redact_url("redis://:hunter2@r:6379/0") == "redis://:***@r:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [("60/m", (60, 60)), ("1/s", (1, 1)), ("1000000/h", (1_000_000, 3600))],
+)
+def test_rates_follow_api_md(rate, expected):
+    assert parse_rate(rate) == expected
+
+
+@pytest.mark.parametrize("rate", ["0/m", "1000001/s", "60/d", "60", "-1/m", "1.5/s", " /m"])
+def test_bad_rates_are_refused(rate):
+    with pytest.raises(ValueError, match="not a rate"):
+        parse_rate(rate)
+
+
+def test_master_keys_parse_and_refuse_bad_entries():
+    import base64
+
+    key = base64.b64encode(bytes(range(32))).decode()
+    assert parse_master_keys(f"new:{key},old:{key}") == [
+        ("new", bytes(range(32))),
+        ("old", bytes(range(32))),
+    ]
+    for bad in (f"{key}", f"a b:{key}", "k:!!!", f"k:{key},k:{key}"):
+        with pytest.raises(ValueError):
+            parse_master_keys(bad)
+
+
+@pytest.mark.django_db
+def test_tests_run_on_postgresql_when_database_url_is_set():
+    import os
+
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        assert connection.vendor == "postgresql"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('server_version_num')::int")
+            assert cursor.fetchone()[0] >= 150000
+    else:
+        assert connection.vendor == "sqlite"
