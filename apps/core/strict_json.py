@@ -61,23 +61,51 @@ def _path(parts: list[str | int]) -> str:
     return "/".join(str(part) for part in parts)
 
 
-def _check_depth_and_nul(document: Any) -> None:
-    # Iterative walk: a recursive one is exactly what a deep document would crash.
+def _first_violation(document: Any, *, too_deep: bool) -> list[str | int]:
+    """Path to the first container deeper than MAX_DEPTH (or string/key holding NUL).
+    Only walked after a violation is known, so tracking paths costs nothing on valid input."""
     stack: list[tuple[Any, int, list[str | int]]] = [(document, 1, [])]
     while stack:
         value, depth, path = stack.pop()
-        if isinstance(value, dict):
-            if depth > MAX_DEPTH:
-                raise _too_deep(path)
-            for key, item in value.items():
-                if "\x00" in key:
-                    raise _nul([*path, key])
+        if isinstance(value, dict | list):
+            if too_deep and depth > MAX_DEPTH:
+                return path
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if not too_deep and isinstance(key, str) and "\x00" in key:
+                    return [*path, key]
                 stack.append((item, depth + 1, [*path, key]))
-        elif isinstance(value, list):
-            if depth > MAX_DEPTH:
-                raise _too_deep(path)
-            stack.extend((item, depth + 1, [*path, index]) for index, item in enumerate(value))
-        elif isinstance(value, str) and "\x00" in value:
+        elif not too_deep and isinstance(value, str) and "\x00" in value:
+            return path
+    return []
+
+
+_CONTAINERS = (dict, list)
+
+
+def _is_too_deep(document: Any) -> bool:
+    # Iterative, and only over containers: a recursive walk is what a deep document would crash.
+    # Level by level, so the loop body runs once per container, not once per value.
+    level = [document]
+    for _ in range(MAX_DEPTH):
+        children = []
+        for value in level:
+            items = value.values() if type(value) is dict else value
+            children.extend(child for child in items if isinstance(child, _CONTAINERS))
+        if not children:
+            return False
+        level = children
+    return True
+
+
+def _check_depth_and_nul(document: Any, text: str) -> None:
+    if isinstance(document, _CONTAINERS) and _is_too_deep(document):
+        raise _too_deep(_first_violation(document, too_deep=True))
+    # JSON can only carry NUL as the escape \u0000 (raw control characters are refused by the
+    # decoder), so the text tells cheaply whether a walk is needed at all.
+    if "\\u0000" in text:
+        path = _first_violation(document, too_deep=False)
+        if path or (isinstance(document, str) and "\x00" in document):
             raise _nul(path)
 
 
@@ -121,5 +149,5 @@ def loads_strict(raw: bytes) -> Any:
         raise InvalidInput(f"A number in the body cannot be read: {exc}.") from None
     if text[end:].strip():
         raise MalformedJson("Malformed JSON: extra data after the document.")
-    _check_depth_and_nul(document)
+    _check_depth_and_nul(document, text)
     return document
