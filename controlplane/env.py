@@ -12,11 +12,13 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from django.core.exceptions import ImproperlyConfigured
 
+class StartupError(Exception):
+    """A configuration problem that stops startup with one clear sentence, never a traceback.
 
-class StartupError(ImproperlyConfigured):
-    """A configuration problem that stops startup with one clear sentence, never a traceback."""
+    Deliberately not ImproperlyConfigured: Django's command runner swallows that once and
+    imports the settings again, which would ask a remote secrets backend twice before failing.
+    """
 
 
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")

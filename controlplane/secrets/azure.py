@@ -12,6 +12,7 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
@@ -57,10 +58,18 @@ class AzureKeyVaultSecretsProvider(SecretsProvider):
                 f"Azure Key Vault at {self.vault_url} refused our credentials while reading "
                 f"{name}: {_first_line(exc)}"
             ) from None
-        except ServiceRequestError as exc:
+        except (ServiceRequestError, ServiceResponseError) as exc:
             raise SecretsBackendUnavailable(
-                f"Azure Key Vault at {self.vault_url} could not be reached while reading {name} "
-                f"({_first_line(exc)}); check AZURE_KEY_VAULT_URL and the network."
+                f"Azure Key Vault at {self.vault_url} could not be reached or did not answer "
+                f"while reading {name} ({_first_line(exc)}); check AZURE_KEY_VAULT_URL and "
+                "the network."
+            ) from None
+        except ValueError as exc:
+            # The SDK refuses a challenge naming a resource this URL is not under: the URL
+            # points somewhere that is not the vault it claims to be.
+            raise SecretsBackendUnavailable(
+                f"Azure Key Vault at {self.vault_url} was refused while reading {name}: "
+                f"{_first_line(exc)}; check AZURE_KEY_VAULT_URL."
             ) from None
         except (HttpResponseError, AzureError) as exc:
             raise SecretsBackendUnavailable(
