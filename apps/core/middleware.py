@@ -151,6 +151,9 @@ class ApiRequestGuardMiddleware:
     def refusal(
         self, request: HttpRequest
     ) -> InvalidInput | PayloadTooLarge | UnsupportedMediaType | None:
+        # NUL in a path or query value would reach PostgreSQL, which refuses it with a 500.
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+            return InvalidInput("The URL may not contain the NUL character (%00).")
         raw_length = request.META.get("CONTENT_LENGTH") or "0"
         try:
             length = int(raw_length)

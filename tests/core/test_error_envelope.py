@@ -160,6 +160,11 @@ def test_nul_characters_are_invalid_input(client, body):
     assert "NUL" in error["message"]
 
 
+@pytest.mark.parametrize("url", ["/api/test/users?cursor=%00", "/api/v1/a%00b"])
+def test_nul_in_the_url_is_invalid_input(client, url):
+    assert_envelope(client.get(url), 400, "invalid_input")
+
+
 def test_nesting_of_32_is_accepted(client):
     body = "[" * 32 + "]" * 32
     response = post_raw(client, "/api/test/echo", body)
