@@ -60,18 +60,19 @@ def load_dotenv(path: Path) -> None:
 
 
 def env_str(name: str, *, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+    """The variable's value; unset and empty both mean the default (`NAME=` in .env is unset)."""
+    return os.environ.get(name, "").strip() or default
 
 
 def env_bool(name: str, *, default: bool = False) -> bool:
-    raw = os.environ.get(name, str(default)).strip().lower()
+    raw = env_str(name, default=str(default)).lower()
     if raw not in {"true", "false"}:
         raise StartupError(f"{name} must be 'true' or 'false', got {raw!r}.")
     return raw == "true"
 
 
 def env_int(name: str, *, default: int, minimum: int | None = None) -> int:
-    raw = os.environ.get(name, "").strip()
+    raw = env_str(name)
     if not raw:
         return default
     try:
@@ -84,8 +85,8 @@ def env_int(name: str, *, default: int, minimum: int | None = None) -> int:
 
 
 def env_list(name: str, *, default: list[str] | None = None) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
+    raw = env_str(name)
+    if not raw:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
 

@@ -32,7 +32,7 @@ PRODUCTION = BULWARK_ENV == "production"
 
 _secrets = load_startup_secrets(production=PRODUCTION, dotenv=DOTENV_PATH)
 SECRET_KEY = _secrets["DJANGO_SECRET_KEY"]
-SECRETS_BACKEND = env_str("SECRETS_BACKEND", default="env")
+SECRETS_BACKEND = env_choice("SECRETS_BACKEND", choices=("env", "azure-keyvault"), default="env")
 
 # Unsafe options stay off unless asked, and production cannot ask.
 DEBUG = False if PRODUCTION else env_bool("DJANGO_DEBUG")
@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "apps.core.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "apps.core.middleware.SecurityHeadersMiddleware",
+    # Probes answer here: after the security headers, before host validation (CommonMiddleware).
+    "apps.core.middleware.ProbeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.ApiRequestGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -204,11 +206,11 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Orchestrators probe over plain HTTP (API.md): where HTTPS is enforced, the probes still answer.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 if PRODUCTION:
     SECURE_SSL_REDIRECT = True
-    # Orchestrators probe over plain HTTP (API.md): the probes answer without a redirect.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", default=31_536_000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

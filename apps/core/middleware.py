@@ -50,6 +50,33 @@ class RequestContextMiddleware:
             current_request_id.reset(token)
 
 
+class ProbeMiddleware:
+    """Answers /healthz and /readyz before host validation, HTTPS redirect and sessions.
+
+    Orchestrators probe over plain HTTP with the pod's address as Host (API.md: probes answer
+    even where HTTPS is enforced); Django's ALLOWED_HOSTS check would refuse them with a 400.
+    The probe views read nothing from the request, so skipping that check exposes nothing.
+    """
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        from apps.core.views import HealthzApi, ReadyzApi
+
+        self.probes: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+            "/healthz": HealthzApi.as_view(),
+            "/readyz": ReadyzApi.as_view(),
+        }
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = self.probes.get(request.path_info)
+        if probe is None:
+            return self.get_response(request)
+        response = probe(request)
+        if hasattr(response, "render"):
+            response.render()
+        return response
+
+
 def _in_networks(address: str, networks: tuple[ipaddress._BaseNetwork, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
@@ -116,6 +143,9 @@ class SecurityHeadersMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", self.CSP)
         response.headers.setdefault("Permissions-Policy", self.PERMISSIONS)
+        # Also set here (not only by XFrameOptionsMiddleware) so responses that short-circuit
+        # the rest of the chain, such as the probes, carry it too.
+        response.headers.setdefault("X-Frame-Options", "DENY")
         if request.path.startswith("/api/"):
             # API answers are per caller: never kept by shared caches.
             response.headers.setdefault("Cache-Control", "no-store")

@@ -99,3 +99,16 @@ def test_tests_run_on_postgresql_when_database_url_is_set():
             assert cursor.fetchone()[0] >= 150000
     else:
         assert connection.vendor == "sqlite"
+
+
+def test_an_empty_variable_means_its_default(monkeypatch):
+    from controlplane.env import env_bool, env_choice, env_int, env_list, env_rate, env_str
+
+    for name in ("A_STR", "A_BOOL", "A_CHOICE", "A_INT", "A_LIST", "A_RATE"):
+        monkeypatch.setenv(name, "  ")
+    assert env_str("A_STR", default="d") == "d"
+    assert env_bool("A_BOOL", default=True) is True
+    assert env_choice("A_CHOICE", choices=("x", "y"), default="y") == "y"
+    assert env_int("A_INT", default=7) == 7
+    assert env_list("A_LIST", default=["a"]) == ["a"]
+    assert env_rate("A_RATE", default="60/m") == "60/m"

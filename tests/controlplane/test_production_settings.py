@@ -120,3 +120,13 @@ def test_environment_wins_over_dotenv(tmp_path):
     result = manage("shell", "--no-imports", "-c", code, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["WARNING", "5/s"]
+
+
+def test_development_fills_secrets_left_empty_in_a_copied_example(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("DJANGO_SECRET_KEY=\nJWT_SIGNING_KEY=\nLOG_LEVEL=\n")
+    env = base_env(BULWARK_DOTENV=str(dotenv))
+    first = manage("check", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "generated development secrets DJANGO_SECRET_KEY, JWT_SIGNING_KEY" in first.stderr
+    assert manage("check", env=env).returncode == 0

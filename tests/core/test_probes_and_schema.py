@@ -51,3 +51,18 @@ def test_every_response_has_security_headers(client):
 
 def test_api_answers_are_not_cached(client):
     assert client.get("/api/v1/nothing")["Cache-Control"] == "no-store"
+
+
+def test_probes_answer_any_host_and_plain_http_where_https_is_enforced(client, settings):
+    settings.ALLOWED_HOSTS = ["bulwark.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    for path in ("/healthz", "/readyz"):
+        response = client.get(path, HTTP_HOST="10.42.0.17:8000")  # a pod address, as kubelet sends
+        assert response.status_code == 200, path
+        assert response["X-Request-ID"]
+    refused = client.get("/api/v1/anything", HTTP_HOST="10.42.0.17:8000")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_input"
+    redirected = client.get("/api/v1/anything", HTTP_HOST="bulwark.example.com")
+    assert redirected.status_code == 301
+    assert redirected["Location"].startswith("https://bulwark.example.com/")
