@@ -130,21 +130,31 @@ def env_rate(name: str, *, default: str) -> str:
     return value
 
 
+def _sqlite(name: Path) -> dict[str, object]:
+    # IMMEDIATE: a transaction takes the write lock when it begins, so two processes that
+    # read-then-write (the audit chain head) queue instead of failing with "database is locked".
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": name,
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+    }
+
+
 def database_from_url(url: str, *, base_dir: Path) -> dict[str, object]:
     """`postgres://user:pass@host:port/name?opt=v` or `sqlite:///path`; empty means SQLite
     in the project folder."""
     if not url:
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": base_dir / "db.sqlite3"}
+        return _sqlite(base_dir / "db.sqlite3")
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         # sqlite:///db.sqlite3 is relative to the project, sqlite:////var/db.sqlite3 absolute.
         name = Path(unquote(parts.path)[1:])
         if not name.is_absolute():
             name = base_dir / name
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
+        return _sqlite(name)
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
         options = dict(parse_qsl(parts.query))
-        options.setdefault("connect_timeout", "3")
+        options.setdefault("connect_timeout", "10")
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")) or "bulwark",

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.privacy",
     "apps.accounts",
+    "apps.audit",
 ]
 
 MIDDLEWARE = [
@@ -144,8 +145,21 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_TASK_TIME_LIMIT = 30 * 60
 CELERY_TIMEZONE = "UTC"
-# Each later part adds its periodic jobs here.
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# Each part adds its periodic jobs here.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "audit-chain": {"task": "audit.chain_pending", "schedule": 10.0},
+    "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
+    "audit-verify-new": {"task": "audit.verify_new", "schedule": 300.0},
+    "audit-verify-all": {"task": "audit.verify_all", "schedule": 24 * 3600.0},
+}
+
+# --- Audit ------------------------------------------------------------------------------
+# Chain each event right after its transaction commits (try-lock; never waits). Events are
+# durable before that, as pending rows; the audit-chain job and every reader chain the rest.
+AUDIT_CHAIN_INLINE = True
+# Dotted paths of callables taking a VerifyResult, called when scheduled verification finds a
+# break (the incidents app will open a SEV1 here).
+AUDIT_CHAIN_BREAK_HANDLERS: list[str] = []
 
 # --- HTTP -------------------------------------------------------------------------------
 BULWARK_MAX_JSON_BODY = 1024 * 1024  # API.md: a JSON body is at most 1 MiB
@@ -155,7 +169,8 @@ APPEND_SLASH = False  # API.md: no trailing slashes, and never a redirect that d
 DEPENDENCY_RETRY_AFTER = 5
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    # Sessions serve the server-rendered UI (CSRF enforced); JWT arrives with the identity work.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.core.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.StrictJSONParser"],

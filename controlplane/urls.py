@@ -4,7 +4,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from apps.core.views import HealthzApi, ReadyzApi, home
 
-api_v1: list = []  # each app adds its routes here as it lands
+api_v1 = [  # each app adds its routes here as it lands
+    path("", include("apps.audit.urls")),
+]
 
 urlpatterns = [
     path("", home, name="home"),

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import io
+import logging
+
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
@@ -34,3 +37,19 @@ def actors(db):  # type: ignore[no-untyped-def]
     people["key_owner"] = UserFactory(roles=[RoleName.API_CLIENT])
     people["outsider"] = UserFactory(roles=[RoleName.API_CLIENT])
     return people
+
+
+@pytest.fixture
+def log_output():  # type: ignore[no-untyped-def]
+    """The configured console handler, writing into a buffer for the test's duration."""
+    from apps.core.logging import JsonFormatter
+
+    handler = next(
+        h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)
+    )
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)

@@ -5,13 +5,15 @@ Two kinds of rule:
 - by name: a value under a key that names a secret (password, token, api_key, authorization,
   signature, cookie, ...) is replaced whole, whatever it looks like;
 - by shape: anywhere in any string, JWTs, `bwk_` key secrets, bearer/basic credentials,
-  `password=...`-style pairs, PEM private keys and card numbers (Luhn-checked) are replaced.
+  `password=...`-style pairs, PEM private keys, e-mail addresses and card numbers
+  (Luhn-checked) are replaced.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 MASK = "[MASKED]"
@@ -90,6 +92,10 @@ _QUOTED_PAIR = re.compile(
 )
 # `password=x` in query strings, form bodies and free text: masked up to a delimiter.
 _PAIR = re.compile(rf"(?i)\b({_SENSITIVE_NAME_RE})([\"']?\s*[:=]\s*)(?!\[MASKED)([^\s&\"',;}}]+)")
+# Personal data too: an e-mail address names a person (API.md: people appear only as pseudonyms).
+_EMAIL = re.compile(
+    r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b"
+)
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 
 
@@ -120,7 +126,16 @@ def mask_text(text: str) -> str:
     text = _AUTH_SCHEME.sub(rf"\1 {MASK}", text)
     text = _QUOTED_PAIR.sub(rf"\1\2\3{MASK}\3", text)
     text = _PAIR.sub(rf"\1\2{MASK}", text)
+    text = _EMAIL.sub("[EMAIL]", text)
     return _CARD.sub(_mask_card, text)
+
+
+@dataclass(frozen=True)
+class Public:
+    """Wraps a value known to hold no secret, such as a published Ed25519 signature, so that
+    masking passes it through whole. An explicit, greppable exception to the name rules."""
+
+    value: Any
 
 
 def mask(value: Any, *, _depth: int = 0) -> Any:
@@ -128,6 +143,8 @@ def mask(value: Any, *, _depth: int = 0) -> Any:
     Numbers, booleans and None pass through; anything else is masked as its string form."""
     if _depth > MAX_DEPTH:
         return "[TOO_DEEP]"
+    if isinstance(value, Public):
+        return value.value
     if isinstance(value, str):
         return mask_text(value)
     if value is None or isinstance(value, bool | int | float):

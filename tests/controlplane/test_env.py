@@ -29,6 +29,7 @@ def test_sqlite_is_the_default_database(tmp_path: Path):
     assert database_from_url("", base_dir=tmp_path) == {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": tmp_path / "db.sqlite3",
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
     }
     assert (
         database_from_url("sqlite:///data/x.db", base_dir=tmp_path)["NAME"]
@@ -49,7 +50,7 @@ def test_postgres_url_is_parsed_with_options(tmp_path: Path):
         "5433",
         "control",
     )
-    assert config["OPTIONS"] == {"sslmode": "require", "connect_timeout": "3"}
+    assert config["OPTIONS"] == {"sslmode": "require", "connect_timeout": "10"}
     assert config["CONN_MAX_AGE"] == 60
 
 

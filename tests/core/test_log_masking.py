@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 
 import pytest
-
-from apps.core.logging import JsonFormatter
 
 pytestmark = [pytest.mark.urls("tests.core.urls")]
 
@@ -17,20 +14,6 @@ API_KEY_SECRET = "Zt9wQ4rLmX2sK7vB1nY8cD3fG6hJ0pA5"
 API_KEY = f"bwk_k3y1d_{API_KEY_SECRET}"
 PASSWORD = "Tr0ub4dor&3-horse"
 SECRETS = (JWT, API_KEY_SECRET, PASSWORD, "c2lnbmF0dXJlLXNpZ25hdHVyZQ", "hunter2")
-
-
-@pytest.fixture
-def log_output():
-    """The configured console handler, writing into a buffer for the test's duration."""
-    handler = next(
-        h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)
-    )
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)
-    try:
-        yield buffer
-    finally:
-        handler.setStream(previous)
 
 
 def lines(buffer: io.StringIO) -> list[dict]:

@@ -23,10 +23,17 @@ def test_shapes_are_masked_anywhere_in_text():
     text = (
         "login user=alice password=hunter2 then Authorization: Bearer abc.def.ghi "
         "key bwk_pub123_s3cr3tS3cr3tS3cr3t and jwt eyJhbGciOi.eyJzdWIi.sig "
-        "card 4111 1111 1111 1111 ref 1234567890123"
+        "card 4111 1111 1111 1111 ref 1234567890123 mail to bob.smith+x@mail.example.co.uk"
     )
     masked = mask_text(text)
-    for secret in ("hunter2", "abc.def.ghi", "s3cr3tS3cr3tS3cr3t", "eyJhbGciOi", "4111 1111"):
+    for secret in (
+        "hunter2",
+        "abc.def.ghi",
+        "s3cr3tS3cr3tS3cr3t",
+        "eyJhbGciOi",
+        "4111 1111",
+        "bob.",
+    ):
         assert secret not in masked
     assert "user=alice" in masked and "bwk_pub123_" in masked
     assert "1234567890123" in masked  # not Luhn-valid: a reference number, not a card

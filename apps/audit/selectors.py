@@ -1,0 +1,44 @@
+"""Reads of the audit trail. Everything pending is chained first, so readers see it all."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+
+from apps.audit.models import AuditEvent, Checkpoint
+from apps.audit.services import audit_chain_pending
+
+
+def event_list(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    outcome: str | None = None,
+) -> QuerySet[AuditEvent]:
+    audit_chain_pending(wait=True)
+    events = AuditEvent.objects.order_by("seq")
+    if since is not None:
+        events = events.filter(ts__gte=since)
+    if until is not None:
+        events = events.filter(ts__lt=until)
+    if action:
+        events = events.filter(action=action)
+    if actor:
+        events = events.filter(actor_ref=actor)
+    if outcome:
+        events = events.filter(outcome=outcome)
+    return events
+
+
+def event_as_dict(body: str, prev_hash: str, digest: str) -> dict[str, Any]:
+    """The API form of an event: its hashed body, plus its links."""
+    return {**json.loads(body), "prev_hash": prev_hash, "hash": digest}
+
+
+def checkpoint_list() -> QuerySet[Checkpoint]:
+    return Checkpoint.objects.order_by("-seq")

@@ -1,0 +1,96 @@
+"""Who acted on what, as events name them: people by pseudonym, keys by prefix, IPs truncated."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Model
+
+from apps.audit.models import ActorPseudonym
+
+
+@dataclass(frozen=True)
+class Subject:
+    type: str
+    ref: str
+
+
+def system(component: str = "bulwark") -> Subject:
+    return Subject("system", component)
+
+
+def pseudonym_for(user: Any) -> str:
+    """The person's pseudonym, created on first use (random; see ActorPseudonym)."""
+    cached = getattr(user, "_audit_pseudonym", None)
+    if cached:
+        return cached
+    pseudonym = (
+        ActorPseudonym.objects.filter(user_id=user.pk).values_list("pseudonym", flat=True).first()
+    )
+    if pseudonym is None:
+        try:
+            with transaction.atomic():  # a savepoint: a concurrent first use may win the race
+                pseudonym = ActorPseudonym.objects.create(user_id=user.pk).pseudonym
+        except IntegrityError:
+            pseudonym = ActorPseudonym.objects.values_list("pseudonym", flat=True).get(
+                user_id=user.pk
+            )
+    user._audit_pseudonym = pseudonym
+    return pseudonym
+
+
+def _is_user(value: Any) -> bool:
+    return isinstance(value, get_user_model())
+
+
+def actor_of(actor: Any) -> Subject:
+    """`actor` as an event names it: a user (pseudonym), anything with `audit_subject()` (API
+    keys: their prefix), a Subject, a system component name, or None (the system itself)."""
+    if actor is None:
+        return system()
+    if isinstance(actor, Subject):
+        return actor
+    if isinstance(actor, str):
+        return system(actor)
+    if hasattr(actor, "audit_subject"):
+        return actor.audit_subject()
+    if _is_user(actor):
+        return Subject("user", pseudonym_for(actor))
+    if not getattr(actor, "is_authenticated", True):
+        return Subject("user", "anonymous")
+    raise TypeError(f"cannot name {type(actor).__name__} as an audit actor")
+
+
+def target_of(target: Any) -> dict[str, str | None]:
+    if target is None:
+        return {"type": None, "id": None}
+    if isinstance(target, Subject):
+        return {"type": target.type, "id": target.ref}
+    if isinstance(target, tuple):
+        kind, ident = target
+        return {"type": str(kind), "id": str(ident)}
+    if hasattr(target, "audit_subject"):
+        subject = target.audit_subject()
+        return {"type": subject.type, "id": subject.ref}
+    if _is_user(target):
+        return {"type": "user", "id": pseudonym_for(target)}
+    if isinstance(target, Model):
+        return {"type": target._meta.label_lower, "id": str(target.pk)}
+    raise TypeError(f"cannot name {type(target).__name__} as an audit target")
+
+
+def truncated_ip(address: str | None) -> str | None:
+    """IPv4 to its /24, IPv6 to its /48: enough to tell networks apart in an investigation,
+    too coarse to single out a person, and irreversible without keeping any key."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))

@@ -1,0 +1,54 @@
+"""Who may do what: the whole role matrix in one place, checked by DRF permission classes.
+
+Views name a capability (`permission_classes = [IsAuthenticated, Allows("audit.read")]`);
+this module says which roles hold it. Roles are those of API.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+ADMIN = "admin"
+SECURITY_OFFICER = "security_officer"
+ML_ENGINEER = "ml_engineer"
+AUDITOR = "auditor"
+API_CLIENT = "api_client"
+
+ROLE_MATRIX: dict[str, frozenset[str]] = {
+    # Read and export the audit trail, its checkpoints and its public key; run verification.
+    "audit.read": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
+}
+
+
+def roles_of(user: Any) -> set[str]:
+    """The user's role names, read once per request object (the user instance caches them)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return set()
+    cached = getattr(user, "_bulwark_roles", None)
+    if cached is None:
+        cached = set(user.roles.values_list("name", flat=True))
+        user._bulwark_roles = cached
+    return cached
+
+
+def may(user: Any, capability: str) -> bool:
+    return bool(roles_of(user) & ROLE_MATRIX[capability])
+
+
+class Allows(BasePermission):
+    """`Allows("audit.read")`: the caller holds a role that the matrix gives this capability."""
+
+    def __init__(self, capability: str) -> None:
+        if capability not in ROLE_MATRIX:
+            raise KeyError(f"unknown capability {capability!r}")
+        self.capability = capability
+
+    def __call__(self) -> Allows:
+        # DRF instantiates each entry of permission_classes; an instance stands in for a class.
+        return self
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return may(request.user, self.capability)
