@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from apps.audit.models import AuditEvent, Checkpoint
+from apps.audit.services import audit_chain_pending
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -26,6 +27,10 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ("action", "actor_ref")
     date_hierarchy = "ts"
     ordering = ("-seq",)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # type: ignore[no-untyped-def]
+        audit_chain_pending(wait=True)  # show everything recorded, as the API does
+        return super().changelist_view(request, extra_context)
 
 
 @admin.register(Checkpoint)
