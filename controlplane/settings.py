@@ -5,6 +5,7 @@ to start with a missing, short or placeholder secret."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from controlplane.env import (
@@ -51,7 +52,7 @@ TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 PREDICT_USER_RATE_LIMIT = env_rate("PREDICT_USER_RATE_LIMIT", default="60/m")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "apps.accounts.admin_config.BulwarkAdminConfig",  # django.contrib.admin with TOTP
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -63,8 +64,12 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "apps.core",
     "apps.privacy",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "apps.accounts",
     "apps.audit",
+    "apps.apikeys",
 ]
 
 MIDDLEWARE = [
@@ -80,6 +85,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -151,6 +157,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
     "audit-verify-new": {"task": "audit.verify_new", "schedule": 300.0},
     "audit-verify-all": {"task": "audit.verify_all", "schedule": 24 * 3600.0},
+    "apikeys-expire": {"task": "apikeys.expire", "schedule": 60.0},
+    "apikeys-warn-expiring": {"task": "apikeys.warn_expiring", "schedule": 24 * 3600.0},
 }
 
 # --- Audit ------------------------------------------------------------------------------
@@ -169,8 +177,11 @@ APPEND_SLASH = False  # API.md: no trailing slashes, and never a redirect that d
 DEPENDENCY_RETRY_AFTER = 5
 
 REST_FRAMEWORK = {
-    # Sessions serve the server-rendered UI (CSRF enforced); JWT arrives with the identity work.
-    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.core.authentication.SessionAuthentication"],
+    # Bearer JWTs for API clients; sessions (CSRF enforced) for the server-rendered UI.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.accounts.authentication.JwtAuthentication",
+        "apps.core.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.StrictJSONParser"],
@@ -205,15 +216,58 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Identity: JWT, MFA, login throttling, API keys ---------------------------------------
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",  # pinned: a token naming any other algorithm (none included) is refused
+    "SIGNING_KEY": _secrets["JWT_SIGNING_KEY"],
+    "VERIFYING_KEY": None,
+    "ISSUER": env_str("JWT_ISSUER", default="bulwark"),
+    "AUDIENCE": env_str("JWT_AUDIENCE", default="bulwark-api"),
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        minutes=env_int("JWT_ACCESS_MINUTES", default=15, minimum=1)
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(
+        minutes=env_int("JWT_REFRESH_MINUTES", default=1440, minimum=5)
+    ),
+    "LEEWAY": 0,
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "sub",
+    "JTI_CLAIM": "jti",
+    "TOKEN_TYPE_CLAIM": "typ",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": False,
+}
+# Roles whose members (and every superuser) must have a verified TOTP device to use the admin.
+MFA_REQUIRED_ROLES = env_list("MFA_REQUIRED_ROLES", default=["admin", "security_officer"])
+OTP_TOTP_ISSUER = "Bulwark"
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+# The admin's sign-in is the one sign-in page for now (MFA enrolment needs a session).
+LOGIN_URL = "/admin/login/"
+# Login throttling (API.md): per username, then per client IP, in a fixed window.
+LOGIN_FAILURES_PER_USERNAME = 5
+LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", default=30, minimum=1)
+LOGIN_FAILURE_WINDOW = 15 * 60
+# Failed authentication on the API, per client IP and minute (API.md: default 30/m).
+AUTH_FAILURES_PER_IP_RATE = env_rate("AUTH_FAILURES_PER_IP_RATE", default="30/m")
+API_KEY_DEFAULT_EXPIRES_DAYS = 90
+API_KEY_DEFAULT_RATE_LIMIT = "60/m"
+API_KEY_DEFAULT_GRACE_SECONDS = 86400
+API_KEY_EXPIRY_WARNING_DAYS = 7
+SIGNATURE_TOLERANCE_SECONDS = 300
+
 # --- Passwords and sessions -------------------------------------------------------------
+# Argon2id first (OWASP's recommendation); PBKDF2 kept so older hashes still verify and upgrade.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
         "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-        "OPTIONS": {"min_length": 12},
+        "OPTIONS": {"min_length": 15},
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from apps.core.views import HealthzApi, ReadyzApi, home
 
 api_v1 = [  # each app adds its routes here as it lands
+    path("", include("apps.accounts.urls")),
+    path("", include("apps.apikeys.urls")),
     path("", include("apps.audit.urls")),
 ]
 
@@ -15,6 +17,7 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    path("account/", include("apps.accounts.web_urls")),
     path("admin/", admin.site.urls),
 ]
 

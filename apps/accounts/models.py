@@ -38,3 +38,30 @@ class User(AbstractUser):
 
     def has_role(self, *names: str) -> bool:
         return bool(self.role_names() & set(names))
+
+
+class TokenFamily(models.Model):
+    """All refresh tokens descended from one sign-in, and the access tokens issued from them
+    (they carry its id as the `fam` claim). Revoking the family ends them all at once."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="token_families")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=32, blank=True)
+
+    def __str__(self) -> str:
+        return f"token family {self.id}"
+
+
+class IssuedRefreshToken(models.Model):
+    """A refresh token we issued. `used_at` is set when it is rotated: it may be used once."""
+
+    jti = models.CharField(max_length=64, primary_key=True)
+    family = models.ForeignKey(TokenFamily, on_delete=models.CASCADE, related_name="refresh_tokens")
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"refresh token {self.jti}"

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import transaction
 
 from apps.accounts.models import Role, User
 from apps.accounts.roles import RoleName
+from apps.audit.services import audit_event_record
 from apps.core.errors import Conflict, InvalidInput
 
 
@@ -18,9 +20,12 @@ def user_create(
     email: str = "",
     is_staff: bool = False,
     is_superuser: bool = False,
+    actor: Any = None,
 ) -> User:
-    """Create a user with roles. Raises Conflict for a taken username, InvalidInput for an
-    unknown role or a password the validators refuse."""
+    """Create a user with roles (audited as user.created; `actor` None means the system, e.g.
+    a management command). Raises Conflict for a taken username, InvalidInput for an unknown
+    role or a password the validators refuse (NIST SP 800-63B: length and a common-password
+    list, no composition rules)."""
     from django.contrib.auth.password_validation import validate_password
     from django.core.exceptions import ValidationError
 
@@ -39,4 +44,10 @@ def user_create(
     user.full_clean()
     user.save()
     user.roles.set(Role.objects.filter(name__in=role_names))
+    audit_event_record(
+        "user.created",
+        actor=actor,
+        target=user,
+        details={"roles": sorted(role_names), "staff": is_staff, "superuser": is_superuser},
+    )
     return user

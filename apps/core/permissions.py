@@ -20,6 +20,10 @@ API_CLIENT = "api_client"
 ROLE_MATRIX: dict[str, frozenset[str]] = {
     # Read and export the audit trail, its checkpoints and its public key; run verification.
     "audit.read": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
+    # See, rotate and revoke every API key, not only one's own.
+    "apikeys.manage_all": frozenset({ADMIN, SECURITY_OFFICER}),
+    # Predict on every model (others need a per-model grant, managed in the admin).
+    "predict.all_models": frozenset({ADMIN, ML_ENGINEER}),
 }
 
 

@@ -43,7 +43,7 @@ def test_user_create_refuses_unknown_roles_weak_passwords_and_duplicates():
     with pytest.raises(InvalidInput, match="Unknown role"):
         user_create(username="x", password="a long passphrase nobody guesses", roles=["root"])
     with pytest.raises(InvalidInput, match=r"too common|too short"):
-        user_create(username="y", password="password", roles=[])
+        user_create(username="y", password="1q2w3e4r5t6y7u8i9o0p", roles=[])
     user_create(username="z", password="a long passphrase nobody guesses", roles=[])
     with pytest.raises(Conflict):
         user_create(username="Z", password="a long passphrase nobody guesses", roles=[])

@@ -14,9 +14,8 @@ CHECKPOINTS = "/admin/audit/checkpoint/"
 
 
 @pytest.fixture
-def superuser_client(client):  # type: ignore[no-untyped-def]
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
+def superuser_client(client, verified_login):  # type: ignore[no-untyped-def]
+    return verified_login(client, UserFactory(is_staff=True, is_superuser=True))
 
 
 @pytest.fixture

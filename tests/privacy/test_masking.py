@@ -106,7 +106,8 @@ def test_no_secret_under_a_secret_name_survives_masking(document):
 def test_key_secrets_are_masked_whatever_surrounds_them(prefix, secret):
     masked = mask_text(f"{prefix} bwk_abc123_{secret} {prefix}")
     assert f"bwk_abc123_{secret}" not in masked
-    assert f"bwk_abc123_{MASK}" in masked
+    # The secret may only survive where the surrounding text itself contained it.
+    assert masked.count(secret) <= 2 * prefix.count(secret)
 
 
 @settings(max_examples=300, deadline=None)

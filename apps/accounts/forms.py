@@ -1,0 +1,121 @@
+"""Forms of the server-rendered account pages and of the admin sign-in (TOTP-aware)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.http import HttpRequest
+from django_otp import user_has_device
+
+from apps.accounts import login, mfa
+from apps.accounts.errors import LoginLocked
+from apps.accounts.models import User
+
+_CODE_ATTRS = {
+    "autocomplete": "one-time-code",
+    "autocapitalize": "off",
+    "spellcheck": "false",
+    "class": "code-input",
+}
+
+
+class _CodeForm(forms.Form):
+    code = forms.CharField(max_length=32, strip=True)
+
+    field_label = "Code"
+    field_help = ""
+    numeric = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["code"]
+        field.label = self.field_label
+        field.help_text = self.field_help
+        attrs = dict(_CODE_ATTRS)
+        if self.numeric:
+            attrs["inputmode"] = "numeric"
+        field.widget.attrs.update(attrs)
+
+
+class MfaConfirmForm(_CodeForm):
+    field_label = "Code from your authenticator app"
+    field_help = "The 6-digit code the app shows now for Bulwark."
+    numeric = True
+
+
+class MfaRecoveryCodesForm(_CodeForm):
+    field_label = "Current code from your authenticator app"
+    field_help = "New recovery codes replace the old ones, which stop working."
+    numeric = True
+
+
+class MfaRemoveForm(_CodeForm):
+    field_label = "Current code from your app, or a recovery code"
+    field_help = "This removes your authenticator and all your recovery codes."
+
+
+class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
+    """The admin's sign-in: password, then (for a user with a confirmed authenticator) a
+    code from the app or a recovery code, in one submission.
+
+    Unlike django-otp's OTPAdminAuthenticationForm it lets a staff user without any device
+    sign in with the password alone: whether the admin then lets them in is
+    BulwarkAdminSite.has_permission's decision (members of MFA_REQUIRED_ROLES are sent to
+    enrol), and enrolling needs that signed-in session. It also needs no device chooser: the
+    code's shape says whether it is a TOTP or a recovery code (see mfa.mfa_code_verify).
+    """
+
+    otp_token = forms.CharField(
+        label="Authenticator code",
+        required=False,
+        max_length=32,
+        strip=True,
+        help_text="From your authenticator app, or one of your recovery codes. "
+        "Leave empty if you have not set up two-factor authentication.",
+        widget=forms.TextInput(attrs=dict(_CODE_ATTRS)),
+    )
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "otp_required": "This account uses two-factor authentication: enter the code from "
+        "your authenticator app, or a recovery code.",
+    }
+
+    request: HttpRequest | None
+
+    def clean(self) -> dict[str, Any]:
+        # The token endpoint's throttle guards this door too: 5 failures per username (and a
+        # limit per address) in 15 minutes lock both, shared by every process.
+        username = self.data.get("username", "") if self.data else ""
+        if self.request is not None and username:
+            try:
+                login.refuse_if_locked(self.request, username)
+            except LoginLocked:
+                raise forms.ValidationError(
+                    "Too many failed sign-ins for this account or address; try again later.",
+                    code="locked",
+                ) from None
+        try:
+            cleaned = super().clean()  # password, then is_active and is_staff
+        except forms.ValidationError:
+            if self.request is not None and username:
+                known = User.objects.filter(username=username).first()
+                login.record_failure(self.request, username, known, "bad_credentials")
+            raise
+        user = self.get_user()
+        if user is None or not user_has_device(user, confirmed=True):
+            return cleaned
+        code = cleaned.get("otp_token") or ""
+        if not code:
+            raise forms.ValidationError(self.error_messages["otp_required"], code="otp_required")
+        try:
+            device = mfa.mfa_code_verify(user=user, code=code, request=self.request)
+        except mfa.MfaCodeRejected as exc:
+            if self.request is not None:
+                login.record_failure(self.request, username, user, "bad_otp")
+            raise forms.ValidationError(str(exc), code="otp_invalid") from None
+        # django-otp's user_logged_in receiver reads this and marks the session verified.
+        user.otp_device = device
+        return cleaned

@@ -1,0 +1,77 @@
+"""Refusals of API-key authentication: each is counted against the client's address (failed
+authentication is limited per IP, API.md) and recorded as an `apikey.rejected` audit event.
+
+A refusal changes nothing, so its event is written in a transaction of its own (autocommit),
+and a failure to write it is logged but never turns the refusal into an acceptance.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any, NoReturn
+
+from django.conf import settings
+from django.db import transaction
+
+from apps.audit.services import audit_event_record
+from apps.audit.subjects import Subject
+from apps.core import ratelimit
+from controlplane.env import parse_rate
+
+logger = logging.getLogger("bulwark.apikeys")
+
+ANONYMOUS = Subject("user", "anonymous")
+# Refusals where the credential itself was wrong ("failure"); the others are a right
+# credential refused by policy ("denied").
+_WRONG_CREDENTIAL = frozenset({"api_key_invalid", "signature_invalid", "signature_required"})
+
+
+def failure_limit() -> tuple[int, int]:
+    """(failures allowed, window seconds) per client address."""
+    return parse_rate(settings.AUTH_FAILURES_PER_IP_RATE)
+
+
+def failure_bucket(request: Any) -> str:
+    """The counter of the client's address. IPv6 clients usually hold a whole /64, so they
+    are counted per /64: otherwise each of their 2^64 addresses would get its own allowance."""
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"authfail:ip:{address}"
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.version == 6:
+        return f"authfail:ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"authfail:ip:{ip}"
+
+
+def refuse(
+    request: Any,
+    error: Exception,
+    *,
+    reason: str,
+    api_key: Any = None,
+    key_proven: bool = False,
+) -> NoReturn:
+    """Count the failure, record it, raise `error`. `key_proven`: the caller showed the key's
+    secret, so the key itself is the actor; otherwise the caller is anonymous."""
+    limit, window = failure_limit()
+    ratelimit.hit(failure_bucket(request), limit=limit, window=window)
+    code = getattr(error, "default_code", "api_key_invalid")
+    http_request = getattr(request, "_request", request)
+    try:
+        with transaction.atomic():
+            audit_event_record(
+                "apikey.rejected",
+                actor=api_key if (key_proven and api_key is not None) else ANONYMOUS,
+                target=api_key,
+                outcome="failure" if code in _WRONG_CREDENTIAL else "denied",
+                details={"code": code, "reason": reason},
+                request=http_request,
+            )
+    except Exception:
+        # Fail closed: the refusal stands even when it cannot be recorded.
+        logger.exception("API key refusal could not be audited", extra={"code": code})
+    raise error

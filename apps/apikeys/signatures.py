@@ -1,0 +1,114 @@
+"""Request signing (API.md "Request signing") for keys with `require_signature`.
+
+    X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>[,v1=<hex>...]
+
+over `<t>.<METHOD>.<path with query, as sent>.<hex SHA-256 of the raw body>`, keyed by the
+UTF-8 bytes of the key's signing secret. Several `v1` values may be sent (secret rotation on
+the client side); one match is enough. A matching `(key, t, v1)` is accepted once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import time
+from typing import Any
+
+from django.conf import settings
+
+from apps.apikeys import records
+from apps.apikeys.errors import (
+    SignatureExpired,
+    SignatureInvalid,
+    SignatureReplayed,
+    SignatureRequired,
+)
+from apps.apikeys.failures import refuse
+from apps.apikeys.models import ApiKey
+from apps.core.errors import ServiceUnavailable
+from apps.core.sealing import SealError, unseal
+
+logger = logging.getLogger("bulwark.apikeys")
+
+SIGNING_PURPOSE = "apikey-signing"
+MAX_SIGNATURES = 5  # v1 values per header: enough for rotation, bounded work per request
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+_HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def parse_signature_header(header: str) -> tuple[str, list[str]] | None:
+    """(t as sent, v1 values lowercased), or None when malformed. Unknown schemes (v2=...)
+    are ignored so that clients can send a future scheme alongside v1."""
+    timestamp: str | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep:
+            return None
+        if name == "t":
+            if timestamp is not None or not _TIMESTAMP.match(value):
+                return None
+            timestamp = value
+        elif name == "v1":
+            if not _HEX_SHA256.match(value):
+                return None
+            signatures.append(value.lower())
+    if timestamp is None or not signatures or len(signatures) > MAX_SIGNATURES:
+        return None
+    return timestamp, signatures
+
+
+def signing_message(timestamp: str, method: str, full_path: str, body: bytes) -> bytes:
+    return f"{timestamp}.{method}.{full_path}.{hashlib.sha256(body).hexdigest()}".encode()
+
+
+def sign(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def replay_window_seconds() -> int:
+    # A signature is acceptable for 2 x tolerance (t - tol .. t + tol); remember it longer.
+    return 2 * settings.SIGNATURE_TOLERANCE_SECONDS + 60
+
+
+def verify_signature(request: Any, api_key: ApiKey) -> None:
+    """Check the X-Signature of `request` for `api_key`; return quietly when it is valid (or
+    the key does not require signing). Every refusal is counted against the client's address
+    and audited, then raised: SignatureRequired, SignatureInvalid, SignatureExpired or
+    SignatureReplayed (401). Raises ServiceUnavailable (503) when the signing secret cannot
+    be opened (a master key is missing): an unverifiable request is refused, not waved through.
+
+    Reads the raw body: call it before anything parses `request.data`.
+    """
+    if not api_key.require_signature:
+        return
+    http_request = getattr(request, "_request", request)
+    header = http_request.META.get("HTTP_X_SIGNATURE")
+    if not header:
+        refuse(request, SignatureRequired(), reason="missing", api_key=api_key, key_proven=True)
+    parsed = parse_signature_header(header)
+    if parsed is None:
+        refuse(request, SignatureInvalid(), reason="malformed", api_key=api_key, key_proven=True)
+    timestamp, signatures = parsed
+    if abs(time.time() - int(timestamp)) > settings.SIGNATURE_TOLERANCE_SECONDS:
+        refuse(request, SignatureExpired(), reason="stale", api_key=api_key, key_proven=True)
+    try:
+        secret = unseal(api_key.signing_secret_sealed, purpose=SIGNING_PURPOSE)
+    except SealError:
+        logger.error("signing secret cannot be opened", extra={"prefix": api_key.prefix})
+        raise ServiceUnavailable("This key's signing secret cannot be read; retry later.") from None
+    message = signing_message(
+        timestamp, http_request.method, http_request.get_full_path(), http_request.body
+    )
+    expected = sign(secret, message)
+    matched = None
+    for candidate in signatures:  # every candidate compared, each in constant time
+        if hmac.compare_digest(expected, candidate):
+            matched = candidate
+    if matched is None:
+        refuse(request, SignatureInvalid(), reason="mismatch", api_key=api_key, key_proven=True)
+    # Only valid signatures are remembered, so garbage cannot fill the cache.
+    if not records.claim_once(f"sig:{api_key.pk}:{timestamp}:{matched}", replay_window_seconds()):
+        refuse(request, SignatureReplayed(), reason="replayed", api_key=api_key, key_proven=True)

@@ -1,0 +1,78 @@
+"""What a key may hold: scopes, a rate, an IP allow-list. Shared by the model (full_clean),
+the API serializers and the admin form, so the three can never disagree."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from apps.core.permissions import may
+from controlplane.env import parse_rate
+
+SCOPE_ALL_MODELS = "predict:*"
+# A model name is a slug (registry); `*` means every model.
+_SCOPE = re.compile(r"^predict:(\*|[A-Za-z0-9_-]{1,64})$")
+MAX_SCOPES = 100
+MAX_ALLOWED_IPS = 100
+
+
+def scope_error(scope: object) -> str | None:
+    if not isinstance(scope, str) or not _SCOPE.match(scope):
+        return "must be predict:<model name> or predict:*"
+    return None
+
+
+def validate_scopes(value: Any) -> None:
+    if not isinstance(value, list) or not value:
+        raise ValidationError("Give at least one scope.")
+    if len(value) > MAX_SCOPES:
+        raise ValidationError(f"At most {MAX_SCOPES} scopes.")
+    for scope in value:
+        error = scope_error(scope)
+        if error:
+            raise ValidationError(f"{scope!r} {error}.")
+
+
+def validate_rate_limit(value: Any) -> None:
+    try:
+        parse_rate(str(value))
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def cidr_error(value: object) -> str | None:
+    if not isinstance(value, str):
+        return "must be a CIDR string such as 203.0.113.0/24"
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        return f"{value!r} is not a network such as 203.0.113.0/24 (no host bits set)"
+    return None
+
+
+def canonical_cidrs(values: Iterable[str]) -> list[str]:
+    """Each network in its canonical text (a bare address becomes /32 or /128), deduplicated."""
+    return list(dict.fromkeys(str(ipaddress.ip_network(value, strict=True)) for value in values))
+
+
+def validate_allowed_ips(value: Any) -> None:
+    if not isinstance(value, list):
+        raise ValidationError("Give a list of CIDRs.")
+    if len(value) > MAX_ALLOWED_IPS:
+        raise ValidationError(f"At most {MAX_ALLOWED_IPS} networks.")
+    for item in value:
+        error = cidr_error(item)
+        if error:
+            raise ValidationError(error[0].upper() + error[1:] + ".")
+
+
+def scopes_beyond_grants(user: Any, scopes: Iterable[str]) -> list[str]:
+    """The scopes `user` could not hold. Until per-model grants exist (their own issue), only
+    holders of `predict.all_models` hold any predict scope; everyone else holds none."""
+    if may(user, "predict.all_models"):
+        return []
+    return list(scopes)

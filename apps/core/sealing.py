@@ -1,0 +1,60 @@
+"""Encryption of small secrets that must be recovered (API-key signing secrets, TOTP seeds):
+AES-256-GCM under a key derived (HKDF-SHA256, one key per purpose) from the current master
+key of BULWARK_MASTER_KEYS. The sealed text names the master key it used, so older values
+still open after a new master key is put first."""
+
+from __future__ import annotations
+
+import base64
+import os
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from controlplane.secrets import get_secret
+from controlplane.secrets.required import parse_master_keys
+
+VERSION = "s1"
+
+
+class SealError(ValueError):
+    """A sealed value could not be opened: unknown key, wrong purpose, or tampered with."""
+
+
+@lru_cache(maxsize=32)
+def _derive(master: bytes, purpose: str) -> AESGCM:
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=f"bulwark:{purpose}".encode()
+    ).derive(master)
+    return AESGCM(key)
+
+
+def _master_keys() -> list[tuple[str, bytes]]:
+    return parse_master_keys(get_secret("BULWARK_MASTER_KEYS"))
+
+
+def seal(plaintext: str, *, purpose: str) -> str:
+    key_id, master = _master_keys()[0]
+    nonce = os.urandom(12)
+    aad = f"{VERSION}:{key_id}:{purpose}".encode()
+    ciphertext = _derive(master, purpose).encrypt(nonce, plaintext.encode(), aad)
+    return f"{VERSION}:{key_id}:{base64.urlsafe_b64encode(nonce + ciphertext).decode()}"
+
+
+def unseal(sealed: str, *, purpose: str) -> str:
+    try:
+        version, key_id, payload = sealed.split(":", 2)
+        raw = base64.urlsafe_b64decode(payload)
+    except ValueError:
+        raise SealError("not a sealed value") from None
+    masters = dict(_master_keys())
+    if version != VERSION or key_id not in masters:
+        raise SealError(f"sealed under an unknown master key {key_id!r}")
+    aad = f"{version}:{key_id}:{purpose}".encode()
+    try:
+        return _derive(masters[key_id], purpose).decrypt(raw[:12], raw[12:], aad).decode()
+    except InvalidTag:
+        raise SealError("the sealed value was altered or belongs to another purpose") from None

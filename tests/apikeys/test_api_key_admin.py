@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from apps.apikeys.keys import hash_secret
+from apps.apikeys.models import ApiKey
+from apps.apikeys.signatures import SIGNING_PURPOSE
+from apps.core.sealing import unseal
+from tests.accounts.factories import UserFactory
+from tests.apikeys.conftest import audit_events
+from tests.apikeys.factories import ApiKeyFactory
+
+pytestmark = pytest.mark.django_db
+
+LIST = "/admin/apikeys/apikey/"
+ADD = f"{LIST}add/"
+KEY = re.compile(r"bwk_[a-z0-9]{12}_[A-Za-z0-9_-]{43}")
+
+
+@pytest.fixture
+def operator():  # type: ignore[no-untyped-def]
+    """Staff with the key permissions only (no role that requires MFA for the admin)."""
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory(username="key-operator", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="apikeys",
+            codename__in=["add_apikey", "view_apikey", "change_apikey"],
+        )
+    )
+    return user
+
+
+@pytest.fixture
+def admin_client(client, operator):  # type: ignore[no-untyped-def]
+    client.force_login(operator)
+    return client
+
+
+def html(response) -> str:  # type: ignore[no-untyped-def]
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def add_form(owner, **fields):  # type: ignore[no-untyped-def]
+    return {
+        "owner": str(owner.pk),
+        "name": "batch scorer",
+        "scopes": "predict:pricing, predict:churn",
+        "expires_in_days": "30",
+        "rate_limit": "10/s",
+        "allowed_ips": "203.0.113.0/24",
+        **fields,
+    }
+
+
+def test_the_list_shows_prefix_name_owner_status_and_times(admin_client, actors):
+    api_key, _ = ApiKeyFactory.issue(owner=actors["key_owner"], name="nightly batch")
+    page = html(admin_client.get(LIST))
+    for shown in (api_key.prefix, "nightly batch", actors["key_owner"].username, "active"):
+        assert shown in page
+    for column in ("prefix", "name", "owner", "status", "expires at", "last used at"):
+        assert column in page.lower()
+
+
+def test_search_by_prefix_whole_key_name_or_owner(admin_client, actors):
+    wanted, key = ApiKeyFactory.issue(owner=actors["key_owner"], name="alpha")
+    other, _ = ApiKeyFactory.issue(owner=actors["outsider"], name="beta")
+    for term in (wanted.prefix, key, "alpha", actors["key_owner"].username):
+        page = html(admin_client.get(LIST, {"q": term}, follow=True))
+        assert wanted.prefix in page and other.prefix not in page, term
+
+
+def test_a_whole_key_pasted_into_search_is_never_echoed(admin_client, actors):
+    wanted, key = ApiKeyFactory.issue(owner=actors["key_owner"])
+    response = admin_client.get(LIST, {"q": key})
+    assert response.status_code == 302 and key[17:] not in response["Location"]
+    page = html(admin_client.get(response["Location"]))
+    assert wanted.prefix in page and key[17:] not in page
+
+
+def test_creating_a_key_in_the_admin_shows_it_once_and_audits_it(admin_client, actors):
+    owner = actors["ml_engineer"]
+    form = html(admin_client.get(ADD))
+    for field in ("owner", "scopes", "expires_in_days", "rate_limit", "allowed_ips"):
+        assert f'name="{field}"' in form
+    assert 'name="secret_hash"' not in form and 'name="public_id"' not in form
+    response = admin_client.post(ADD, add_form(owner, require_signature="on"))
+    page = html(response)
+    assert "no-store" in response["Cache-Control"]
+    [key] = KEY.findall(page)
+    api_key = ApiKey.objects.get(public_id=key[4:16])
+    assert api_key.owner == owner and api_key.scopes == ["predict:pricing", "predict:churn"]
+    assert api_key.rate_limit == "10/s" and api_key.allowed_ips == ["203.0.113.0/24"]
+    assert api_key.secret_hash == hash_secret(key[17:])
+    signing_secret = unseal(api_key.signing_secret_sealed, purpose=SIGNING_PURPOSE)
+    assert signing_secret in page
+    [event] = audit_events("apikey.created")
+    assert event["target"]["id"] == api_key.prefix and event["actor"]["type"] == "user"
+    # Never again: not in the list, the key's page, or any message carried to the next page.
+    for url in (LIST, f"{LIST}{api_key.pk}/change/", LIST):
+        later = html(admin_client.get(url))
+        assert key[17:] not in later and signing_secret not in later
+
+
+def test_a_scope_beyond_the_owners_grants_is_a_form_error(admin_client, actors):
+    page = html(admin_client.post(ADD, add_form(actors["key_owner"])))
+    assert "Beyond the owner&#x27;s grants" in page or "Beyond the owner's grants" in page
+    assert not ApiKey.objects.exists()
+    assert audit_events("apikey.created") == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("scopes", "models:x"),
+        ("allowed_ips", "10.0.0.1/8"),
+        ("rate_limit", "5/d"),
+        ("expires_in_days", "400"),
+    ],
+)
+def test_invalid_add_forms_create_nothing(admin_client, actors, field, value):
+    page = html(admin_client.post(ADD, add_form(actors["ml_engineer"], **{field: value})))
+    assert "errorlist" in page
+    assert not ApiKey.objects.exists()
+
+
+def test_a_keys_page_is_read_only_and_never_shows_its_hash_or_sealed_secret(admin_client, actors):
+    api_key, key, signing_secret = ApiKeyFactory.issue_signed(owner=actors["key_owner"])
+    page = html(admin_client.get(f"{LIST}{api_key.pk}/change/"))
+    assert api_key.prefix in page
+    for secret in (api_key.secret_hash, api_key.signing_secret_sealed, key[17:], signing_secret):
+        assert secret not in page
+    assert 'name="_save"' not in page and "secret_hash" not in page
+    list_page = html(admin_client.get(LIST))
+    assert api_key.secret_hash not in list_page and api_key.signing_secret_sealed not in list_page
+
+
+def test_keys_cannot_be_edited_or_deleted_in_place(admin_client, actors):
+    api_key, _ = ApiKeyFactory.issue(owner=actors["key_owner"], name="before")
+    url = f"{LIST}{api_key.pk}/"
+    assert (
+        admin_client.post(f"{url}change/", {"name": "after", "revoked_at": ""}).status_code == 403
+    )
+    assert admin_client.post(f"{url}delete/", {"post": "yes"}).status_code == 403
+    api_key.refresh_from_db()
+    assert api_key.name == "before" and api_key.revoked_at is None
+
+
+def test_the_revoke_action_goes_through_the_service(admin_client, actors):
+    first, _ = ApiKeyFactory.issue(owner=actors["key_owner"])
+    second, _ = ApiKeyFactory.issue(owner=actors["outsider"])
+    response = admin_client.post(
+        LIST,
+        {"action": "revoke_keys", "_selected_action": [str(first.pk), str(second.pk)]},
+        follow=True,
+    )
+    assert "Revoked 2 key(s)." in html(response)
+    assert ApiKey.objects.filter(revoked_at__isnull=False).count() == 2
+    events = audit_events("apikey.revoked")
+    assert {event["target"]["id"] for event in events} == {first.prefix, second.prefix}
+    assert all(event["details"]["reason"] == "admin" for event in events)
+    # Revoking again is refused by the service and said so.
+    again = admin_client.post(
+        LIST, {"action": "revoke_keys", "_selected_action": [str(first.pk)]}, follow=True
+    )
+    assert "already revoked" in html(again)
+    assert len(audit_events("apikey.revoked")) == 2
+
+
+def test_the_rotate_action_shows_the_new_keys_once(admin_client, actors):
+    old, old_key = ApiKeyFactory.issue(owner=actors["key_owner"])
+    response = admin_client.post(LIST, {"action": "rotate_keys", "_selected_action": [str(old.pk)]})
+    page = html(response)
+    [new_key] = KEY.findall(page)
+    assert new_key != old_key and "no-store" in response["Cache-Control"]
+    old.refresh_from_db()
+    assert old.status == "rotating" and old.rotated_to.public_id == new_key[4:16]
+    assert len(audit_events("apikey.rotated")) == 1
+    assert new_key[17:] not in html(admin_client.get(LIST))
+
+
+def test_staff_without_the_change_permission_get_no_actions(client, actors):
+    from django.contrib.auth.models import Permission
+
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_apikey"))
+    client.force_login(viewer)
+    api_key, _ = ApiKeyFactory.issue(owner=actors["key_owner"])
+    page = html(client.get(LIST))
+    assert api_key.prefix in page and "revoke_keys" not in page
+    response = client.post(LIST, {"action": "revoke_keys", "_selected_action": [str(api_key.pk)]})
+    assert response.status_code in {200, 302}
+    api_key.refresh_from_db()
+    assert api_key.revoked_at is None
+    assert client.get(ADD).status_code == 403
