@@ -153,7 +153,7 @@ CELERY_TASK_TIME_LIMIT = 30 * 60
 CELERY_TIMEZONE = "UTC"
 # Each part adds its periodic jobs here.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "audit-chain": {"task": "audit.chain_pending", "schedule": 10.0},
+    "audit-chain": {"task": "audit.chain_pending", "schedule": 5.0},
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
     "audit-verify-new": {"task": "audit.verify_new", "schedule": 300.0},
     "audit-verify-all": {"task": "audit.verify_all", "schedule": 24 * 3600.0},
@@ -162,11 +162,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 }
 
 # --- Audit ------------------------------------------------------------------------------
-# Chain each event right after its transaction commits (try-lock; never waits). Events are
-# durable before that, as pending rows; the audit-chain job and every reader chain the rest.
-AUDIT_CHAIN_INLINE = True
-# Dotted paths of callables taking a VerifyResult, called when scheduled verification finds a
-# break (the incidents app will open a SEV1 here).
+# Events are durable the moment they are recorded (a pending row in the caller's
+# transaction). Who chains them: with a broker, the audit-chain beat job (every 5 s) and
+# every reader, so a request pays only for its pending row; in the embedded default (no
+# beat) each commit chains right away (try-lock, one batch at most).
+AUDIT_CHAIN_INLINE = CELERY_TASK_ALWAYS_EAGER
 AUDIT_CHAIN_BREAK_HANDLERS: list[str] = []
 
 # --- HTTP -------------------------------------------------------------------------------

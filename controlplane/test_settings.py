@@ -22,3 +22,4 @@ STORAGES = {
 STATIC_ROOT = Path(tempfile.mkdtemp(prefix="bulwark-static-"))
 # Tasks run inline unless a test starts a real worker and turns this off for itself.
 CELERY_TASK_ALWAYS_EAGER = True
+AUDIT_CHAIN_INLINE = True

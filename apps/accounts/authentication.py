@@ -3,7 +3,7 @@ then the token's family and user checked against the cache in one round trip."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -12,7 +12,10 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from apps.accounts.errors import TokenInvalid
-from apps.accounts.user_cache import cached_user_and_family_revoked
+from apps.accounts.user_cache import lookup
+from apps.core import ratelimit
+from apps.core.auth_failures import failure_bucket, failure_limit
+from apps.core.errors import RateLimited
 
 
 class JwtAuthentication(JWTAuthentication):
@@ -25,18 +28,32 @@ class JwtAuthentication(JWTAuthentication):
         raw = self.get_raw_token(header)
         if raw is None:
             return None
+        bucket = failure_bucket(request)
         try:
             token = AccessToken(raw)
         except (TokenError, InvalidToken):
-            raise TokenInvalid() from None
+            self._fail(bucket)
         user_id = token.get(api_settings.USER_ID_CLAIM)
         family_id = token.get("fam")
         if user_id is None or family_id is None:
-            raise TokenInvalid()
-        user, family_revoked = cached_user_and_family_revoked(user_id, family_id)
+            self._fail(bucket)
+        user, family_revoked, failures = lookup(user_id, family_id, bucket)
+        limit, window = failure_limit()
+        if failures >= limit:
+            # This address has used up its failed attempts: refused even with a good token,
+            # so a correct guess does not stand out from the wrong ones.
+            raise RateLimited(retry_after=window)
         if family_revoked or user is None or not user.is_active:
-            raise TokenInvalid()
+            self._fail(bucket)
         return user, token
+
+    @staticmethod
+    def _fail(bucket: str) -> NoReturn:
+        limit, window = failure_limit()
+        state = ratelimit.hit(bucket, limit=limit, window=window)
+        if not state.allowed:
+            raise RateLimited(retry_after=state.reset_in)
+        raise TokenInvalid()
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="bulwark"'

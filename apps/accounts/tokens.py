@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -16,13 +15,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from apps.accounts.errors import TokenInvalid
 from apps.accounts.models import IssuedRefreshToken, TokenFamily, User
-from apps.accounts.user_cache import family_key
+from apps.accounts.user_cache import mark_family_revoked
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import Subject
-
-
-def _refresh_lifetime_seconds() -> int:
-    return int(settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"].total_seconds())
 
 
 def _pair(user: User, family: TokenFamily) -> dict[str, Any]:
@@ -82,9 +77,7 @@ def _revoke_family(
         request=request,
     )
     family_id = str(family.id)
-    transaction.on_commit(
-        lambda: cache.set(family_key(family_id), "1", timeout=_refresh_lifetime_seconds())
-    )
+    transaction.on_commit(lambda: mark_family_revoked(family_id))
 
 
 def token_refresh(*, raw: str, request: HttpRequest | None = None) -> dict[str, Any]:

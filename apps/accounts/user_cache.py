@@ -1,28 +1,80 @@
 """Who a token's subject is, without a database query per request.
 
-A user's record (active flag and roles included) is cached for USER_CACHE_SECONDS and
-deleted the moment it changes (signals below, after commit), so a deactivated, demoted or
-erased user is refused by the very next request; a cache miss reads the database.
+One Redis round trip (MGET) reads the user's record, whether the token's family was revoked,
+and the client address's failed-authentication count. Records are JSON with an HMAC (a pickle
+from Redis would be code from whoever can write to it); a record that does not verify is
+ignored and read again from the database. When a user changes, the new record is written
+after commit (overwriting, so a request that read the old row cannot leave a stale record
+behind: misses fill with SET NX); a deleted user becomes a tombstone. So a deactivated,
+demoted or erased user is refused by the very next request.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
 from apps.accounts.models import User
+from apps.core import ratelimit
+from apps.core.redis import shared_client
 
-USER_CACHE_SECONDS = 300
+RECORD_TTL = 300
+_PREFIX = "bulwark:auth:"
+_TOMBSTONE = "-"
+_FIELDS = ("id", "username", "is_active", "is_staff", "is_superuser")
 
 
-def user_key(user_id: Any) -> str:
-    return f"auth:user:{user_id}"
+def _user_key(user_id: Any) -> str:
+    return f"{_PREFIX}user:{user_id}"
 
 
-def family_key(family_id: Any) -> str:
-    return f"auth:family-revoked:{family_id}"
+def _family_key(family_id: Any) -> str:
+    return f"{_PREFIX}family-revoked:{family_id}"
+
+
+def _mac_key() -> bytes:
+    return hmac.new(
+        settings.SIMPLE_JWT["SIGNING_KEY"].encode(), b"bulwark:user-record-cache", hashlib.sha256
+    ).digest()
+
+
+def encode(user: User | None) -> str:
+    if user is None:
+        return _TOMBSTONE
+    roles = getattr(user, "_bulwark_roles", None)
+    if roles is None:
+        roles = set(user.roles.values_list("name", flat=True))
+    payload = {name: getattr(user, name) for name in _FIELDS}
+    payload["id"] = str(user.pk)
+    payload["roles"] = sorted(roles)
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    return hmac.new(_mac_key(), body.encode(), hashlib.sha256).hexdigest() + "." + body
+
+
+def decode(raw: str | bytes) -> User | bool | None:
+    """The user (None for a tombstone); False when the record does not verify."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    if text == _TOMBSTONE:
+        return None
+    mac, _, body = text.partition(".")
+    expected = hmac.new(_mac_key(), body.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac, expected):
+        return False
+    payload = json.loads(body)
+    payload["id"] = User._meta.pk.to_python(payload["id"])
+    # A model instance with only these fields loaded: anything else is deferred (read from
+    # the database if ever touched), and save() writes back only loaded fields.
+    # from_db takes the loaded values in the model's field order.
+    names = [f.attname for f in User._meta.concrete_fields if f.attname in _FIELDS]
+    user = User.from_db("default", names, [payload[name] for name in names])
+    user._bulwark_roles = set(payload["roles"])
+    return user
 
 
 def load_user(user_id: Any) -> User | None:
@@ -32,18 +84,49 @@ def load_user(user_id: Any) -> User | None:
     return user
 
 
-def cached_user_and_family_revoked(user_id: Any, family_id: Any) -> tuple[User | None, bool]:
-    """One cache round trip for both checks; the database only on a miss."""
-    keys = [user_key(user_id), family_key(family_id)]
-    found = cache.get_many(keys)
-    revoked = bool(found.get(keys[1]))
-    user = found.get(keys[0])
-    if user is None:
+def lookup(user_id: Any, family_id: Any, bucket: str) -> tuple[User | None, bool, int]:
+    """(user or None, family revoked?, failures counted for `bucket`) in one round trip."""
+    key = _user_key(user_id)
+    client = shared_client()
+    if client is not None:
+        raw_user, revoked, failures = client.mget(
+            [key, _family_key(family_id), ratelimit.KEY_PREFIX + bucket]
+        )
+        count = int(failures or 0)
+    else:
+        found = cache.get_many([key, _family_key(family_id)])
+        raw_user, revoked = found.get(key), found.get(_family_key(family_id))
+        count = ratelimit.peek(bucket, limit=1, window=60).count
+    user = decode(raw_user) if raw_user is not None else False
+    if user is False:
         user = load_user(user_id)
-        if user is not None:
-            cache.set(keys[0], user, timeout=USER_CACHE_SECONDS)
-    return user, revoked
+        _store(key, encode(user), only_if_absent=True)
+    return user, bool(revoked), count
 
 
-def forget_user(user_id: Any) -> None:
-    transaction.on_commit(lambda: cache.delete(user_key(user_id)))
+def _store(key: str, value: str, *, only_if_absent: bool) -> None:
+    client = shared_client()
+    if client is not None:
+        client.set(key, value, ex=RECORD_TTL, nx=only_if_absent)
+    elif only_if_absent:
+        cache.add(key, value, timeout=RECORD_TTL)
+    else:
+        cache.set(key, value, timeout=RECORD_TTL)
+
+
+def refresh_user(user_id: Any) -> None:
+    """After the current transaction commits, replace the user's record with the database's."""
+
+    def write() -> None:
+        _store(_user_key(user_id), encode(load_user(user_id)), only_if_absent=False)
+
+    transaction.on_commit(write)
+
+
+def mark_family_revoked(family_id: Any) -> None:
+    ttl = int(settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"].total_seconds())
+    client = shared_client()
+    if client is not None:
+        client.set(_family_key(family_id), "1", ex=ttl)
+    else:
+        cache.set(_family_key(family_id), "1", timeout=ttl)

@@ -7,17 +7,15 @@ and a failure to write it is logged but never turns the refusal into an acceptan
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any, NoReturn
 
-from django.conf import settings
 from django.db import transaction
 
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import Subject
 from apps.core import ratelimit
-from controlplane.env import parse_rate
+from apps.core.auth_failures import failure_bucket, failure_limit
 
 logger = logging.getLogger("bulwark.apikeys")
 
@@ -25,26 +23,6 @@ ANONYMOUS = Subject("user", "anonymous")
 # Refusals where the credential itself was wrong ("failure"); the others are a right
 # credential refused by policy ("denied").
 _WRONG_CREDENTIAL = frozenset({"api_key_invalid", "signature_invalid", "signature_required"})
-
-
-def failure_limit() -> tuple[int, int]:
-    """(failures allowed, window seconds) per client address."""
-    return parse_rate(settings.AUTH_FAILURES_PER_IP_RATE)
-
-
-def failure_bucket(request: Any) -> str:
-    """The counter of the client's address. IPv6 clients usually hold a whole /64, so they
-    are counted per /64: otherwise each of their 2^64 addresses would get its own allowance."""
-    address = request.META.get("REMOTE_ADDR", "")
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return f"authfail:ip:{address}"
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.version == 6:
-        return f"authfail:ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
-    return f"authfail:ip:{ip}"
 
 
 def refuse(

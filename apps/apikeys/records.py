@@ -32,6 +32,7 @@ from django.db.models import Model
 from apps.apikeys.keys import pepper
 from apps.apikeys.models import ApiKey
 from apps.core import ratelimit
+from apps.core.redis import shared_client
 
 logger = logging.getLogger("bulwark.apikeys")
 M = TypeVar("M", bound=Model)
@@ -65,19 +66,7 @@ MISSING = _Missing()
 
 
 def _redis() -> Any:
-    """This process's Redis client of the default cache, or None (no Redis configured).
-
-    Django's `get_client()` builds a new client object per call (~60 µs); the connection
-    pool behind it is shared and thread-safe, so one client per cache backend is kept."""
-    backend = getattr(cache, "_cache", None)
-    get_client = getattr(backend, "get_client", None)
-    if get_client is None:
-        return None
-    client = getattr(backend, "_bulwark_client", None)
-    if client is None:
-        client = get_client(write=True)
-        backend._bulwark_client = client  # type: ignore[union-attr]
-    return client
+    return shared_client()
 
 
 def _fallback_key(public_id: str) -> str:

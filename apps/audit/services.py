@@ -99,7 +99,8 @@ def _chain_after_commit() -> None:
     # The event is already durable (pending); chaining it now is a convenience. If another
     # process is chaining, it will take this event too, and the scheduled job is the backstop.
     try:
-        audit_chain_pending(wait=False)
+        # One batch at most: a backlog is the scheduled job's, not this request's, to drain.
+        audit_chain_pending(wait=False, max_batches=1)
     except DatabaseError as exc:
         logger.warning("audit chaining deferred", extra={"error": str(exc)})
 
@@ -121,10 +122,12 @@ def chain_head() -> tuple[int, str]:
     return head if head is not None else (0, GENESIS_HASH)
 
 
-def audit_chain_pending(*, wait: bool = True, batch: int = 1000) -> int:
+def audit_chain_pending(
+    *, wait: bool = True, batch: int = 1000, max_batches: int | None = None
+) -> int:
     """Give pending events their seq, prev_hash and hash, in batches, one chainer at a time.
     Returns how many were chained. With wait=False it returns 0 at once if another process
-    holds the chain."""
+    holds the chain; max_batches bounds the work (None: until nothing is pending)."""
     key = get_secret("AUDIT_HMAC_KEY").encode()
     chained = 0
     while True:
@@ -145,8 +148,10 @@ def audit_chain_pending(*, wait: bool = True, batch: int = 1000) -> int:
             AuditEvent.objects.bulk_create(events)
             PendingEvent.objects.filter(id__in=[pending_id for pending_id, _ in pending]).delete()
         chained += len(pending)
-        if len(pending) < batch:
+        batches_left = None if max_batches is None else max_batches - 1
+        if len(pending) < batch or batches_left == 0:
             return chained
+        max_batches = batches_left
 
 
 def _event_row(seq: int, body: str, prev_hash: str, digest: str) -> AuditEvent:

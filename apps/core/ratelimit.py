@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
+from apps.core.redis import shared_client
+
 KEY_PREFIX = "bulwark:rl:"
 
 # INCR, set the expiry only when the key is new, and read the remaining time: one script,
@@ -42,9 +44,7 @@ class Window:
 
 
 def _redis_client():  # type: ignore[no-untyped-def]
-    backend = cache._cache if hasattr(cache, "_cache") else None  # Django's RedisCache
-    get_client = getattr(backend, "get_client", None)
-    return get_client(write=True) if get_client is not None else None
+    return shared_client()
 
 
 def hit(key: str, *, limit: int, window: int, cost: int = 1) -> Window:

@@ -69,3 +69,14 @@ def test_the_audit_jobs_are_on_the_beat_schedule(settings):
         "audit.verify_new",
         "audit.verify_all",
     } <= tasks
+
+
+def test_chaining_after_a_commit_takes_one_batch_not_the_whole_backlog(settings):
+    from apps.audit.services import audit_chain_pending
+
+    settings.AUDIT_CHAIN_INLINE = False
+    for _ in range(5):
+        audit_event_record("x.backlog", actor=None)
+    assert audit_chain_pending(wait=False, batch=2, max_batches=1) == 2
+    assert PendingEvent.objects.count() == 3
+    assert audit_chain_pending(batch=2) == 3

@@ -1,0 +1,31 @@
+"""Failed authentication is limited per client address (API.md: default 30/m), whatever the
+credential: JWTs and API keys count against the same bucket."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.conf import settings
+
+from controlplane.env import parse_rate
+
+
+def failure_limit() -> tuple[int, int]:
+    """(failures allowed, window seconds) per client address."""
+    return parse_rate(settings.AUTH_FAILURES_PER_IP_RATE)
+
+
+def failure_bucket(request: Any) -> str:
+    """The counter of the client's address. IPv6 clients usually hold a whole /64, so they
+    are counted per /64: otherwise each of their 2^64 addresses would get its own allowance."""
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"authfail:ip:{address}"
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.version == 6:
+        return f"authfail:ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"authfail:ip:{ip}"
