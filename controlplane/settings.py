@@ -8,6 +8,9 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from controlplane.env import (
     StartupError,
     database_from_url,
@@ -115,15 +118,17 @@ DATABASE_URL = env_str("DATABASE_URL")
 DATABASES = {"default": database_from_url(DATABASE_URL, base_dir=BASE_DIR)}
 
 REDIS_URL = env_str("REDIS_URL")
-# Short socket timeouts: a Redis that is down must turn into a quick 503, not a hung worker.
+# Short socket timeouts and one immediate retry: a Redis that is down must turn into a quick
+# 503, not a hung worker (redis-py's default retries with backoff take about 4 s to give up).
 _REDIS_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+_REDIS_OPTIONS = {**_REDIS_TIMEOUTS, "retry": Retry(NoBackoff(), 1)}
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "bulwark",
-            "OPTIONS": _REDIS_TIMEOUTS,
+            "OPTIONS": _REDIS_OPTIONS,
         }
     }
 else:

@@ -344,3 +344,23 @@ def test_a_refresh_token_of_another_family_claim_is_refused(api_client):
     forged = forge({**claims, "fam": str(uuid.uuid4())})
     response = api_client.post("/api/v1/auth/token/refresh", {"refresh": forged}, format="json")
     assert code_of(response) == "token_invalid"
+
+
+def test_failed_token_authentication_is_limited_per_address(api_client, settings):
+    settings.AUTH_FAILURES_PER_IP_RATE = "3/m"
+    user = UserFactory()
+    good = pair_for(api_client, user)["access"]
+    for _ in range(3):
+        response = api_client.get(
+            "/api/v1/auth/me", HTTP_AUTHORIZATION="Bearer x.y.z", REMOTE_ADDR="203.0.113.5"
+        )
+        assert code_of(response) in {"token_invalid", "rate_limited"}
+    limited = api_client.get(
+        "/api/v1/auth/me", HTTP_AUTHORIZATION=f"Bearer {good}", REMOTE_ADDR="203.0.113.5"
+    )
+    assert limited.status_code == 429 and code_of(limited) == "rate_limited"
+    assert int(limited["Retry-After"]) > 0
+    other = api_client.get(
+        "/api/v1/auth/me", HTTP_AUTHORIZATION=f"Bearer {good}", REMOTE_ADDR="203.0.113.6"
+    )
+    assert other.status_code == 200

@@ -3,7 +3,10 @@ Each test starts the dependency itself (own port), so it can really stop it."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 from tests.core.urls import DeadDatabaseApi
@@ -17,7 +20,8 @@ def redis_cache(port: int) -> dict:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": f"redis://127.0.0.1:{port}/0",
-            "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+            "OPTIONS": django_settings.CACHES["default"].get("OPTIONS")
+            or {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
         }
     }
 
@@ -39,7 +43,10 @@ def test_redis_going_down_turns_into_503_and_back(client, settings):
         assert client.get("/api/test/cache").json() == {"cached": "1"}
         process.kill()
         process.wait()
+        started = time.monotonic()
         assert_unavailable(client.get("/api/test/cache"), "cache")
+        # Refused promptly, not after a client's retries with backoff (seconds each).
+        assert time.monotonic() - started < 3
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json() == {
