@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -110,3 +111,56 @@ class TcpProxy:
                 sock.close()
             except OSError:
                 pass
+
+
+def database_url_of(settings_dict: dict) -> str:
+    """DATABASE_URL for a subprocess that must see this test's database."""
+    return "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**settings_dict)
+
+
+@contextmanager
+def celery_worker(
+    redis_url: str, log_file: Path, *, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A real Celery worker process consuming a queue of its own (yielded) through Redis,
+    with this process's Celery app sending to the same Redis, not eagerly, meanwhile."""
+    import os
+    import sys
+    import uuid
+
+    from controlplane import celery_app
+
+    queue = f"test-{uuid.uuid4().hex[:8]}"  # nobody else consumes it
+    worker = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "controlplane", "worker",
+            "--pool", "solo", "--queues", queue, "--hostname", f"{queue}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "REDIS_URL": redis_url, **(env or {})},
+        stdout=log_file.open("w"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    conf = celery_app.conf
+    saved = (conf.task_always_eager, conf.broker_url, conf.result_backend)
+    conf.update(task_always_eager=False, broker_url=redis_url, result_backend=redis_url)
+    try:
+        yield queue
+    finally:
+        conf.update(task_always_eager=saved[0], broker_url=saved[1], result_backend=saved[2])
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+@contextmanager
+def redis_for_worker() -> Iterator[str]:
+    """The suite's Redis (REDIS_URL), or a throwaway one when the suite runs without it."""
+    import os
+
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        yield configured
+        return
+    with own_redis() as (port, _process):
+        yield f"redis://127.0.0.1:{port}/0"

@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 
 from tests.accounts.factories import UserFactory
+from tests.services import database_url_of
 
 PASSWORD = "correct horse battery staple"
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +100,7 @@ def test_the_count_is_shared_between_processes(api_client):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "controlplane.test_settings",
-        "DATABASE_URL": "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**connection.settings_dict),
+        "DATABASE_URL": database_url_of(connection.settings_dict),
     }
     other = subprocess.run(
         [sys.executable, "-c", OTHER_WORKER],

@@ -1,9 +1,5 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +11,7 @@ from apps.apikeys.tasks import api_key_expire_due_task, api_key_warn_expiring_ta
 from controlplane import celery_app
 from tests.apikeys.conftest import audit_events, update_key
 from tests.apikeys.factories import ApiKeyFactory
-from tests.services import own_redis
+from tests.services import celery_worker, database_url_of, redis_for_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -92,50 +88,19 @@ def test_a_rotated_away_key_is_not_warned_about():
     assert api_key_warn_expiring_task() == 0
 
 
-@pytest.fixture
-def redis_url():  # type: ignore[no-untyped-def]
-    configured = os.environ.get("REDIS_URL")
-    if configured:
-        yield configured
-    else:  # a suite run without REDIS_URL still gets a real Redis, its own
-        with own_redis() as (port, _process):
-            yield f"redis://127.0.0.1:{port}/0"
-
-
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_runs_the_expiry_job(redis_url, tmp_path):
+def test_a_real_worker_runs_the_expiry_job(tmp_path):
     api_key = ApiKeyFactory()
     update_key(api_key, expires_at=timezone.now() - timedelta(seconds=1))
-    queue = f"test-{uuid.uuid4().hex[:8]}"  # nobody else consumes it
     log = tmp_path / "worker.log"
     env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
         "DJANGO_SETTINGS_MODULE": "controlplane.test_settings",
-        "DATABASE_URL": "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**connection.settings_dict),
+        "DATABASE_URL": database_url_of(connection.settings_dict),
     }
-    worker = subprocess.Popen(
-        [
-            sys.executable, "-m", "celery", "-A", "controlplane", "worker",
-            "--pool", "solo", "--queues", queue, "--hostname", f"{queue}@%h",
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    conf = celery_app.conf
-    saved = (conf.task_always_eager, conf.broker_url, conf.result_backend)
-    conf.update(task_always_eager=False, broker_url=redis_url, result_backend=redis_url)
-    try:
+    with redis_for_worker() as redis_url, celery_worker(redis_url, log, env=env) as queue:
         result = api_key_expire_due_task.apply_async(queue=queue)
         assert result.get(timeout=60) == 1
-    finally:
-        conf.update(task_always_eager=saved[0], broker_url=saved[1], result_backend=saved[2])
-        worker.terminate()
-        worker.wait(timeout=30)
     assert f"Task apikeys.expire[{result.id}] succeeded" in log.read_text()
     api_key.refresh_from_db()
     assert api_key.expired_at is not None

@@ -23,6 +23,7 @@ from apps.audit.services import (
     checkpoint_create,
 )
 from apps.audit.verification import audit_chain_verify, verify_since_checkpoint
+from tests.services import database_url_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -204,7 +205,7 @@ def test_concurrent_writers_in_several_processes_never_fork_the_chain():
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "controlplane.test_settings",
-        "DATABASE_URL": "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**connection.settings_dict),
+        "DATABASE_URL": database_url_of(connection.settings_dict),
     }
     writers, per_writer = 4, 60
     start = time.time() + 2.0  # all begin together, after their imports
