@@ -42,8 +42,9 @@ class ApiKeyAddForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
+        # No owner field: a key made in the admin belongs to whoever makes it, since its secret
+        # is shown to them (a key for someone else would be a credential in the wrong hands).
         fields = [
-            "owner",
             "name",
             "scopes",
             "expires_in_days",
@@ -72,7 +73,7 @@ class ApiKeyAddForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        owner, scopes = data.get("owner"), data.get("scopes")
+        owner, scopes = getattr(self, "owner", None), data.get("scopes")
         if owner is not None and scopes:
             beyond = scopes_beyond_grants(owner, scopes)
             if beyond:
@@ -122,7 +123,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_form(self, request: HttpRequest, obj: ApiKey | None = None, **kwargs: Any) -> Any:
         if obj is not None:  # the read-only view of an existing key: no add-form fields
             kwargs["form"] = forms.ModelForm
-        return super().get_form(request, obj, **kwargs)
+            return super().get_form(request, obj, **kwargs)
+        form = super().get_form(request, obj, **kwargs)
+        # The key will be the signed-in user's: its scopes are checked against their grants.
+        return type("ApiKeyAddFormForUser", (form,), {"owner": request.user})
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
         return self.add_fields if obj is None else self.fields
@@ -166,7 +170,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         issued = api_key_issue(
             actor=request.user,
-            owner=data["owner"],
+            owner=request.user,
             name=data["name"],
             scopes=data["scopes"],
             expires_in_days=data["expires_in_days"],

@@ -67,3 +67,12 @@ class KeyAlreadyRevoked(Conflict):
 
 class KeyNotRotatable(Conflict):
     default_message = "Only an active API key can be rotated."
+
+
+class NotKeyOwner(ApplicationError):
+    """Rotation hands out a new secret: only the key's owner may receive it. Security
+    officers and admins contain a key by revoking it instead."""
+
+    status_code = 403
+    code = "permission_denied"
+    default_message = "Only the key's owner may rotate it; revoke it instead."

@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.apikeys import records
-from apps.apikeys.errors import KeyAlreadyRevoked, KeyNotRotatable, ScopeMissing
+from apps.apikeys.errors import KeyAlreadyRevoked, KeyNotRotatable, NotKeyOwner, ScopeMissing
 from apps.apikeys.keys import format_key, hash_secret, new_public_id, new_secret
 from apps.apikeys.models import ApiKey, ApiKeyStatus
 from apps.apikeys.signatures import SIGNING_PURPOSE
@@ -184,14 +184,24 @@ def api_key_rotate(
     requirement and networks, and a fresh lifetime as long as the old key's. The old key keeps
     working for `grace_seconds` (default 86400; 0 ends it now), then is expired.
 
-    Raises KeyNotRotatable (409) unless the key is active (revoked, expired, or already
-    rotated keys are not). Audited as apikey.rotated (the old key) and apikey.created (the new).
+    Raises NotKeyOwner (403) for anyone but the owner (the new secret is theirs alone),
+    KeyNotRotatable (409) unless the key is active (revoked, expired, or already rotated keys
+    are not), and ScopeMissing (403) when the owner no longer holds the key's scopes.
+    Audited as apikey.rotated (the old key) and apikey.created (the new).
     """
     old = _locked(api_key)
+    if getattr(actor, "pk", None) != old.owner_id:
+        raise NotKeyOwner()
     now = timezone.now()
     status = old.status_at(now)
     if status != ApiKeyStatus.ACTIVE:
         raise KeyNotRotatable(f"{old.prefix} is {status}; only an active key can be rotated.")
+    # The owner's grants may have shrunk since the key was made: a new key gets no more.
+    beyond = scopes_beyond_grants(old.owner, old.scopes)
+    if beyond:
+        raise ScopeMissing(
+            f"The scope {beyond[0]} is no longer within the owner's grants; issue a new key."
+        )
     grace = settings.API_KEY_DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds
     lifetime = min(max(old.expires_at - old.created_at, timedelta(days=1)), MAX_LIFETIME)
     issued = _create(

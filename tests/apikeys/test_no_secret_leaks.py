@@ -89,10 +89,10 @@ def test_no_secret_appears_anywhere(
     shown += [response.content.decode() for response in refusals]
     shown.append(api_client.get("/api/v1/api-keys").content.decode())
 
-    operator = UserFactory(is_staff=True)
+    operator = UserFactory(is_staff=True, roles=["ml_engineer"])
     operator.user_permissions.set(Permission.objects.filter(content_type__app_label="apikeys"))
     client.force_login(operator)
-    form = {"owner": str(engineer.pk), "name": "admin-made", "scopes": "predict:*",
+    form = {"name": "admin-made", "scopes": "predict:*",
             "expires_in_days": "5", "rate_limit": "60/m", "require_signature": "on"}  # fmt: skip
     once = client.post("/admin/apikeys/apikey/add/", form).content.decode()
     admin_key, admin_signing = re.findall(r'<code class="bulwark-secret">([^<]+)</code>', once)
