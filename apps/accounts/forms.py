@@ -86,12 +86,14 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
     request: HttpRequest | None
 
     def clean(self) -> dict[str, Any]:
-        # The token endpoint's throttle guards this door too: 5 failures per username (and a
-        # limit per address) in 15 minutes lock both, shared by every process.
+        # The token endpoint's throttle guards this door too: 5 attempts per username (and a
+        # limit per address) in 15 minutes, counted before the password is checked and
+        # shared by every process; a success gives its attempt back.
         username = self.data.get("username", "") if self.data else ""
-        if self.request is not None and username:
+        counted = self.request is not None and bool(username)
+        if counted:
             try:
-                login.refuse_if_locked(self.request, username)
+                login.begin_attempt(self.request, username)
             except LoginLocked:
                 raise forms.ValidationError(
                     "Too many failed sign-ins for this account or address; try again later.",
@@ -100,15 +102,19 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
         try:
             cleaned = super().clean()  # password, then is_active and is_staff
         except forms.ValidationError:
-            if self.request is not None and username:
+            if counted:
                 known = User.objects.filter(username=username).first()
                 login.record_failure(self.request, username, known, "bad_credentials")
             raise
         user = self.get_user()
         if user is None or not user_has_device(user, confirmed=True):
+            if counted:
+                login.attempt_succeeded(self.request, username)
             return cleaned
         code = cleaned.get("otp_token") or ""
         if not code:
+            if counted:
+                login.attempt_not_counted(self.request, username)
             raise forms.ValidationError(self.error_messages["otp_required"], code="otp_required")
         try:
             device = mfa.mfa_code_verify(user=user, code=code, request=self.request)
@@ -116,6 +122,8 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
             if self.request is not None:
                 login.record_failure(self.request, username, user, "bad_otp")
             raise forms.ValidationError(str(exc), code="otp_invalid") from None
+        if counted:
+            login.attempt_succeeded(self.request, username)
         # django-otp's user_logged_in receiver reads this and marks the session verified.
         user.otp_device = device
         return cleaned

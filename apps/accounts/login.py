@@ -18,6 +18,7 @@ from apps.accounts.models import User
 from apps.accounts.tokens import token_pair_issue
 from apps.audit.services import audit_event_record
 from apps.core import ratelimit
+from apps.core.auth_failures import failure_bucket
 
 
 def _username_key(username: str) -> str:
@@ -25,37 +26,44 @@ def _username_key(username: str) -> str:
     return "login:user:" + hashlib.sha256(username.strip().lower().encode()).hexdigest()
 
 
-def _ip_key(request: HttpRequest) -> str:
-    return "login:ip:" + request.META.get("REMOTE_ADDR", "")
+def _address_key(request: HttpRequest) -> str:
+    return "login:" + failure_bucket(request)  # IPv6 per /64, like every failure count
 
 
-def refuse_if_locked(request: HttpRequest, username: str) -> None:
-    """Raise LoginLocked (429) when the username or the client address is locked out."""
-    _refuse_if_locked(request, username)
-
-
-def _refuse_if_locked(request: HttpRequest, username: str) -> None:
-    window = settings.LOGIN_FAILURE_WINDOW
-    for key, limit in (
+def _counters(request: HttpRequest, username: str) -> tuple[tuple[str, int], ...]:
+    return (
         (_username_key(username), settings.LOGIN_FAILURES_PER_USERNAME),
-        (_ip_key(request), settings.LOGIN_FAILURES_PER_IP),
-    ):
-        state = ratelimit.peek(key, limit=limit, window=window)
-        if state.count >= limit:
+        (_address_key(request), settings.LOGIN_FAILURES_PER_IP),
+    )
+
+
+def begin_attempt(request: HttpRequest, username: str) -> None:
+    """Count the attempt *before* checking anything, and refuse it (LoginLocked, 429) beyond
+    the limits. Counting first is what makes the limit exact: parallel attempts each take a
+    number, and only the first five per username ever reach the password check. A
+    successful attempt gives its count back (`attempt_succeeded`)."""
+    window = settings.LOGIN_FAILURE_WINDOW
+    for key, limit in _counters(request, username):
+        state = ratelimit.hit(key, limit=limit, window=window)
+        if not state.allowed:
             raise LoginLocked(retry_after=min(state.reset_in or window, window))
 
 
+def attempt_succeeded(request: HttpRequest, username: str) -> None:
+    """A success clears the username's count and returns the address's one unit."""
+    ratelimit.reset(_username_key(username))
+    address_key, limit = _counters(request, username)[1]
+    ratelimit.hit(address_key, limit=limit, window=settings.LOGIN_FAILURE_WINDOW, cost=-1)
+
+
+def attempt_not_counted(request: HttpRequest, username: str) -> None:
+    """Give back an attempt that was no failure (the first step of an MFA sign-in)."""
+    for key, limit in _counters(request, username):
+        ratelimit.hit(key, limit=limit, window=settings.LOGIN_FAILURE_WINDOW, cost=-1)
+
+
 def record_failure(request: HttpRequest, username: str, user: User | None, reason: str) -> None:
-    """Count a failed sign-in against the username and the address, and audit it."""
-    _fail(request, username, user, reason)
-
-
-def _fail(request: HttpRequest, username: str, user: User | None, reason: str) -> None:
-    window = settings.LOGIN_FAILURE_WINDOW
-    ratelimit.hit(
-        _username_key(username), limit=settings.LOGIN_FAILURES_PER_USERNAME, window=window
-    )
-    ratelimit.hit(_ip_key(request), limit=settings.LOGIN_FAILURES_PER_IP, window=window)
+    """Audit a failed sign-in (it was counted when it began)."""
     audit_event_record(
         "auth.token.failed",
         actor=user,  # None (the system) when nobody has that username: we never store it
@@ -71,15 +79,16 @@ def login_with_password(
     """A token pair for the right username, password and (for users with a confirmed device)
     TOTP or recovery code. Raises LoginLocked (429), InvalidCredentials or MfaRequired (401).
     Every attempt is an audit event; the password never is."""
-    _refuse_if_locked(request, username)
+    begin_attempt(request, username)
     user = authenticate(request, username=username, password=password)
     if user is None:
         known = User.objects.filter(username=username).first()
-        _fail(request, username, known, "bad_credentials")
+        record_failure(request, username, known, "bad_credentials")
         raise InvalidCredentials()
     method = "password"
     if user_has_device(user, confirmed=True):
         if not otp:
+            attempt_not_counted(request, username)
             audit_event_record(
                 "auth.token.failed",
                 actor=user,
@@ -92,8 +101,8 @@ def login_with_password(
             # A TOTP code (once per window) or a recovery code (spent, and audited).
             mfa_code_verify(user=user, code=otp, request=request)
         except MfaCodeRejected:
-            _fail(request, username, user, "bad_otp")
+            record_failure(request, username, user, "bad_otp")
             raise MfaRequired("The one-time code is wrong or was already used.") from None
         method = "password+otp"
-    ratelimit.reset(_username_key(username))
+    attempt_succeeded(request, username)
     return token_pair_issue(user=user, request=request, method=method)

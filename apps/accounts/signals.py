@@ -18,9 +18,16 @@ def _user_changed(sender: type, instance: User, **kwargs: Any) -> None:
 
 
 @receiver(m2m_changed, sender=User.roles.through)
-def _roles_changed(sender: type, instance: Any, **kwargs: Any) -> None:
+def _roles_changed(sender: type, instance: Any, action: str, **kwargs: Any) -> None:
+    if not action.startswith("post_") and action != "pre_clear":
+        return
     if isinstance(instance, User):
         refresh_user(instance.pk)
-    else:  # a role's users changed: drop each of them
-        for user_id in kwargs.get("pk_set") or ():
-            refresh_user(user_id)
+        return
+    # A role's members changed. clear() names nobody afterwards: remember them before.
+    if action == "pre_clear":
+        instance._bulwark_cleared = list(instance.users.values_list("pk", flat=True))
+        return
+    user_ids = kwargs.get("pk_set") or getattr(instance, "_bulwark_cleared", ())
+    for user_id in user_ids:
+        refresh_user(user_id)

@@ -77,6 +77,9 @@ def _revoke_family(
         request=request,
     )
     family_id = str(family.id)
+    # Before commit too: if Redis cannot take the mark, the revocation fails (503) rather
+    # than returning success while access tokens of the family still work.
+    mark_family_revoked(family_id)
     transaction.on_commit(lambda: mark_family_revoked(family_id))
 
 
@@ -97,7 +100,15 @@ def token_refresh(*, raw: str, request: HttpRequest | None = None) -> dict[str, 
         if spent:
             family = TokenFamily.objects.select_related("user").get(pk=family_id)
             if family.revoked_at is None and family.user.is_active:
-                return _pair(family.user, family)
+                pair = _pair(family.user, family)
+                audit_event_record(
+                    "auth.token.issued",
+                    actor=family.user,
+                    target=Subject("token_family", str(family.id)),
+                    details={"method": "refresh"},
+                    request=request,
+                )
+                return pair
     record = IssuedRefreshToken.objects.select_related("family__user").filter(jti=jti).first()
     if record is None:
         raise TokenInvalid()

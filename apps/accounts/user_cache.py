@@ -1,11 +1,13 @@
 """Who a token's subject is, without a database query per request.
 
-One Redis round trip (MGET) reads the user's record, whether the token's family was revoked,
-and the client address's failed-authentication count. Records are JSON with an HMAC (a pickle
+One Redis round trip (MGET) reads the user's record, the token family's state (cached as
+"ok" or "revoked", so a lost key means a database read, never "not revoked"), and the
+client address's failed-authentication count. Records are JSON with an HMAC (a pickle
 from Redis would be code from whoever can write to it); a record that does not verify is
 ignored and read again from the database. When a user changes, the new record is written
-after commit (overwriting, so a request that read the old row cannot leave a stale record
-behind: misses fill with SET NX); a deleted user becomes a tombstone. So a deactivated,
+inside the change's transaction and again after commit (overwriting, so a request that
+read the old row cannot leave a stale record behind: misses fill with SET NX); a deleted
+user becomes a tombstone. So a deactivated,
 demoted or erased user is refused by the very next request.
 """
 
@@ -20,7 +22,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
-from apps.accounts.models import User
+from apps.accounts.models import TokenFamily, User
 from apps.core import ratelimit
 from apps.core.redis import shared_client
 
@@ -84,49 +86,74 @@ def load_user(user_id: Any) -> User | None:
     return user
 
 
+def _family_state(raw: Any, family_id: Any) -> bool:
+    """Whether the family is revoked. Its state is cached positively ("ok"/"revoked"), so a
+    record lost from Redis (eviction, restart, flush) is read again from the database rather
+    than taken as "not revoked"."""
+    if raw is not None:
+        return (raw.decode() if isinstance(raw, bytes) else raw) != "ok"
+    revoked_at = TokenFamily.objects.filter(pk=family_id).values_list("revoked_at", flat=True)
+    state = list(revoked_at[:1])
+    revoked = not state or state[0] is not None  # an unknown family (its user erased) too
+    _store(
+        _family_key(family_id),
+        "revoked" if revoked else "ok",
+        only_if_absent=True,
+        ttl=_refresh_ttl() if revoked else _access_ttl(),
+    )
+    return revoked
+
+
 def lookup(user_id: Any, family_id: Any, bucket: str) -> tuple[User | None, bool, int]:
     """(user or None, family revoked?, failures counted for `bucket`) in one round trip."""
     key = _user_key(user_id)
     client = shared_client()
     if client is not None:
-        raw_user, revoked, failures = client.mget(
+        raw_user, raw_family, failures = client.mget(
             [key, _family_key(family_id), ratelimit.KEY_PREFIX + bucket]
         )
         count = int(failures or 0)
     else:
         found = cache.get_many([key, _family_key(family_id)])
-        raw_user, revoked = found.get(key), found.get(_family_key(family_id))
+        raw_user, raw_family = found.get(key), found.get(_family_key(family_id))
         count = ratelimit.peek(bucket, limit=1, window=60).count
     user = decode(raw_user) if raw_user is not None else False
     if user is False:
         user = load_user(user_id)
         _store(key, encode(user), only_if_absent=True)
-    return user, bool(revoked), count
+    return user, _family_state(raw_family, family_id), count
 
 
-def _store(key: str, value: str, *, only_if_absent: bool) -> None:
+def _store(key: str, value: str, *, only_if_absent: bool, ttl: int = RECORD_TTL) -> None:
     client = shared_client()
     if client is not None:
-        client.set(key, value, ex=RECORD_TTL, nx=only_if_absent)
+        client.set(key, value, ex=ttl, nx=only_if_absent)
     elif only_if_absent:
-        cache.add(key, value, timeout=RECORD_TTL)
+        cache.add(key, value, timeout=ttl)
     else:
-        cache.set(key, value, timeout=RECORD_TTL)
+        cache.set(key, value, timeout=ttl)
+
+
+def _access_ttl() -> int:
+    return int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds())
+
+
+def _refresh_ttl() -> int:
+    return int(settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"].total_seconds())
 
 
 def refresh_user(user_id: Any) -> None:
-    """After the current transaction commits, replace the user's record with the database's."""
+    """Replace the user's record with the database's now (inside the change's transaction:
+    if Redis cannot take it, the change fails with a 503 instead of leaving a stale record
+    that still says "active") and again after commit (what other transactions now see)."""
 
     def write() -> None:
         _store(_user_key(user_id), encode(load_user(user_id)), only_if_absent=False)
 
+    write()
     transaction.on_commit(write)
 
 
 def mark_family_revoked(family_id: Any) -> None:
-    ttl = int(settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"].total_seconds())
-    client = shared_client()
-    if client is not None:
-        client.set(_family_key(family_id), "1", ex=ttl)
-    else:
-        cache.set(_family_key(family_id), "1", timeout=ttl)
+    """Called inside the revoking transaction and again after its commit (see refresh_user)."""
+    _store(_family_key(family_id), "revoked", only_if_absent=False, ttl=_refresh_ttl())

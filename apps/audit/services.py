@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.http import HttpRequest
 
 from apps.audit.canonical import GENESIS_HASH, canonical_json, chain_hash, with_seq
@@ -184,12 +184,16 @@ def checkpoint_create() -> Checkpoint | None:
     if existing is not None:
         return existing
     ts = datetime.now(UTC).isoformat(timespec="seconds")
-    checkpoint = Checkpoint.objects.create(
-        seq=seq,
-        head=head,
-        ts=datetime.fromisoformat(ts),
-        signature=sign(checkpoint_statement(seq, head, ts)),
-    )
+    try:
+        with transaction.atomic():  # a savepoint: a concurrent export may sign this head first
+            checkpoint = Checkpoint.objects.create(
+                seq=seq,
+                head=head,
+                ts=datetime.fromisoformat(ts),
+                signature=sign(checkpoint_statement(seq, head, ts)),
+            )
+    except IntegrityError:
+        return Checkpoint.objects.get(seq=seq)
     # Public: the signature is meant to be published; without the wrapper it would be masked.
     logger.info("audit checkpoint", extra={"checkpoint": Public(checkpoint_as_dict(checkpoint))})
     return checkpoint

@@ -364,3 +364,66 @@ def test_failed_token_authentication_is_limited_per_address(api_client, settings
         "/api/v1/auth/me", HTTP_AUTHORIZATION=f"Bearer {good}", REMOTE_ADDR="203.0.113.6"
     )
     assert other.status_code == 200
+
+
+def test_a_revocation_survives_the_cache_losing_its_mark(
+    api_client, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
+
+    user = UserFactory()
+    pair = pair_for(api_client, user)
+    with django_capture_on_commit_callbacks(execute=True):
+        api_client.post("/api/v1/auth/token/revoke", {"refresh": pair["refresh"]}, format="json")
+    cache.clear()  # eviction, a restart without persistence, a FLUSHDB
+    assert code_of(me(api_client, pair["access"])) == "token_invalid"
+
+
+def test_a_revocation_redis_cannot_record_is_refused_not_half_done(api_client, monkeypatch):
+    import redis
+
+    from apps.accounts import tokens
+
+    user = UserFactory()
+    pair = pair_for(api_client, user)
+
+    def down(family_id):  # type: ignore[no-untyped-def]
+        raise redis.exceptions.ConnectionError("Redis is down")
+
+    monkeypatch.setattr(tokens, "mark_family_revoked", down)
+    response = api_client.post(
+        "/api/v1/auth/token/revoke", {"refresh": pair["refresh"]}, format="json"
+    )
+    assert response.status_code == 503 and code_of(response) == "service_unavailable"
+    monkeypatch.undo()
+    assert me(api_client, pair["access"]).status_code == 200  # nothing was half-revoked
+    from apps.accounts.models import TokenFamily
+
+    assert TokenFamily.objects.get().revoked_at is None
+
+
+def test_a_refresh_is_audited_as_issued(api_client):
+    user = UserFactory()
+    pair = pair_for(api_client, user)
+    api_client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json")
+    audit_chain_pending()
+    methods = [
+        json.loads(body)["details"]["method"]
+        for body in AuditEvent.objects.filter(action="auth.token.issued").values_list(
+            "body", flat=True
+        )
+    ]
+    assert methods == ["password", "refresh"]
+
+
+def test_clearing_a_role_from_the_role_side_applies_at_once(
+    api_client, django_capture_on_commit_callbacks
+):
+    from apps.accounts.models import Role
+
+    user = UserFactory(roles=["auditor"])
+    access = pair_for(api_client, user)["access"]
+    assert me(api_client, access).json()["roles"] == ["auditor"]
+    with django_capture_on_commit_callbacks(execute=True):
+        Role.objects.get(name="auditor").users.clear()
+    assert me(api_client, access).json()["roles"] == []

@@ -114,3 +114,38 @@ def test_the_count_is_shared_between_processes(api_client):
     for _ in range(2):
         assert attempt(api_client, "shared", "wrong").status_code == 401
     assert attempt(api_client, "shared", PASSWORD).status_code == 429
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_attempts_reach_the_password_check_at_most_five_times():
+    import threading
+
+    from django.contrib.auth import signals
+    from rest_framework.test import APIClient
+
+    UserFactory(username="raced")
+    checked: list[str] = []
+
+    def count_check(sender, credentials, **kwargs):  # type: ignore[no-untyped-def]
+        checked.append(credentials.get("username"))
+
+    signals.user_login_failed.connect(count_check)
+    barrier = threading.Barrier(20)
+    statuses: list[int] = []
+
+    def one() -> None:
+        client = APIClient()
+        barrier.wait()
+        statuses.append(attempt(client, "raced", "wrong").status_code)
+        connection.close()
+
+    try:
+        threads = [threading.Thread(target=one) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        signals.user_login_failed.disconnect(count_check)
+    assert sorted(statuses) == [401] * 5 + [429] * 15
+    assert len(checked) == 5  # the password was checked five times, not twenty
