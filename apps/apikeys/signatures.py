@@ -73,6 +73,14 @@ def replay_window_seconds() -> int:
     return 2 * settings.SIGNATURE_TOLERANCE_SECONDS + 60
 
 
+def sent_path(request: Any) -> str:
+    """The path with query exactly as the client sent it (API.md), escapes and all: gunicorn
+    passes the raw request target as RAW_URI. Elsewhere (the test client, runserver) Django's
+    re-escaped full path stands in."""
+    raw = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
+    return raw if raw and raw.startswith("/") else request.get_full_path()
+
+
 def verify_signature(request: Any, api_key: ApiKey) -> None:
     """Check the X-Signature of `request` for `api_key`; return quietly when it is valid (or
     the key does not require signing). Every refusal is counted against the client's address
@@ -100,7 +108,7 @@ def verify_signature(request: Any, api_key: ApiKey) -> None:
         logger.error("signing secret cannot be opened", extra={"prefix": api_key.prefix})
         raise ServiceUnavailable("This key's signing secret cannot be read; retry later.") from None
     message = signing_message(
-        timestamp, http_request.method, http_request.get_full_path(), http_request.body
+        timestamp, http_request.method, sent_path(http_request), http_request.body
     )
     expected = sign(secret, message)
     matched = None

@@ -207,3 +207,24 @@ def test_the_verifier_works_on_a_plain_django_request(signed):
             "/p?q=2", body, content_type="application/json", HTTP_X_SIGNATURE=header
         )
         verify_signature(bad, api_key)
+
+
+def test_the_path_is_taken_as_the_server_received_it(client, signed):
+    """Behind gunicorn, RAW_URI is the request target byte for byte; Django's own view of the
+    path is decoded and re-escaped. The signature is checked against what was really sent."""
+    _, key, secret = signed
+    as_sent = f"{KEYED}?name=%61%7eb"  # how this client escapes "a~b"
+    raw = json.dumps(BODY).encode()
+
+    def call(signed_path: str):  # type: ignore[no-untyped-def]
+        return client.post(
+            f"{KEYED}?name=a~b",  # what Django rebuilds the request target as
+            raw,
+            content_type="application/json",
+            HTTP_X_API_KEY=key,
+            HTTP_X_SIGNATURE=header_for(secret, path=signed_path),
+            RAW_URI=as_sent,
+        )
+
+    assert call(as_sent).status_code == 200
+    assert_error(call(f"{KEYED}?name=a~b"), 401, "signature_invalid")
