@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.audit",
     "apps.apikeys",
+    "apps.registry",
 ]
 
 MIDDLEWARE = [
@@ -177,6 +178,9 @@ AUDIT_CHAIN_BREAK_HANDLERS: list[str] = []
 # --- HTTP -------------------------------------------------------------------------------
 BULWARK_MAX_JSON_BODY = 1024 * 1024  # API.md: a JSON body is at most 1 MiB
 DATA_UPLOAD_MAX_MEMORY_SIZE = BULWARK_MAX_JSON_BODY
+# Model artifacts (multipart uploads to /api/v1/models/<name>/versions) are kept whole in memory
+# while they are hashed and encrypted, never on disk: this bounds that memory (413 beyond).
+BULWARK_MAX_ARTIFACT_BYTES = env_int("MAX_ARTIFACT_MB", default=512, minimum=1) * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 APPEND_SLASH = False  # API.md: no trailing slashes, and never a redirect that drops a POST body
 DEPENDENCY_RETRY_AFTER = 5

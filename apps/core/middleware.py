@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -154,6 +155,9 @@ class SecurityHeadersMiddleware:
 
 JSON_TYPES = frozenset({"application/json"})
 UPLOAD_TYPES = frozenset({"multipart/form-data"})
+# The one place a body may exceed the JSON limit: a multipart artifact upload (API.md "Models
+# and versions"). Its own upload handler enforces the artifact limit byte by byte.
+ARTIFACT_UPLOAD_PATH = re.compile(r"^/api/v1/models/[^/]+/versions$")
 
 
 class ApiRequestGuardMiddleware:
@@ -170,6 +174,8 @@ class ApiRequestGuardMiddleware:
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
         self.limit = settings.BULWARK_MAX_JSON_BODY
+        # The artifact plus the other form fields (each bounded by the JSON limit as a whole).
+        self.upload_limit = settings.BULWARK_MAX_ARTIFACT_BYTES + settings.BULWARK_MAX_JSON_BODY
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/"):
@@ -191,14 +197,19 @@ class ApiRequestGuardMiddleware:
             return InvalidInput("The Content-Length header is not a number.")
         if length < 0:
             return InvalidInput("The Content-Length header is negative.")
-        if length > self.limit:
-            return PayloadTooLarge(
-                f"The request body is {length} bytes; the limit is {self.limit}."
-            )
+        media_type, _, params = request.META.get("CONTENT_TYPE", "").partition(";")
+        media_type = media_type.strip().lower()
+        limit = self.limit
+        if (
+            request.method == "POST"
+            and media_type in UPLOAD_TYPES
+            and ARTIFACT_UPLOAD_PATH.match(request.path)
+        ):
+            limit = self.upload_limit
+        if length > limit:
+            return PayloadTooLarge(f"The request body is {length} bytes; the limit is {limit}.")
         chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
         if request.method in self.BODY_METHODS and (length > 0 or chunked):
-            media_type, _, params = request.META.get("CONTENT_TYPE", "").partition(";")
-            media_type = media_type.strip().lower()
             charset = _charset(params)
             if media_type not in JSON_TYPES | UPLOAD_TYPES:
                 shown = media_type or "none"

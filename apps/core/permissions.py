@@ -22,6 +22,10 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "audit.read": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
     # See, rotate and revoke every API key, not only one's own.
     "apikeys.manage_all": frozenset({ADMIN, SECURITY_OFFICER}),
+    # Register models, upload versions, move versions between stages.
+    "models.write": frozenset({ADMIN, ML_ENGINEER}),
+    # See models and their versions (metadata only: never an artifact or a key).
+    "models.read": frozenset({ADMIN, ML_ENGINEER, AUDITOR}),
     # Predict on every model (others need a per-model grant, managed in the admin).
     "predict.all_models": frozenset({ADMIN, ML_ENGINEER}),
 }

@@ -1,0 +1,106 @@
+"""Registered models and their versions. A version's artifact exists only as ciphertext in
+Django's default storage; this table holds what is needed to prove and decrypt it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from apps.audit.subjects import Subject
+from apps.core.models import BaseModel
+
+# The same alphabet and length as the model part of an API-key scope (`predict:<name>`).
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+validate_model_name = RegexValidator(
+    MODEL_NAME_PATTERN, "Use 1 to 64 letters, digits, hyphens or underscores."
+)
+MAX_BATCH_LIMIT = 10_000
+
+
+class RegisteredModel(BaseModel):
+    name = models.CharField(max_length=64, unique=True, validators=[validate_model_name])
+    description = models.TextField(blank=True, default="", max_length=2000)
+    # SET_NULL: erasing a person (privacy erasure) must not delete the models they registered.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="registered_models",
+    )
+
+    class Meta:
+        verbose_name = "model"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def audit_subject(self) -> Subject:
+        return Subject("model", self.name)
+
+
+class Stage(models.TextChoices):
+    STAGING = "staging"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+class ModelVersion(BaseModel):
+    # PROTECT: a version's ciphertext lives in storage; deleting rows would orphan it silently.
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.STAGING)
+    size = models.PositiveBigIntegerField(help_text="Plaintext bytes.")
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the plaintext, hex.")
+    input_schema = models.JSONField(help_text="JSON Schema (draft 2020-12) of one input row.")
+    feature_order = models.JSONField(default=list)
+    max_batch = models.PositiveIntegerField(
+        default=100, validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_LIMIT)]
+    )
+    dp_epsilon = models.FloatField(null=True, blank=True)
+    dp_sensitivity = models.FloatField(null=True, blank=True)
+    wrapped_data_key = models.BinaryField(editable=False)
+    master_key_id = models.CharField(max_length=64, editable=False)
+    # A storage name, not a FileField: nothing should ever open it as a plain file (no URL,
+    # no admin download); only the registry's verified-load service reads it.
+    artifact = models.CharField(max_length=255, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["model", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "number"], name="%(app_label)s_%(class)s_unique_number"
+            ),
+            # The database, not only the service, guarantees a single production version.
+            models.UniqueConstraint(
+                fields=["model"],
+                condition=models.Q(stage="production"),
+                name="%(app_label)s_%(class)s_one_production",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_batch__gte=1, max_batch__lte=MAX_BATCH_LIMIT),
+                name="%(app_label)s_%(class)s_max_batch_range",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(dp_epsilon__isnull=True, dp_sensitivity__isnull=True)
+                    | models.Q(dp_epsilon__gt=0, dp_sensitivity__gt=0)
+                ),
+                name="%(app_label)s_%(class)s_dp_both_positive_or_neither",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.number}"
+
+    def audit_subject(self) -> Subject:
+        return Subject("model_version", f"{self.model.name}:{self.number}")

@@ -1,0 +1,228 @@
+"""State changes of the registry: models, versions (upload with envelope encryption), stages,
+and the one verified way to load a version's artifact."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from typing import IO, Any
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.http import HttpRequest
+
+from apps.audit.services import audit_event_record
+from apps.core.errors import Conflict, InvalidInput
+from apps.registry.envelope import (
+    ArtifactRejected,
+    encrypt_artifact,
+    load_artifact,
+    master_keys_from_secrets,
+)
+from apps.registry.errors import ArtifactRefused
+from apps.registry.models import ModelVersion, RegisteredModel, Stage
+from apps.registry.schemas import check_feature_order, check_input_schema
+
+logger = logging.getLogger("bulwark.registry")
+
+ARTIFACT_DIRECTORY = "artifacts"
+
+
+class _CiphertextFile(File):  # type: ignore[type-arg]  # no underlying file object
+    """The ciphertext iterator as something Django's storage can save chunk by chunk, so the
+    whole ciphertext is never joined into one more in-memory copy."""
+
+    def __init__(self, ciphertext: Iterator[bytes], name: str) -> None:
+        super().__init__(None, name)
+        self._ciphertext = ciphertext
+
+    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        yield from self._ciphertext
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def _artifact_name() -> str:
+    # Random, so a stored name says nothing about the model and cannot be guessed.
+    return f"{ARTIFACT_DIRECTORY}/{secrets.token_hex(16)}.bwae"
+
+
+def _invalid(path: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{path}: {message}", details=[{"path": path, "message": message}])
+
+
+def registered_model_create(
+    *, actor: Any, name: str, description: str = "", request: HttpRequest | None = None
+) -> RegisteredModel:
+    """Register a model owned by `actor`; audited `model.created`. Conflict if the name is taken."""
+    if RegisteredModel.objects.filter(name=name).exists():
+        raise Conflict("A model with this name already exists.")
+    model = RegisteredModel(name=name, description=description, owner=actor)
+    model.full_clean(validate_unique=False)  # uniqueness: the constraint, race-free, below
+    try:
+        with transaction.atomic():
+            model.save()
+            audit_event_record("model.created", actor=actor, target=model, request=request)
+    except IntegrityError:
+        # A concurrent request registered the same name between our check and our insert.
+        raise Conflict("A model with this name already exists.") from None
+    return model
+
+
+def model_version_register(
+    *,
+    actor: Any,
+    model: RegisteredModel,
+    artifact: IO[bytes],
+    input_schema: Any,
+    feature_order: Any = None,
+    max_batch: int = 100,
+    dp_epsilon: float | None = None,
+    dp_sensitivity: float | None = None,
+    request: HttpRequest | None = None,
+) -> ModelVersion:
+    """Encrypt `artifact` under a fresh data key, store the ciphertext in the default storage
+    and record the next version (staging); audited `model.version.created`.
+
+    `artifact` should be the in-memory upload itself (it is read twice, never copied or written
+    to disk in plaintext). All or nothing: on any failure no row and no stored file remain.
+    Raises InvalidInput for a bad schema, feature order, DP pair or an empty artifact.
+    """
+    schema = check_input_schema(input_schema)
+    order = check_feature_order(feature_order, schema)
+    if (dp_epsilon is None) != (dp_sensitivity is None):
+        raise _invalid("dp_epsilon", "give both dp_epsilon and dp_sensitivity, or neither")
+    if getattr(artifact, "size", None) == 0:
+        raise _invalid("artifact", "is empty")
+    master_keys = master_keys_from_secrets()
+
+    name = _artifact_name()
+    try:
+        with transaction.atomic():
+            # The model's row lock serialises uploads to one model, so numbers are 1, 2, 3...
+            # without gaps or duplicates. It is held while encrypting because the number is
+            # bound into the ciphertext; uploads to other models are not blocked.
+            locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+            latest = ModelVersion.objects.filter(model=locked).aggregate(top=Max("number"))["top"]
+            number = (latest or 0) + 1
+            encrypted = encrypt_artifact(
+                artifact, model=locked.name, version=number, master_keys=master_keys
+            )
+            name = default_storage.save(name, _CiphertextFile(encrypted.ciphertext, name))
+            version = ModelVersion(
+                model=locked,
+                number=number,
+                stage=Stage.STAGING,
+                size=encrypted.size,
+                sha256=encrypted.sha256,
+                input_schema=schema,
+                feature_order=order,
+                max_batch=max_batch,
+                dp_epsilon=dp_epsilon,
+                dp_sensitivity=dp_sensitivity,
+                wrapped_data_key=encrypted.wrapped_key,
+                master_key_id=encrypted.master_key_id,
+                artifact=name,
+                created_by=actor,
+            )
+            version.full_clean()
+            version.save()
+            audit_event_record(
+                "model.version.created",
+                actor=actor,
+                target=version,
+                details={"sha256": version.sha256, "size": version.size, "stage": version.stage},
+                request=request,
+            )
+    except BaseException:
+        # The row is rolled back with the transaction; the file is not transactional. The
+        # name is random, so whatever is stored under it (even a partial write) is ours.
+        if default_storage.exists(name):
+            default_storage.delete(name)
+        raise
+    return version
+
+
+def _move(*, actor: Any, version: ModelVersion, stage: str, request: HttpRequest | None) -> None:
+    previous = version.stage
+    version.stage = stage
+    version.full_clean()
+    version.save(update_fields=["stage", "updated_at"])
+    audit_event_record(
+        "model.version.staged",
+        actor=actor,
+        target=version,
+        details={"from": previous, "to": stage},
+        request=request,
+    )
+
+
+@transaction.atomic
+def model_version_stage(
+    *, actor: Any, version: ModelVersion, stage: str, request: HttpRequest | None = None
+) -> ModelVersion:
+    """Move `version` to `stage`; promoting to production moves the former production version
+    to staging first. Each move is audited `model.version.staged` with from/to. Moving a
+    version to the stage it is in changes nothing and records nothing."""
+    if stage not in Stage.values:
+        raise _invalid("stage", f"must be one of {', '.join(Stage.values)}")
+    # Lock the model first, then its versions: every stage change of one model takes the locks
+    # in this order, so two concurrent promotions queue instead of deadlocking or both winning.
+    RegisteredModel.objects.select_for_update().get(pk=version.model_id)
+    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    if version.stage == stage:
+        return version
+    if stage == Stage.PRODUCTION:
+        current = (
+            ModelVersion.objects.select_for_update()
+            .filter(model_id=version.model_id, stage=Stage.PRODUCTION)
+            .first()
+        )
+        if current is not None:
+            # Demote first: the one-production constraint holds after every statement.
+            _move(actor=actor, version=current, stage=Stage.STAGING, request=request)
+    _move(actor=actor, version=version, stage=stage, request=request)
+    return version
+
+
+def model_version_load(*, version: ModelVersion) -> object:
+    """The version's model object, loaded only after its ciphertext is authenticated and its
+    plaintext digest matches the recorded one.
+
+    On any refusal (tampered, truncated or swapped ciphertext, unknown master key, missing
+    file) nothing is unpickled: an audit event `model.version.rejected` (outcome failure) is
+    committed on its own and ArtifactRefused (503) is raised. Call it outside a transaction
+    that the error would roll back, or the event goes with it.
+    """
+    try:
+        with default_storage.open(version.artifact, "rb") as stream:
+            return load_artifact(
+                stream,
+                wrapped_key=bytes(version.wrapped_data_key),
+                master_key_id=version.master_key_id,
+                model=version.model.name,
+                version=version.number,
+                sha256=version.sha256,
+                master_keys=master_keys_from_secrets(),
+            )
+    except ArtifactRejected as exc:
+        reason = exc.reason.value
+    except FileNotFoundError:
+        reason = "artifact missing"
+    logger.error(
+        "model artifact refused",
+        extra={"model": version.model.name, "version": version.number, "reason": reason},
+    )
+    with transaction.atomic():
+        audit_event_record(
+            "model.version.rejected",
+            actor=None,
+            target=version,
+            outcome="failure",
+            details={"reason": reason},
+        )
+    raise ArtifactRefused()

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from apps.registry import views
+
+urlpatterns = [
+    path("models", views.RegisteredModelCollectionApi.as_view(), name="models"),
+    path("models/<str:name>", views.RegisteredModelDetailApi.as_view(), name="model"),
+    path(
+        "models/<str:name>/versions",
+        views.ModelVersionCollectionApi.as_view(),
+        name="model-versions",
+    ),
+    path(
+        "models/<str:name>/versions/<int:number>/stage",
+        views.ModelVersionStageApi.as_view(),
+        name="model-version-stage",
+    ),
+]

@@ -1,0 +1,271 @@
+"""Registry endpoints (API.md "Models and versions"). Writers hold `models.write` (admins, ML
+engineers); readers `models.read` (also auditors). Artifacts come in as multipart only."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.http import HttpRequest
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.generics import ListAPIView
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.errors import ApplicationError
+from apps.core.pagination import CursorPagination
+from apps.core.permissions import Allows
+from apps.core.strict_json import loads_strict
+from apps.registry.models import MAX_BATCH_LIMIT, MODEL_NAME_PATTERN, Stage
+from apps.registry.selectors import (
+    model_version_get,
+    model_version_list,
+    registered_model_get,
+    registered_model_list,
+)
+from apps.registry.services import (
+    model_version_register,
+    model_version_stage,
+    registered_model_create,
+)
+from apps.registry.uploads import InMemoryArtifactUploadHandler
+
+TAGS = ["models"]
+NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The model's name.")
+NUMBER = OpenApiParameter("number", int, OpenApiParameter.PATH, description="Version number.")
+
+
+class ReadOrWrite:
+    """Reads need `models.read`, anything else `models.write`."""
+
+    def get_permissions(self) -> list[BasePermission]:
+        request: Request = self.request  # type: ignore[attr-defined]  # set by APIView
+        capability = "models.read" if request.method in SAFE_METHODS else "models.write"
+        return [IsAuthenticated(), Allows(capability)]
+
+
+class ModelSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "RegisteredModel"
+
+    name = serializers.CharField()
+    description = serializers.CharField()
+    owner = serializers.CharField(source="owner.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+
+
+class VersionSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "ModelVersion"
+
+    version = serializers.IntegerField(source="number")
+    stage = serializers.ChoiceField(choices=Stage.choices)
+    sha256 = serializers.CharField(help_text="SHA-256 of the plaintext artifact, hex.")
+    size = serializers.IntegerField(help_text="Plaintext bytes.")
+    encrypted = serializers.SerializerMethodField()
+    input_schema = serializers.JSONField()
+    feature_order = serializers.ListField(child=serializers.CharField())
+    max_batch = serializers.IntegerField()
+    dp_epsilon = serializers.FloatField(allow_null=True)
+    dp_sensitivity = serializers.FloatField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+    def get_encrypted(self, version: Any) -> bool:
+        # Every stored artifact is ciphertext: there is no unencrypted path into the registry.
+        return True
+
+
+class RegisteredModelListApi(ReadOrWrite, ListAPIView):
+    pagination_class = CursorPagination
+    serializer_class = ModelSerializer
+
+    @extend_schema(tags=TAGS, summary="Registered models, newest first")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return registered_model_list(actor=self.request.user)
+
+
+class RegisteredModelCreateApi(ReadOrWrite, APIView):
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RegisteredModelCreate"
+
+        name = serializers.RegexField(
+            MODEL_NAME_PATTERN, max_length=64, help_text="1 to 64 of [A-Za-z0-9_-]."
+        )
+        description = serializers.CharField(
+            max_length=2000, required=False, allow_blank=True, default=""
+        )
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Register a model",
+        description="A name already taken is 409 `conflict`.",
+        request=InputSerializer,
+        responses={201: ModelSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        payload = RegisteredModelCreateApi.InputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        model = registered_model_create(
+            actor=request.user, request=request._request, **payload.validated_data
+        )
+        return Response(ModelSerializer(model).data, status=201)
+
+
+class RegisteredModelCollectionApi(RegisteredModelListApi, RegisteredModelCreateApi):
+    """`/models`: GET lists, POST registers (one path, two operations)."""
+
+
+class RegisteredModelDetailApi(ReadOrWrite, APIView):
+    @extend_schema(tags=TAGS, summary="One model", parameters=[NAME], responses=ModelSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        model = registered_model_get(actor=request.user, name=name)
+        return Response(ModelSerializer(model).data)
+
+
+def _json_field(raw: str, path: str) -> Any:
+    """A JSON document sent as a form field, parsed as strictly as a JSON body."""
+    try:
+        return loads_strict(raw.encode())
+    except ApplicationError as exc:
+        exc.details = [{"path": path, "message": exc.message}]
+        exc.message = f"{path}: {exc.message}"
+        raise
+
+
+def _positive_finite(value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise serializers.ValidationError("Must be a finite number greater than 0.")
+
+
+class ModelVersionListApi(ReadOrWrite, ListAPIView):
+    pagination_class = CursorPagination
+    serializer_class = VersionSerializer
+
+    @extend_schema(tags=TAGS, summary="A model's versions, newest first", parameters=[NAME])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        model = registered_model_get(actor=self.request.user, name=self.kwargs["name"])
+        return model_version_list(actor=self.request.user, model=model)
+
+
+class ModelVersionUploadApi(ReadOrWrite, APIView):
+    # Multipart only: an artifact is a file. A JSON body here is 415.
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ModelVersionUpload"
+
+        artifact = serializers.FileField(help_text="The joblib file.")
+        input_schema = serializers.CharField(
+            help_text="JSON Schema (draft 2020-12) of one input row, an object, as JSON text."
+        )
+        feature_order = serializers.CharField(
+            required=False,
+            help_text="JSON list of property names; default: the schema's `properties` order.",
+        )
+        max_batch = serializers.IntegerField(
+            min_value=1, max_value=MAX_BATCH_LIMIT, required=False, default=100
+        )
+        dp_epsilon = serializers.FloatField(
+            required=False, validators=[_positive_finite], help_text="With dp_sensitivity."
+        )
+        dp_sensitivity = serializers.FloatField(
+            required=False, validators=[_positive_finite], help_text="With dp_epsilon."
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ModelVersionCreated"
+
+        version = serializers.IntegerField(source="number")
+        sha256 = serializers.CharField()
+        size = serializers.IntegerField()
+        stage = serializers.ChoiceField(choices=Stage.choices)
+        encrypted = serializers.BooleanField(default=True)
+        created_at = serializers.DateTimeField()
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        # Before anything reads the body: Django's default handlers would write an artifact
+        # over 2.5 MB to a temporary file in plaintext. Ours keeps it in memory, bounded.
+        request.upload_handlers = [InMemoryArtifactUploadHandler(request)]
+        return super().initialize_request(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Upload a version (encrypted at rest; starts in staging)",
+        description=(
+            "multipart/form-data only. The artifact is kept in memory, encrypted with its own "
+            "data key and stored as ciphertext; its plaintext never touches disk. Larger than "
+            "the upload limit (MAX_ARTIFACT_MB): 413 `payload_too_large`."
+        ),
+        parameters=[NAME],
+        request={"multipart/form-data": InputSerializer},
+        responses={201: OutputSerializer},
+    )
+    def post(self, request: Request, name: str) -> Response:
+        model = registered_model_get(actor=request.user, name=name)
+        payload = self.InputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        feature_order = data.get("feature_order")
+        version = model_version_register(
+            actor=request.user,
+            model=model,
+            artifact=data["artifact"],
+            input_schema=_json_field(data["input_schema"], "input_schema"),
+            feature_order=None
+            if feature_order is None
+            else _json_field(feature_order, "feature_order"),
+            max_batch=data["max_batch"],
+            dp_epsilon=data.get("dp_epsilon"),
+            dp_sensitivity=data.get("dp_sensitivity"),
+            request=request._request,
+        )
+        return Response(self.OutputSerializer(version).data, status=201)
+
+
+class ModelVersionCollectionApi(ModelVersionListApi, ModelVersionUploadApi):
+    """`/models/{name}/versions`: GET lists, POST uploads (one path, two operations)."""
+
+
+class ModelVersionStageApi(ReadOrWrite, APIView):
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ModelVersionStage"
+
+        stage = serializers.ChoiceField(choices=Stage.choices)
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Move a version to a stage",
+        description=(
+            "At most one production version per model: promoting one moves the former "
+            "production version to staging, in the same transaction."
+        ),
+        parameters=[NAME, NUMBER],
+        request=InputSerializer,
+        responses={200: VersionSerializer},
+    )
+    def post(self, request: Request, name: str, number: int) -> Response:
+        model = registered_model_get(actor=request.user, name=name)
+        version = model_version_get(actor=request.user, model=model, number=number)
+        payload = self.InputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        version = model_version_stage(
+            actor=request.user,
+            version=version,
+            stage=payload.validated_data["stage"],
+            request=request._request,
+        )
+        return Response(VersionSerializer(version).data)

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from django.http import HttpResponse
+from sklearn.linear_model import LinearRegression
+
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_chain_pending
+from apps.registry.models import RegisteredModel
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"rooms": {"type": "number"}, "area": {"type": "number"}},
+    "required": ["rooms", "area"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture
+def media_root(settings: Any, tmp_path: Path) -> Path:
+    root = tmp_path / "media"
+    settings.MEDIA_ROOT = root
+    return root
+
+
+def stored_files(root: Path) -> list[Path]:
+    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
+
+
+def trained_bytes() -> bytes:
+    rng = np.random.default_rng(3)
+    inputs = rng.normal(size=(50, 2))
+    model = LinearRegression().fit(inputs, inputs @ np.array([2.0, -1.0]) + 0.5)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def artifact(content: bytes, name: str = "model.joblib") -> io.BytesIO:
+    upload = io.BytesIO(content)
+    upload.name = name
+    return upload
+
+
+def upload(client: Any, model: str, content: bytes, **fields: Any) -> HttpResponse:
+    data: dict[str, Any] = {"artifact": artifact(content), "input_schema": json.dumps(SCHEMA)}
+    data.update(fields)
+    return client.post(f"/api/v1/models/{model}/versions", data, format="multipart")
+
+
+def make_model(owner: Any, name: str = "pricing") -> RegisteredModel:
+    return RegisteredModel.objects.create(name=name, owner=owner)
+
+
+def audit_events(action: str | None = None) -> list[dict[str, Any]]:
+    audit_chain_pending()
+    events = [json.loads(event.body) for event in AuditEvent.objects.order_by("seq")]
+    return [event for event in events if action is None or event["action"] == action]
+
+
+def assert_error(response: HttpResponse, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    body = json.loads(response.content)
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    return body["error"]
