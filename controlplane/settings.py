@@ -165,6 +165,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "audit-verify-all": {"task": "audit.verify_all", "schedule": 24 * 3600.0},
     "apikeys-expire": {"task": "apikeys.expire", "schedule": 60.0},
     "apikeys-warn-expiring": {"task": "apikeys.warn_expiring", "schedule": 24 * 3600.0},
+    "registry-verify-watermarks": {"task": "registry.verify_watermarks", "schedule": 24 * 3600.0},
 }
 
 # --- Audit ------------------------------------------------------------------------------
@@ -174,6 +175,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # beat) each commit chains right away (try-lock, one batch at most).
 AUDIT_CHAIN_INLINE = CELERY_TASK_ALWAYS_EAGER
 AUDIT_CHAIN_BREAK_HANDLERS: list[str] = []
+
+# --- Watermarks -------------------------------------------------------------------------
+# Dotted paths of callables `handler(*, result)` called when a watermark verification fails
+# (the incidents app adds its own).
+WATERMARK_FAILURE_HANDLERS: list[str] = []
+# The only hosts a suspect-endpoint check may contact (exact host names, lower case); empty:
+# none. Any other URL is refused before a connection is opened.
+WATERMARK_SUSPECT_HOSTS = [host.lower() for host in env_list("WATERMARK_SUSPECT_HOSTS")]
+WATERMARK_SUSPECT_CONNECT_TIMEOUT = 3.0
+WATERMARK_SUSPECT_READ_TIMEOUT = 10.0
 
 # --- HTTP -------------------------------------------------------------------------------
 BULWARK_MAX_JSON_BODY = 1024 * 1024  # API.md: a JSON body is at most 1 MiB
@@ -223,6 +234,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "apps.registry.models.WatermarkStatus",
+        "StatusEnum": ["ok", "unavailable"],
+    },
 }
 
 # --- Identity: JWT, MFA, login throttling, API keys ---------------------------------------

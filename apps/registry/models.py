@@ -66,6 +66,9 @@ class ModelVersion(BaseModel):
     # A storage name, not a FileField: nothing should ever open it as a plain file (no URL,
     # no admin download); only the registry's verified-load service reads it.
     artifact = models.CharField(max_length=255, editable=False)
+    # The watermark set (inputs, labels, threshold) as JSON, sealed (apps.core.sealing, purpose
+    # WATERMARK_PURPOSE): it proves ownership, so it is kept as secret as the artifact.
+    watermark_sealed = models.TextField(blank=True, default="", editable=False)  # "": none
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -104,3 +107,51 @@ class ModelVersion(BaseModel):
 
     def audit_subject(self) -> Subject:
         return Subject("model_version", f"{self.model.name}:{self.number}")
+
+
+WATERMARK_PURPOSE = "registry.watermark"
+
+
+class WatermarkKind(models.TextChoices):
+    VERIFY = "verify"  # our stored version predicts its own watermark
+    SUSPECT = "suspect"  # a suspect prediction endpoint predicts our watermark
+
+
+class WatermarkStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class WatermarkResult(BaseModel):
+    """One watermark job and its outcome, kept per version; its id is the job id of the API."""
+
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="watermark_results"
+    )
+    kind = models.CharField(
+        max_length=16, choices=WatermarkKind.choices, default=WatermarkKind.VERIFY
+    )
+    status = models.CharField(
+        max_length=16, choices=WatermarkStatus.choices, default=WatermarkStatus.PENDING
+    )
+    suspect_url = models.URLField(max_length=500, blank=True, default="")
+    agreement = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(agreement__isnull=True)
+                | models.Q(agreement__gte=0, agreement__lte=1),
+                name="%(app_label)s_%(class)s_agreement_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.kind} {self.status}"

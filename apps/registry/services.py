@@ -83,6 +83,7 @@ def model_version_register(
     max_batch: int = 100,
     dp_epsilon: float | None = None,
     dp_sensitivity: float | None = None,
+    watermark: Any = None,
     request: HttpRequest | None = None,
 ) -> ModelVersion:
     """Encrypt `artifact` under a fresh data key, store the ciphertext in the default storage
@@ -90,10 +91,16 @@ def model_version_register(
 
     `artifact` should be the in-memory upload itself (it is read twice, never copied or written
     to disk in plaintext). All or nothing: on any failure no row and no stored file remain.
-    Raises InvalidInput for a bad schema, feature order, DP pair or an empty artifact.
+    Raises InvalidInput for a bad schema, feature order, DP pair, watermark or an empty
+    artifact. A watermark set is stored sealed and its verification queued after commit.
     """
+    from apps.registry import watermarks  # it builds on this module's verified load
+
     schema = check_input_schema(input_schema)
     order = check_feature_order(feature_order, schema)
+    watermark_set = (
+        None if watermark is None else watermarks.watermark_check(watermark, input_schema=schema)
+    )
     if (dp_epsilon is None) != (dp_sensitivity is None):
         raise _invalid("dp_epsilon", "give both dp_epsilon and dp_sensitivity, or neither")
     if getattr(artifact, "size", None) == 0:
@@ -127,6 +134,9 @@ def model_version_register(
                 wrapped_data_key=encrypted.wrapped_key,
                 master_key_id=encrypted.master_key_id,
                 artifact=name,
+                watermark_sealed=""
+                if watermark_set is None
+                else watermarks.watermark_seal(watermark_set),
                 created_by=actor,
             )
             version.full_clean()
@@ -135,9 +145,16 @@ def model_version_register(
                 "model.version.created",
                 actor=actor,
                 target=version,
-                details={"sha256": version.sha256, "size": version.size, "stage": version.stage},
+                details={
+                    "sha256": version.sha256,
+                    "size": version.size,
+                    "stage": version.stage,
+                    "watermark": watermark_set is not None,
+                },
                 request=request,
             )
+            if watermark_set is not None:
+                watermarks.watermark_job_create(version=version)
     except BaseException:
         # The row is rolled back with the transaction; the file is not transactional. The
         # name is random, so whatever is stored under it (even a partial write) is ours.

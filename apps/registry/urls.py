@@ -15,4 +15,10 @@ urlpatterns = [
         views.ModelVersionStageApi.as_view(),
         name="model-version-stage",
     ),
+    path(
+        "models/<str:name>/versions/<int:number>/verify-watermark",
+        views.ModelVersionVerifyWatermarkApi.as_view(),
+        name="model-version-verify-watermark",
+    ),
+    path("jobs/<uuid:job_id>", views.JobDetailApi.as_view(), name="job"),
 ]

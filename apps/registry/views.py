@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from uuid import UUID
 
 from django.http import HttpRequest
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
@@ -20,7 +27,7 @@ from apps.core.errors import ApplicationError
 from apps.core.pagination import CursorPagination
 from apps.core.permissions import Allows
 from apps.core.strict_json import loads_strict
-from apps.registry.models import MAX_BATCH_LIMIT, MODEL_NAME_PATTERN, Stage
+from apps.registry.models import MAX_BATCH_LIMIT, MODEL_NAME_PATTERN, Stage, WatermarkStatus
 from apps.registry.selectors import (
     model_version_get,
     model_version_list,
@@ -33,6 +40,7 @@ from apps.registry.services import (
     registered_model_create,
 )
 from apps.registry.uploads import InMemoryArtifactUploadHandler
+from apps.registry.watermarks import watermark_result_get, watermark_verification_request
 
 TAGS = ["models"]
 NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The model's name.")
@@ -183,6 +191,13 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
         dp_sensitivity = serializers.FloatField(
             required=False, validators=[_positive_finite], help_text="With dp_epsilon."
         )
+        watermark = serializers.CharField(
+            required=False,
+            help_text=(
+                'JSON {"inputs": [rows], "labels": [...], "threshold": 0 < t <= 1}: rows valid '
+                "against input_schema, one label each. Stored sealed; verified after upload."
+            ),
+        )
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -219,6 +234,7 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         feature_order = data.get("feature_order")
+        watermark = data.get("watermark")
         version = model_version_register(
             actor=request.user,
             model=model,
@@ -230,6 +246,7 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
             max_batch=data["max_batch"],
             dp_epsilon=data.get("dp_epsilon"),
             dp_sensitivity=data.get("dp_sensitivity"),
+            watermark=None if watermark is None else _json_field(watermark, "watermark"),
             request=request._request,
         )
         return Response(self.OutputSerializer(version).data, status=201)
@@ -269,3 +286,80 @@ class ModelVersionStageApi(ReadOrWrite, APIView):
             request=request._request,
         )
         return Response(VersionSerializer(version).data)
+
+
+class ModelVersionVerifyWatermarkApi(APIView):
+    permission_classes = [IsAuthenticated, Allows("models.write")]
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "WatermarkJobCreated"
+
+        job_id = serializers.UUIDField(source="id")
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Verify a version's watermark (a background job)",
+        description=(
+            "Queues a job that loads the version (integrity checked) and predicts its "
+            "watermark inputs; poll `GET /api/v1/jobs/{job_id}`. A version without a "
+            "watermark set is 409 `conflict`."
+        ),
+        parameters=[NAME, NUMBER],
+        request=None,
+        responses={202: OutputSerializer},
+    )
+    def post(self, request: Request, name: str, number: int) -> Response:
+        model = registered_model_get(actor=request.user, name=name)
+        version = model_version_get(actor=request.user, model=model, number=number)
+        result = watermark_verification_request(
+            actor=request.user, version=version, request=request._request
+        )
+        return Response(self.OutputSerializer(result).data, status=202)
+
+
+class JobDetailApi(APIView):
+    permission_classes = [IsAuthenticated, Allows("models.read")]
+
+    class ResultSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "WatermarkJobResult"
+
+        agreement = serializers.FloatField(allow_null=True)
+        threshold = serializers.FloatField(allow_null=True)
+        reason = serializers.CharField()
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "Job"
+
+        status = serializers.ChoiceField(choices=WatermarkStatus.choices)
+        result = serializers.SerializerMethodField()
+
+        @extend_schema_field(
+            inline_serializer(
+                "WatermarkJobOutcome",
+                {
+                    "agreement": serializers.FloatField(allow_null=True),
+                    "threshold": serializers.FloatField(allow_null=True),
+                    "reason": serializers.CharField(),
+                },
+            )
+        )
+        def get_result(self, job: Any) -> dict[str, Any] | None:
+            return None
+
+    @extend_schema(
+        tags=["jobs"],
+        summary="A background job's state and, once finished, its result",
+        parameters=[
+            OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
+        ],
+        responses={200: OutputSerializer},
+    )
+    def get(self, request: Request, job_id: UUID) -> Response:
+        job = watermark_result_get(actor=request.user, job_id=job_id)
+        body: dict[str, Any] = {"status": job.status}
+        if job.status in {WatermarkStatus.SUCCEEDED, WatermarkStatus.FAILED}:
+            body["result"] = self.ResultSerializer(job).data
+        return Response(body)
