@@ -11,6 +11,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from apps.core.permissions import may
+from apps.registry.selectors import user_may_predict
 from controlplane.env import parse_rate
 
 SCOPE_ALL_MODELS = "predict:*"
@@ -71,8 +72,16 @@ def validate_allowed_ips(value: Any) -> None:
 
 
 def scopes_beyond_grants(user: Any, scopes: Iterable[str]) -> list[str]:
-    """The scopes `user` could not hold. Until per-model grants exist (their own issue), only
-    holders of `predict.all_models` hold any predict scope; everyone else holds none."""
-    if may(user, "predict.all_models"):
-        return []
-    return list(scopes)
+    """The scopes `user` could not hold: `predict:*` needs `predict.all_models`; `predict:<name>`
+    needs the `predict` grant on that model (a model that does not exist is granted to no one
+    but the roles that predict on all models)."""
+    beyond: list[str] = []
+    for scope in scopes:
+        if scope == SCOPE_ALL_MODELS:
+            allowed = may(user, "predict.all_models")
+        else:
+            match = _SCOPE.match(scope)
+            allowed = match is not None and user_may_predict(user, match.group(1))
+        if not allowed:
+            beyond.append(scope)
+    return beyond

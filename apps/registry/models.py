@@ -155,3 +155,62 @@ class WatermarkResult(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.version} {self.kind} {self.status}"
+
+
+class PredictGrant(BaseModel):
+    """`predict` on one model, granted to one user or to one group (exactly one of the two).
+    Roles holding `predict.all_models` need none; API clients predict only where granted."""
+
+    model = models.ForeignKey(
+        RegisteredModel, on_delete=models.CASCADE, related_name="predict_grants"
+    )
+    # CASCADE: a grant means nothing without its grantee (an erased person, a deleted group).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="predict_grants",
+    )
+    group = models.ForeignKey(
+        "auth.Group",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="predict_grants",
+    )
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["model", "-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(user__isnull=False, group__isnull=True)
+                    | models.Q(user__isnull=True, group__isnull=False)
+                ),
+                name="%(app_label)s_%(class)s_user_or_group",
+                violation_error_message="Grant to exactly one of a user or a group.",
+            ),
+            models.UniqueConstraint(
+                fields=["model", "user"],
+                condition=models.Q(user__isnull=False),
+                name="%(app_label)s_%(class)s_unique_user",
+            ),
+            models.UniqueConstraint(
+                fields=["model", "group"],
+                condition=models.Q(group__isnull=False),
+                name="%(app_label)s_%(class)s_unique_group",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        grantee = f"user {self.user}" if self.user_id else f"group {self.group}"
+        return f"predict on {self.model} for {grantee}"

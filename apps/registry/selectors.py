@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.core.errors import NotFound
-from apps.registry.models import ModelVersion, RegisteredModel
+from apps.core.permissions import may
+from apps.registry.models import ModelVersion, PredictGrant, RegisteredModel
 
 
 def registered_model_list(*, actor: Any) -> QuerySet[RegisteredModel]:
@@ -31,3 +32,16 @@ def model_version_get(*, actor: Any, model: RegisteredModel, number: int) -> Mod
     if version is None:
         raise NotFound("No version with this number.")
     return version
+
+
+def user_may_predict(user: Any, model_name: str) -> bool:
+    """Whether `user` holds `predict` on the model named `model_name`: through a role with
+    `predict.all_models`, or a grant to the user or to one of their groups. A model that does
+    not exist is granted to nobody but those roles."""
+    if may(user, "predict.all_models"):
+        return True
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    return PredictGrant.objects.filter(
+        Q(user=user) | Q(group__in=user.groups.all()), model__name=model_name
+    ).exists()

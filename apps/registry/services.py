@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Iterator
 from typing import IO, Any
 
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -15,6 +16,7 @@ from django.db.models import Max
 from django.http import HttpRequest
 
 from apps.audit.services import audit_event_record
+from apps.audit.subjects import pseudonym_for
 from apps.core.errors import Conflict, InvalidInput
 from apps.registry.envelope import (
     ArtifactRejected,
@@ -23,7 +25,7 @@ from apps.registry.envelope import (
     master_keys_from_secrets,
 )
 from apps.registry.errors import ArtifactRefused
-from apps.registry.models import ModelVersion, RegisteredModel, Stage
+from apps.registry.models import ModelVersion, PredictGrant, RegisteredModel, Stage
 from apps.registry.schemas import check_feature_order, check_input_schema
 
 logger = logging.getLogger("bulwark.registry")
@@ -243,3 +245,57 @@ def model_version_load(*, version: ModelVersion) -> object:
             details={"reason": reason},
         )
     raise ArtifactRefused()
+
+
+def _grantee(grant: PredictGrant) -> dict[str, str]:
+    # A person by pseudonym (as audit events name people), a group by its name.
+    if grant.user is not None:
+        return {"type": "user", "id": pseudonym_for(grant.user)}
+    return {"type": "group", "id": grant.group.name if grant.group is not None else ""}
+
+
+def predict_grant_create(
+    *,
+    actor: Any,
+    model: RegisteredModel,
+    user: Any = None,
+    group: Any = None,
+    request: HttpRequest | None = None,
+) -> PredictGrant:
+    """Grant `predict` on `model` to one user or one group; audited `model.grant.created`.
+    InvalidInput if neither or both are given, Conflict if that grantee already holds it."""
+    if (user is None) == (group is None):
+        raise InvalidInput("Grant to exactly one of a user or a group.")
+    grant = PredictGrant(model=model, user=user, group=group, granted_by=actor)
+    try:
+        # Uniqueness: the constraints, race-free, on insert below.
+        grant.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise InvalidInput(str(exc.messages[0])) from None
+    try:
+        with transaction.atomic():
+            grant.save()
+            audit_event_record(
+                "model.grant.created",
+                actor=actor,
+                target=model,
+                details={"grantee": _grantee(grant), "grant": str(grant.pk)},
+                request=request,
+            )
+    except IntegrityError:
+        # The unique constraints, race-free: this grantee already holds predict on the model.
+        raise Conflict("This user or group already holds predict on this model.") from None
+    return grant
+
+
+@transaction.atomic
+def predict_grant_delete(
+    *, actor: Any, grant: PredictGrant, request: HttpRequest | None = None
+) -> None:
+    """Withdraw a grant; audited `model.grant.deleted`. Keys already issued are not changed
+    here; rotating one re-checks its owner's grants."""
+    details = {"grantee": _grantee(grant), "grant": str(grant.pk)}
+    grant.delete()
+    audit_event_record(
+        "model.grant.deleted", actor=actor, target=grant.model, details=details, request=request
+    )

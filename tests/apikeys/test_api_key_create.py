@@ -128,7 +128,8 @@ def test_a_missing_name_is_invalid_input(api_client, actors):
     ],
 )
 def test_who_may_create_a_key_with_a_predict_scope(api_client, actors, role, expected):
-    # Until per-model grants exist, only holders of predict on all models hold predict scopes.
+    # Holders of predict on all models hold every predict scope; everyone else needs a grant on
+    # the model (none here: tests/registry/test_grants.py covers API clients with grants).
     for scopes in (["predict:pricing"], ["predict:*"]):
         response = create(api_client, actors[role], scopes=scopes)
         if expected == 201:

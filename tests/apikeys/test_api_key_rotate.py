@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.apikeys.urls")]
 
 @pytest.fixture(autouse=True)
 def _owner_holds_predict(actors):  # type: ignore[no-untyped-def]
-    # Rotation re-checks the owner's grants: until per-model grants exist, only roles with
-    # predict on every model (admin, ml_engineer) hold any.
+    # Rotation re-checks the owner's grants: the factory's keys hold `predict:*`, which only
+    # roles with predict on every model (admin, ml_engineer) may hold.
     from apps.accounts.models import Role
 
     actors["key_owner"].roles.add(Role.objects.get(name="ml_engineer"))
