@@ -211,6 +211,19 @@ def _recovery_codes_replace(user: User) -> list[str]:
     return codes
 
 
+def _recovery_codes_issue(user: User, request: HttpRequest | None) -> list[str]:
+    """A new set of recovery codes, audited by count (never the codes)."""
+    codes = _recovery_codes_replace(user)
+    audit_event_record(
+        "auth.mfa.recovery_codes_issued",
+        actor=user,
+        target=user,
+        details={"count": len(codes)},
+        request=request,
+    )
+    return codes
+
+
 def mfa_enrol_confirm(
     *, user: User, code: str, request: HttpRequest | None = None
 ) -> tuple[TOTPDevice, list[str]]:
@@ -240,7 +253,6 @@ def mfa_enrol_confirm(
             device.save(update_fields=["confirmed"])
             # Abandoned secrets from other tabs must not linger as half-made devices.
             TOTPDevice.objects.filter(user=user, confirmed=False).delete()
-            codes = _recovery_codes_replace(user)
             audit_event_record(
                 "auth.mfa.enrolled",
                 actor=user,
@@ -248,13 +260,7 @@ def mfa_enrol_confirm(
                 details={"device": "totp"},
                 request=request,
             )
-            audit_event_record(
-                "auth.mfa.recovery_codes_issued",
-                actor=user,
-                target=user,
-                details={"count": len(codes)},
-                request=request,
-            )
+            codes = _recovery_codes_issue(user, request)
     if refusal is not None:
         raise MfaCodeRejected(refusal)
     return device, codes
@@ -282,14 +288,7 @@ def mfa_recovery_codes_regenerate(
                 if refusal is None:
                     break
         if refusal is None:
-            codes = _recovery_codes_replace(user)
-            audit_event_record(
-                "auth.mfa.recovery_codes_issued",
-                actor=user,
-                target=user,
-                details={"count": len(codes)},
-                request=request,
-            )
+            codes = _recovery_codes_issue(user, request)
     if refusal is not None:
         raise MfaCodeRejected(refusal)
     return codes

@@ -13,9 +13,6 @@ demoted or erased user is refused by the very next request.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from typing import Any
 
 from django.conf import settings
@@ -24,7 +21,9 @@ from django.db import transaction
 
 from apps.accounts.models import TokenFamily, User
 from apps.core import ratelimit
+from apps.core.models import instance_from_values
 from apps.core.redis import shared_client
+from apps.core.signed_json import derive_key, dumps_signed, loads_signed
 
 RECORD_TTL = 300
 _PREFIX = "bulwark:auth:"
@@ -41,9 +40,7 @@ def _family_key(family_id: Any) -> str:
 
 
 def _mac_key() -> bytes:
-    return hmac.new(
-        settings.SIMPLE_JWT["SIGNING_KEY"].encode(), b"bulwark:user-record-cache", hashlib.sha256
-    ).digest()
+    return derive_key(settings.SIMPLE_JWT["SIGNING_KEY"], "user-record-cache")
 
 
 def encode(user: User | None) -> str:
@@ -55,8 +52,7 @@ def encode(user: User | None) -> str:
     payload = {name: getattr(user, name) for name in _FIELDS}
     payload["id"] = str(user.pk)
     payload["roles"] = sorted(roles)
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-    return hmac.new(_mac_key(), body.encode(), hashlib.sha256).hexdigest() + "." + body
+    return dumps_signed(payload, _mac_key())
 
 
 def decode(raw: str | bytes) -> User | bool | None:
@@ -64,17 +60,11 @@ def decode(raw: str | bytes) -> User | bool | None:
     text = raw.decode() if isinstance(raw, bytes) else raw
     if text == _TOMBSTONE:
         return None
-    mac, _, body = text.partition(".")
-    expected = hmac.new(_mac_key(), body.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(mac, expected):
+    payload = loads_signed(text, _mac_key())
+    if payload is None:
         return False
-    payload = json.loads(body)
     payload["id"] = User._meta.pk.to_python(payload["id"])
-    # A model instance with only these fields loaded: anything else is deferred (read from
-    # the database if ever touched), and save() writes back only loaded fields.
-    # from_db takes the loaded values in the model's field order.
-    names = [f.attname for f in User._meta.concrete_fields if f.attname in _FIELDS]
-    user = User.from_db("default", names, [payload[name] for name in names])
+    user = instance_from_values(User, {name: payload[name] for name in _FIELDS})
     user._bulwark_roles = set(payload["roles"])
     return user
 

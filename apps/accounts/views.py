@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django_otp import user_has_device
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -101,8 +102,6 @@ class MeApi(APIView):
         ),
     )
     def get(self, request: Request) -> Response:
-        from django_otp import user_has_device
-
         user = request.user
         return Response(
             {

@@ -16,26 +16,23 @@ request costs one Redis round trip and no database query.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Model
 
 from apps.apikeys.keys import pepper
 from apps.apikeys.models import ApiKey
 from apps.core import ratelimit
+from apps.core.models import instance_from_values
 from apps.core.redis import shared_client
+from apps.core.signed_json import derive_key, dumps_signed, loads_signed
 
 logger = logging.getLogger("bulwark.apikeys")
-M = TypeVar("M", bound=Model)
 
 RECORD_TTL = 300
 _REDIS_PREFIX = "bulwark:apikey:"
@@ -65,16 +62,12 @@ class _Missing:
 MISSING = _Missing()
 
 
-def _redis() -> Any:
-    return shared_client()
-
-
 def _fallback_key(public_id: str) -> str:
     return f"apikey:{public_id}"
 
 
 def _mac_key() -> bytes:
-    return hmac.new(pepper(), b"bulwark:apikey-record-cache", hashlib.sha256).digest()
+    return derive_key(pepper(), "apikey-record-cache")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -94,26 +87,15 @@ def encode(api_key: ApiKey) -> str:
         **{name: _iso(getattr(api_key, name)) for name in _DATETIMES},
         **{name: getattr(api_key, name) for name in _PLAIN},
     }
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-    mac = hmac.new(_mac_key(), body.encode(), hashlib.sha256).hexdigest()
-    return f"{mac}.{body}"
-
-
-def _from_db(model: type[M], values: dict[str, Any]) -> M:
-    """An instance as if loaded with `.only(*values)`: other fields load on first access."""
-    # from_db takes the values in the model's field order.
-    names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
-    return model.from_db("default", names, [values[name] for name in names])
+    return dumps_signed(payload, _mac_key())
 
 
 def _verify(text: str) -> tuple[dict[str, Any], dict[str, Any], frozenset[str]] | None:
     """(owner values, key values, owner roles) of a record whose MAC verifies, else None."""
-    mac, _, body = text.partition(".")
-    expected = hmac.new(_mac_key(), body.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(mac, expected):
+    data = loads_signed(text, _mac_key())
+    if data is None:
         logger.warning("API key cache record failed its integrity check; ignored")
         return None
-    data = json.loads(body)
     if data.get("v") != _VERSION:
         return None
     owner = {"id": uuid.UUID(data["owner"]["id"]), "is_active": data["owner"]["is_active"]}
@@ -147,9 +129,9 @@ def decode(raw: str | bytes) -> ApiKey | _Missing | None:
             _verified.clear()
         _verified[text] = parsed
     owner_values, key_values, roles = parsed
-    owner = _from_db(get_user_model(), owner_values)
+    owner = instance_from_values(get_user_model(), owner_values)
     owner._bulwark_roles = set(roles)
-    api_key = _from_db(
+    api_key = instance_from_values(
         ApiKey,
         {
             **key_values,
@@ -171,7 +153,7 @@ def load(public_id: str) -> ApiKey | None:
 
 
 def _write(public_id: str, value: str, *, overwrite: bool) -> None:
-    client = _redis()
+    client = shared_client()
     if client is None:
         setter = cache.set if overwrite else cache.add
         setter(_fallback_key(public_id), value, RECORD_TTL)
@@ -191,7 +173,7 @@ def store_deleted(public_ids: Iterable[str]) -> None:
 def claim_once(name: str, ttl: int) -> bool:
     """True the first time `name` is claimed within `ttl` seconds, across all processes (SET NX
     on the kept client: Django's `cache.add` would build a client per call)."""
-    client = _redis()
+    client = shared_client()
     if client is None:
         return bool(cache.add(f"apikeys:{name}", 1, ttl))
     return bool(client.set(f"{_CLAIM_PREFIX}{name}", 1, ex=ttl, nx=True))
@@ -199,7 +181,7 @@ def claim_once(name: str, ttl: int) -> bool:
 
 def forget(public_id: str) -> None:
     """Drop a record (tests that edit rows behind the services' back use this)."""
-    client = _redis()
+    client = shared_client()
     if client is None:
         cache.delete(_fallback_key(public_id))
     else:
@@ -213,7 +195,7 @@ def lookup(
     round trip: an MGET of the failure counter and the record. (A redis-py pipeline costs
     twice an MGET in Python; the window's remaining time is only read for a locked-out
     caller, which is rare.)"""
-    client = _redis()
+    client = shared_client()
     if client is None:
         state = ratelimit.peek(bucket, limit=limit, window=window)
         raw = cache.get(_fallback_key(public_id)) if public_id else None

@@ -5,19 +5,7 @@ from django.http import HttpRequest
 
 from apps.audit.models import AuditEvent, Checkpoint
 from apps.audit.services import audit_chain_pending
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """The audit trail is read in the admin, never written: no add, change or delete."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+from apps.core.admin import ReadOnlyAdmin
 
 
 @admin.register(AuditEvent)

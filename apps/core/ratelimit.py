@@ -43,14 +43,10 @@ class Window:
         return max(0, self.limit - self.count)
 
 
-def _redis_client():  # type: ignore[no-untyped-def]
-    return shared_client()
-
-
 def hit(key: str, *, limit: int, window: int, cost: int = 1) -> Window:
     """Count `cost` events for `key` in the current window of `window` seconds."""
     full_key = KEY_PREFIX + key
-    client = _redis_client()
+    client = shared_client()
     if client is not None:
         count, ttl = client.eval(_HIT_SCRIPT, 1, full_key, window, cost)
         return Window(int(count), limit, int(ttl))
@@ -60,7 +56,7 @@ def hit(key: str, *, limit: int, window: int, cost: int = 1) -> Window:
 def peek(key: str, *, limit: int, window: int) -> Window:
     """The current window without counting (a locked-out caller is refused before any work)."""
     full_key = KEY_PREFIX + key
-    client = _redis_client()
+    client = shared_client()
     if client is not None:
         pipe = client.pipeline(transaction=False)
         pipe.get(full_key)
@@ -75,7 +71,7 @@ def peek(key: str, *, limit: int, window: int) -> Window:
 
 
 def reset(key: str) -> None:
-    client = _redis_client()
+    client = shared_client()
     if client is None:
         cache.delete(KEY_PREFIX + key)
     else:

@@ -11,20 +11,9 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.registry.models import ModelVersion, PredictGrant, RegisteredModel, WatermarkResult
 from apps.registry.services import predict_grant_create, predict_grant_delete
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # shared by two models
-    # Changes go through the API's services so they are audited; here one only looks.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(RegisteredModel)

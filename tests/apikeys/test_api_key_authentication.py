@@ -67,7 +67,7 @@ def test_a_cached_record_round_trips_every_field_authentication_reads(issued):
 def test_a_tampered_cache_record_is_ignored(client, issued):
     api_key, key = issued
     call(client, key)
-    client_redis = records._redis()
+    client_redis = records.shared_client()
     raw = client_redis.get(records._REDIS_PREFIX + api_key.public_id).decode()
     forged = raw.replace('"revoked_at":null', '"revoked_at":null ')  # any change breaks the MAC
     client_redis.set(records._REDIS_PREFIX + api_key.public_id, forged)
@@ -258,7 +258,8 @@ def test_last_used_at_is_written_at_most_once_a_minute(client, issued):
     assert [writes() for _ in range(5)] == [0] * 5
     _last_used_claims.clear()  # another process, within the same minute
     assert writes() == 0
-    records._redis().delete(f"bulwark:apikey-claim:used:{api_key.public_id}")  # a minute later
+    # a minute later:
+    records.shared_client().delete(f"bulwark:apikey-claim:used:{api_key.public_id}")
     _last_used_claims.clear()
     assert writes() == 1
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at > first
@@ -267,5 +268,5 @@ def test_last_used_at_is_written_at_most_once_a_minute(client, issued):
 def test_the_cache_marker_of_last_used_at_expires_after_a_minute(client, issued):
     api_key, key = issued
     call(client, key)
-    ttl = records._redis().ttl(f"bulwark:apikey-claim:used:{api_key.public_id}")
+    ttl = records.shared_client().ttl(f"bulwark:apikey-claim:used:{api_key.public_id}")
     assert 55 <= ttl <= 60

@@ -24,13 +24,13 @@ def dead_redis(monkeypatch):  # type: ignore[no-untyped-def]
     dead = redis.Redis(
         host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
     )
-    monkeypatch.setattr(records, "_redis", lambda: dead)
+    monkeypatch.setattr(records, "shared_client", lambda: dead)
 
 
 @pytest.fixture
 def no_redis(monkeypatch):  # type: ignore[no-untyped-def]
     """The embedded default's path: no Redis client, the Django cache API instead."""
-    monkeypatch.setattr(records, "_redis", lambda: None)
+    monkeypatch.setattr(records, "shared_client", lambda: None)
 
 
 def test_a_user_with_keys_cannot_be_deleted_behind_the_services_back(actors):
