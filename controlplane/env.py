@@ -7,6 +7,7 @@ file in the project folder is read first when present; the real environment wins
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from pathlib import Path
@@ -81,6 +82,20 @@ def env_int(name: str, *, default: int, minimum: int | None = None) -> int:
         raise StartupError(f"{name} must be a whole number, got {raw!r}.") from None
     if minimum is not None and value < minimum:
         raise StartupError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def env_float(name: str, *, default: float, minimum_exclusive: float | None = None) -> float:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise StartupError(f"{name} must be a number, got {raw!r}.") from None
+    if not math.isfinite(value) or (minimum_exclusive is not None and value <= minimum_exclusive):
+        above = f" above {minimum_exclusive}" if minimum_exclusive is not None else ""
+        raise StartupError(f"{name} must be a finite number{above}, got {raw!r}.")
     return value
 
 

@@ -16,6 +16,7 @@ from controlplane.env import (
     database_from_url,
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_networks,
@@ -53,6 +54,13 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # Whose X-Forwarded-For / X-Forwarded-Proto we believe: nobody's unless listed.
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 PREDICT_USER_RATE_LIMIT = env_rate("PREDICT_USER_RATE_LIMIT", default="60/m")
+# Decrypted, verified models kept per web process (LRU, bounded by count and by plaintext bytes).
+SERVING_MODEL_CACHE_SIZE = env_int("SERVING_MODEL_CACHE_SIZE", default=8, minimum=1)
+SERVING_MODEL_CACHE_BYTES = env_int("SERVING_MODEL_CACHE_MB", default=1024, minimum=1) * 1024 * 1024
+# The longest a process keeps resolved versions and grants should a change's signal be lost.
+SERVING_STATE_TTL = env_int("SERVING_STATE_TTL", default=60, minimum=1)
+# Each caller's (API key's or JWT user's) epsilon per UTC day on models with differential privacy.
+PRIVACY_DAILY_EPSILON = env_float("PRIVACY_DAILY_EPSILON", default=10.0, minimum_exclusive=0)
 
 INSTALLED_APPS = [
     "apps.accounts.admin_config.BulwarkAdminConfig",  # django.contrib.admin with TOTP
@@ -74,6 +82,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.apikeys",
     "apps.registry",
+    "apps.serving",
 ]
 
 MIDDLEWARE = [

@@ -9,6 +9,7 @@ api_v1 = [  # each app adds its routes here as it lands
     path("", include("apps.apikeys.urls")),
     path("", include("apps.audit.urls")),
     path("", include("apps.registry.urls")),
+    path("", include("apps.serving.urls")),
 ]
 
 urlpatterns = [

@@ -164,3 +164,29 @@ def redis_for_worker() -> Iterator[str]:
         return
     with own_redis() as (port, _process):
         yield f"redis://127.0.0.1:{port}/0"
+
+
+@contextmanager
+def web_process(env: dict[str, str], log_file: Path) -> Iterator[int]:
+    """A real gunicorn web process (one sync worker) serving this checkout with the test
+    settings and `env` on top; yields its port."""
+    import os
+    import sys
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}",
+            "--workers", "1", "--forwarded-allow-ips", "", "--no-control-socket",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.test_settings", **env},
+        stdout=log_file.open("w"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=30)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

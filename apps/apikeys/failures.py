@@ -1,5 +1,6 @@
 """Refusals of API-key authentication: each is counted against the client's address (failed
-authentication is limited per IP, API.md) and recorded as an `apikey.rejected` audit event.
+authentication is limited per IP, API.md) and recorded as an `apikey.rejected` audit event (or, on a view that audits its own refusals,
+as that view's one event: predict.rejected).
 
 A refusal changes nothing, so its event is written in a transaction of its own (autocommit),
 and a failure to write it is logged but never turns the refusal into an acceptance.
@@ -39,11 +40,16 @@ def refuse(
     ratelimit.hit(failure_bucket(request), limit=limit, window=window)
     code = getattr(error, "default_code", "api_key_invalid")
     http_request = getattr(request, "_request", request)
+    actor = api_key if (key_proven and api_key is not None) else ANONYMOUS
+    if getattr(http_request, "rejection_audited_by_view", False):
+        # The view records the whole call's refusal as one event (predict.rejected).
+        http_request.api_key_rejection = {"reason": reason, "actor": actor}
+        raise error
     try:
         with transaction.atomic():
             audit_event_record(
                 "apikey.rejected",
-                actor=api_key if (key_proven and api_key is not None) else ANONYMOUS,
+                actor=actor,
                 target=api_key,
                 outcome="failure" if code in _WRONG_CREDENTIAL else "denied",
                 details={"code": code, "reason": reason},

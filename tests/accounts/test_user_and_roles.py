@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 
 from apps.accounts.models import Role, User
 from apps.accounts.roles import RoleName
@@ -48,17 +47,3 @@ def test_user_create_refuses_unknown_roles_weak_passwords_and_duplicates():
     with pytest.raises(Conflict):
         user_create(username="Z", password="a long passphrase nobody guesses", roles=[])
     assert User.objects.filter(username__in=["x", "y"]).count() == 0
-
-
-def test_bootstrap_demo_prints_the_admin_password_once(capsys):
-    call_command("bootstrap_demo")
-    first = capsys.readouterr().out
-    password = next(line.split(": ", 1)[1] for line in first.splitlines() if "password:" in line)
-    admin = User.objects.get(username="admin")
-    assert admin.check_password(password)
-    assert admin.is_superuser and admin.is_staff and admin.role_names() == {"admin"}
-    call_command("bootstrap_demo")
-    second = capsys.readouterr().out
-    assert password not in second
-    assert "already exists" in second
-    assert User.objects.filter(username="admin").count() == 1

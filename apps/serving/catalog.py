@@ -1,0 +1,141 @@
+"""What this process knows about servable versions and grants, for one serving generation.
+
+Resolving `(model, ?version)` and checking a grant read the database once per generation and
+process; a compiled schema validator comes with the resolved version. When the generation
+moves (apps.serving.generation) everything here is dropped, and loaded models of versions
+that can no longer serve (archived or gone) are evicted from the model cache at once. A
+bounded age (SERVING_STATE_TTL) is the backstop should a change's bump ever be lost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from jsonschema import Draft202012Validator
+
+from apps.audit.subjects import Subject
+from apps.core.errors import ApplicationError, NotFound
+from apps.core.permissions import may
+from apps.registry.models import ModelVersion, RegisteredModel, Stage
+from apps.registry.selectors import user_may_predict
+from apps.serving.errors import NoProductionVersion
+from apps.serving.model_cache import models
+from apps.serving.validation import compile_validator
+
+MAX_ENTRIES = 10_000  # names come from URLs: unknown ones must not grow memory without end
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    pk: UUID
+    model: str
+    number: int
+    stage: str
+    size: int
+    feature_order: tuple[str, ...]
+    max_batch: int
+    dp_epsilon: float | None
+    dp_sensitivity: float | None
+    validator: Draft202012Validator
+
+    def audit_subject(self) -> Subject:
+        return Subject("model_version", f"{self.model}:{self.number}")
+
+
+def _served(version: ModelVersion) -> ServedVersion:
+    return ServedVersion(
+        pk=version.pk,
+        model=version.model.name,
+        number=version.number,
+        stage=version.stage,
+        size=version.size,
+        feature_order=tuple(version.feature_order),
+        max_batch=version.max_batch,
+        dp_epsilon=version.dp_epsilon,
+        dp_sensitivity=version.dp_sensitivity,
+        validator=compile_validator(version.input_schema),
+    )
+
+
+def _lookup(name: str, number: int | None) -> ServedVersion | Callable[[], ApplicationError]:
+    versions = ModelVersion.objects.select_related("model").filter(model__name=name)
+    if number is None:
+        version = versions.filter(stage=Stage.PRODUCTION).first()
+        if version is None:
+            if RegisteredModel.objects.filter(name=name).exists():
+                return NoProductionVersion
+            return lambda: NotFound("No model with this name.")
+        return _served(version)
+    version = versions.filter(number=number).first()
+    if version is None:
+        return lambda: NotFound("This model has no version with this number.")
+    if version.stage == Stage.ARCHIVED:
+        return lambda: NotFound("This version is archived and serves no predictions.")
+    return _served(version)
+
+
+class Catalog:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation: object = object()  # equal to no real generation
+        self._since = 0.0
+        self._versions: dict[tuple[str, int | None], Any] = {}
+        self._grants: dict[tuple[Any, str], bool] = {}
+
+    def sync(self, generation: object) -> None:
+        """Drop everything if the generation moved (or the state is older than its TTL)."""
+        now = time.monotonic()
+        if generation == self._generation and now - self._since < settings.SERVING_STATE_TTL:
+            return
+        with self._lock:
+            if generation == self._generation and now - self._since < settings.SERVING_STATE_TTL:
+                return
+            self._versions = {}
+            self._grants = {}
+            self._generation = generation
+            self._since = now
+        cached = models.keys()
+        if cached:
+            servable = set(
+                ModelVersion.objects.filter(pk__in=cached)
+                .exclude(stage=Stage.ARCHIVED)
+                .values_list("pk", flat=True)
+            )
+            models.evict(key for key in cached if key not in servable)
+
+    def resolve(self, name: str, number: int | None) -> ServedVersion:
+        """The version to serve, or NotFound / NoProductionVersion."""
+        key = (name, number)
+        found = self._versions.get(key)
+        if found is None:
+            found = _lookup(name, number)
+            self._remember(self._versions, key, found)
+        if isinstance(found, ServedVersion):
+            return found
+        raise found()
+
+    def may_predict(self, user: Any, name: str) -> bool:
+        """Whether `user` holds predict on the model (role or grant), cached per generation."""
+        if may(user, "predict.all_models"):
+            return True  # roles come with the cached user record: nothing to remember here
+        key = (user.pk, name)
+        allowed = self._grants.get(key)
+        if allowed is None:
+            allowed = user_may_predict(user, name)
+            self._remember(self._grants, key, allowed)
+        return allowed
+
+    @staticmethod
+    def _remember(store: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(store) >= MAX_ENTRIES:
+            store.clear()
+        store[key] = value
+
+
+catalog = Catalog()

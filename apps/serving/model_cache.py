@@ -1,0 +1,99 @@
+"""Decrypted, verified models kept in this process: an LRU bounded by count and by bytes.
+
+A cold load is the registry's verified load (unwrap, decrypt, digest, only then unpickle);
+concurrent first requests for one version wait for a single load instead of each decrypting
+it. The byte bound counts the plaintext artifact size, a fair proxy for the unpickled object
+(a forest holds about twice its file size in memory, a linear model about its file size).
+A model larger than the whole byte bound is still served, alone in the cache: refusing it
+would turn every request into a cold load.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    estimator: Any
+    size: int
+    # Set when the estimator was fitted with named features: it then gets a DataFrame with
+    # those names (API.md), so scikit-learn has nothing to warn about on every call.
+    feature_names: tuple[str, ...] | None
+
+
+class ModelCache:
+    def __init__(self, *, max_models: int, max_bytes: int) -> None:
+        self.max_models = max_models
+        self.max_bytes = max_bytes
+        self._models: OrderedDict[UUID, LoadedModel] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._loading: dict[UUID, threading.Lock] = {}
+        self.loads = 0  # cold loads done by this process (tests and the admin read it)
+
+    def get(self, key: UUID, load: Callable[[], LoadedModel]) -> LoadedModel:
+        with self._lock:
+            found = self._models.get(key)
+            if found is not None:
+                self._models.move_to_end(key)
+                return found
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:  # one loader per version; the others wait here and then find it cached
+            with self._lock:
+                found = self._models.get(key)
+                if found is not None:
+                    self._models.move_to_end(key)
+                    return found
+            loaded = None
+            try:
+                loaded = load()
+            finally:
+                with self._lock:
+                    # Cached before the gate goes: a late arrival finds the model, not a
+                    # fresh gate to load it again behind.
+                    if loaded is not None:
+                        self.loads += 1
+                        self._insert(key, loaded)
+                    self._loading.pop(key, None)
+            return loaded
+
+    def _insert(self, key: UUID, loaded: LoadedModel) -> None:
+        # Called with self._lock held.
+        self._models[key] = loaded
+        self._bytes += loaded.size
+        while len(self._models) > 1 and (
+            len(self._models) > self.max_models or self._bytes > self.max_bytes
+        ):
+            _, evicted = self._models.popitem(last=False)
+            self._bytes -= evicted.size
+
+    def keys(self) -> list[UUID]:
+        with self._lock:
+            return list(self._models)
+
+    def evict(self, keys: Iterable[UUID]) -> None:
+        with self._lock:
+            for key in keys:
+                evicted = self._models.pop(key, None)
+                if evicted is not None:
+                    self._bytes -= evicted.size
+
+    def clear(self) -> None:
+        """Forget every model, as a fresh process (the load count starts again too)."""
+        with self._lock:
+            self._models.clear()
+            self._bytes = 0
+            self.loads = 0
+
+
+models = ModelCache(
+    max_models=settings.SERVING_MODEL_CACHE_SIZE, max_bytes=settings.SERVING_MODEL_CACHE_BYTES
+)

@@ -1,0 +1,154 @@
+"""`POST /api/v1/models/{name}/predict` (API.md "Predict")."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import HttpRequest, HttpResponseBase
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.authentication import JwtAuthentication
+from apps.apikeys.authentication import ApiKeyAuthentication
+from apps.audit.subjects import Subject
+from apps.core.errors import InvalidInput
+from apps.core.exception_handler import to_application_error
+from apps.core.parsers import StrictJSONParser
+from apps.serving.services import (
+    PredictCall,
+    predict_authorize,
+    predict_rate_limit,
+    predict_rejection_record,
+    predict_run,
+)
+
+logger = logging.getLogger("bulwark.serving")
+ANONYMOUS = Subject("user", "anonymous")
+
+
+def _version_param(request: Request) -> int | None:
+    raw = request.query_params.get("version")
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 2_147_483_647:
+        raise InvalidInput(
+            "version: must be a positive version number",
+            details=[{"path": "version", "message": "must be a positive version number"}],
+        )
+    return int(raw)
+
+
+class PredictApi(APIView):
+    """Authenticated by `X-API-Key` (checked first: IP allow-list and signature included) or a
+    Bearer JWT; sessions are not accepted here."""
+
+    authentication_classes = [ApiKeyAuthentication, JwtAuthentication]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [StrictJSONParser]
+
+    call: PredictCall | None = None
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # The refusal is audited here, once (predict.rejected); the API-key authenticator
+        # leaves it to us instead of writing apikey.rejected as well.
+        request.rejection_audited_by_view = True  # type: ignore[attr-defined]
+        return super().dispatch(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["predict"],
+        parameters=[
+            OpenApiParameter(
+                "version", int, description="A version number; default the production one."
+            )
+        ],
+        request=inline_serializer(
+            "PredictRequest", {"inputs": serializers.ListField(child=serializers.DictField())}
+        ),
+        responses={
+            200: inline_serializer(
+                "PredictResponse",
+                {
+                    "model": serializers.CharField(),
+                    "version": serializers.IntegerField(),
+                    "predictions": serializers.ListField(child=serializers.JSONField()),
+                    "request_id": serializers.CharField(),
+                    "privacy": inline_serializer(
+                        "PredictPrivacy",
+                        {
+                            "epsilon_spent": serializers.FloatField(),
+                            "epsilon_remaining": serializers.FloatField(),
+                            "noise": serializers.CharField(
+                                help_text="`laplace` on numeric outputs; class labels are "
+                                "returned unchanged (`none: ...`). An addition to API.md."
+                            ),
+                        },
+                        required=False,
+                    ),
+                },
+            )
+        },
+        description=(
+            "Checks in this order: body size and type, authentication (API key: IP allow-list "
+            "and signature too), rate limit, grant or scope, version, input, privacy budget. "
+            "Every response after authentication carries RateLimit-Limit/-Remaining/-Reset."
+        ),
+    )
+    def post(self, request: Request, name: str) -> Response:
+        api_key = (
+            request.auth
+            if isinstance(request.successful_authenticator, ApiKeyAuthentication)
+            else None
+        )
+        self.call = PredictCall(user=request.user, api_key=api_key, model=name, version_number=None)
+        predict_rate_limit(self.call)
+        predict_authorize(self.call)
+        self.call.version_number = _version_param(request)
+        body = predict_run(self.call, request.data, request=request._request)
+        body["request_id"] = getattr(request._request, "request_id", None)
+        return Response(body)
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self.call is not None and self.call.verdict is not None:
+            for header, value in self.call.verdict.headers().items():
+                response[header] = value
+        return response
+
+    def handle_exception(self, exc: Exception) -> Response:
+        try:
+            response = super().handle_exception(exc)
+        except Exception:
+            self._record_rejection(exc, status=500)  # a bug: Django's handler500 answers
+            raise
+        self._record_rejection(exc, status=response.status_code)
+        return response
+
+    def _record_rejection(self, exc: Exception, *, status: int) -> None:
+        request: Request = self.request
+        http_request = request._request
+        error = to_application_error(exc)
+        code = error.code if error is not None else "internal_error"
+        rejection = getattr(http_request, "api_key_rejection", None) or {}
+        actor: Any = rejection.get("actor")
+        if actor is None and self.call is not None:
+            actor = self.call.actor
+        try:
+            predict_rejection_record(
+                self.call,
+                model=self.kwargs.get("name", ""),
+                code=code,
+                status=status,
+                reason=rejection.get("reason"),
+                actor=actor or ANONYMOUS,
+                request=http_request,
+            )
+        except Exception:
+            # Fail closed: the refusal stands even when it cannot be recorded.
+            logger.exception("predict refusal could not be audited", extra={"code": code})

@@ -1,0 +1,115 @@
+"""The predict rate limit: the key's own rate or PREDICT_USER_RATE_LIMIT, 429 with
+Retry-After, RateLimit-* on every response, exact under concurrency on a real server."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from apps.serving.model_cache import models
+from tests.apikeys.factories import ApiKeyFactory
+from tests.serving.conftest import ROW, assert_error, bearer, post
+
+
+@pytest.mark.django_db
+def test_the_keys_own_rate_then_429_with_retry_after(client, actors, pricing):
+    _, key = ApiKeyFactory.issue(owner=actors["ml_engineer"], rate_limit="3/m")
+    for remaining in (2, 1, 0):
+        response = post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key)
+        assert response.status_code == 200
+        assert response["RateLimit-Remaining"] == str(remaining)
+    refused = post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key)
+    assert_error(refused, 429, "rate_limited")
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert refused["RateLimit-Limit"] == "3" and refused["RateLimit-Remaining"] == "0"
+    # Another key of the same owner has its own window.
+    _, other = ApiKeyFactory.issue(owner=actors["ml_engineer"], rate_limit="3/m")
+    assert post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=other).status_code == 200
+
+
+@pytest.mark.django_db
+def test_jwt_callers_get_the_per_user_rate(client, actors, pricing, settings):
+    settings.PREDICT_USER_RATE_LIMIT = "2/h"
+    auth = bearer(actors["ml_engineer"])
+    assert post(client, {"inputs": [ROW]}, **auth)["RateLimit-Limit"] == "2"
+    assert post(client, {"inputs": [ROW]}, **auth).status_code == 200
+    refused = post(client, {"inputs": [ROW]}, **auth)
+    assert_error(refused, 429, "rate_limited")
+    assert 3000 < int(refused["Retry-After"]) <= 3600
+
+
+@pytest.mark.django_db
+def test_a_limited_caller_is_refused_before_anything_expensive(client, actors, pricing):
+    _, key = ApiKeyFactory.issue(owner=actors["ml_engineer"], rate_limit="1/m")
+    assert post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key).status_code == 200
+    models.clear()
+    # Malformed body, unknown model: the rate limit answers first, nothing is parsed or loaded.
+    assert_error(post(client, b"{not json", HTTP_X_API_KEY=key), 429, "rate_limited")
+    response = post(
+        client, {"inputs": [ROW]}, path="/api/v1/models/nope/predict", HTTP_X_API_KEY=key
+    )
+    assert_error(response, 429, "rate_limited")
+    assert models.loads == 0
+
+
+@pytest.mark.django_db
+def test_a_caller_without_the_grant_is_refused_before_the_body_is_read(client, actors, pricing):
+    user = actors["key_owner"]
+    assert_error(post(client, b"{not json", **bearer(user)), 403, "permission_denied")
+    assert models.loads == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_200_parallel_requests_against_a_limit_of_100_yield_exactly_100(
+    live_server, actors, pricing
+):
+    _, key = ApiKeyFactory.issue(owner=actors["ml_engineer"], rate_limit="100/h")
+    target = urllib.parse.urlsplit(live_server.url)
+    body = json.dumps({"inputs": [ROW]})
+
+    def call(_: int) -> int:
+        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+        try:
+            connection.request(
+                "POST",
+                "/api/v1/models/pricing/predict",
+                body,
+                {"Content-Type": "application/json", "X-API-Key": key},
+            )
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(call, range(200)))
+    assert statuses.count(200) == 100
+    assert statuses.count(429) == 100
+
+
+@pytest.mark.django_db
+def test_failed_authentication_is_limited_per_client_ip_and_spoofing_changes_nothing(
+    client, actors, pricing, settings
+):
+    settings.AUTH_FAILURES_PER_IP_RATE = "5/m"
+    for attempt in range(5):
+        response = post(
+            client, {"inputs": [ROW]}, HTTP_X_API_KEY=f"bwk_guess{attempt}_x",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{attempt}",
+        )  # fmt: skip
+        assert_error(response, 401, "api_key_invalid")
+    _, key = ApiKeyFactory.issue(owner=actors["ml_engineer"])
+    # Locked out by REMOTE_ADDR, whatever X-Forwarded-For claims: even a valid key now waits.
+    response = post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key, HTTP_X_FORWARDED_FOR="192.0.2.9")
+    assert_error(response, 429, "rate_limited")
+    assert int(response["Retry-After"]) > 0
+    response = post(
+        client,
+        {"inputs": [ROW]},
+        HTTP_AUTHORIZATION="Bearer nope",
+        HTTP_X_FORWARDED_FOR="192.0.2.10",
+    )
+    assert_error(response, 429, "rate_limited")
