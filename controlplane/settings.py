@@ -201,6 +201,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = BULWARK_MAX_JSON_BODY
 # Model artifacts (multipart uploads to /api/v1/models/<name>/versions) are kept whole in memory
 # while they are hashed and encrypted, never on disk: this bounds that memory (413 beyond).
 BULWARK_MAX_ARTIFACT_BYTES = env_int("MAX_ARTIFACT_MB", default=512, minimum=1) * 1024 * 1024
+# Types a `format=skops` artifact may hold beyond skops's own defaults; uploads naming any other
+# type are refused (apps/registry/formats.py explains the default: keep the two in step).
+BULWARK_SKOPS_TRUSTED_TYPES = env_list(
+    "SKOPS_TRUSTED_TYPES", default=["sklearn.tree._tree.Tree", "numpy.dtype"]
+)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 APPEND_SLASH = False  # API.md: no trailing slashes, and never a redirect that drops a POST body
 DEPENDENCY_RETRY_AFTER = 5

@@ -1,6 +1,6 @@
 """Refusals of API-key authentication: each is counted against the client's address (failed
-authentication is limited per IP, API.md) and recorded as an `apikey.rejected` audit event (or, on a view that audits its own refusals,
-as that view's one event: predict.rejected).
+authentication is limited per IP, API.md) and recorded as an `apikey.rejected` audit event
+(or, on a view that audits its own refusals, as that view's one event: predict.rejected).
 
 A refusal changes nothing, so its event is written in a transaction of its own (autocommit),
 and a failure to write it is logged but never turns the refusal into an acceptance.

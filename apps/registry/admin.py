@@ -1,19 +1,94 @@
 """The registry in the admin: read-only lists of models and versions. No download and no key
-material: the wrapped data key and the storage name are never shown. Predict grants are added
-and deleted here, through the registry's services (audited)."""
+material: the wrapped data key and the storage name are never shown. Versions are uploaded
+from a model's page (holders of `models.write`), and predict grants are added and deleted
+here, all through the registry's services (audited)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from apps.core.admin import ReadOnlyAdmin
-from apps.registry.models import ModelVersion, PredictGrant, RegisteredModel, WatermarkResult
-from apps.registry.services import predict_grant_create, predict_grant_delete
+from apps.core.errors import ApplicationError
+from apps.core.permissions import may
+from apps.registry.inputs import positive_finite, version_arguments
+from apps.registry.models import (
+    MAX_BATCH_LIMIT,
+    ArtifactFormat,
+    ModelVersion,
+    PredictGrant,
+    RegisteredModel,
+    WatermarkResult,
+)
+from apps.registry.services import (
+    model_version_register,
+    predict_grant_create,
+    predict_grant_delete,
+)
+from apps.registry.uploads import ArtifactTooLarge, InMemoryArtifactUploadHandler
+
+UPLOAD_TEMPLATE = "admin/registry/registeredmodel/upload_version.html"
+
+
+def _json_area(rows: int) -> forms.Textarea:
+    return forms.Textarea(attrs={"rows": rows, "cols": 80, "spellcheck": "false"})
+
+
+class VersionUploadForm(forms.Form):
+    """The fields of `POST /api/v1/models/{name}/versions`; parsed by the same helpers
+    (apps.registry.inputs) and checked by the same service."""
+
+    artifact = forms.FileField(help_text="Kept in memory and encrypted; never written to disk.")
+    format = forms.ChoiceField(
+        choices=ArtifactFormat.choices,
+        initial=ArtifactFormat.JOBLIB,
+        help_text="skops loads only allow-listed types; joblib (pickle) runs code on load.",
+    )
+    input_schema = forms.CharField(
+        widget=_json_area(8), help_text="JSON Schema (draft 2020-12) of one input row."
+    )
+    feature_order = forms.CharField(
+        required=False,
+        widget=_json_area(2),
+        help_text="JSON list of property names; empty: the schema's properties order.",
+    )
+    max_batch = forms.IntegerField(min_value=1, max_value=MAX_BATCH_LIMIT, initial=100)
+    dp_epsilon = forms.FloatField(
+        required=False, validators=[positive_finite], help_text="With DP sensitivity."
+    )
+    dp_sensitivity = forms.FloatField(
+        required=False, validators=[positive_finite], help_text="With DP epsilon."
+    )
+    watermark = forms.CharField(
+        required=False,
+        widget=_json_area(4),
+        help_text='JSON {"inputs": [rows], "labels": [...], "threshold": 0 < t <= 1}.',
+    )
+
+    def add_application_error(self, error: ApplicationError) -> None:
+        """Show a refusal of the parsing helpers or the service on the field it names."""
+        placed = False
+        for detail in error.details:
+            field = detail.get("path", "").split("/")[0]
+            if field in self.fields:
+                path = detail["path"]
+                prefix = "" if path == field else f"{path}: "
+                self.add_error(field, f"{prefix}{detail.get('message', error.message)}")
+                placed = True
+        if not placed:
+            self.add_error(None, error.message)
 
 
 @admin.register(RegisteredModel)
@@ -24,6 +99,97 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
     fields = ["name", "description", "owner", "created_at"]
     readonly_fields = fields
 
+    def get_urls(self) -> list[URLPattern]:
+        # csrf_exempt only so that neither the admin's wrapper nor the CSRF middleware reads
+        # the body before the view sets its upload handler; the view checks CSRF itself.
+        upload = self.admin_site.admin_view(csrf_exempt(self.upload_version_view))
+        return [
+            path(
+                "<path:object_id>/upload-version/",
+                upload,
+                name="registry_registeredmodel_upload_version",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {"can_upload_version": may(request.user, "models.write"), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def upload_version_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Upload a version of this model: the form of the API's upload, the same service.
+
+        The plaintext never touches disk: the in-memory handler is the only upload handler,
+        set before anything reads the body (CSRF is checked after, by `_upload_version`).
+        """
+        if not may(request.user, "models.write"):
+            raise PermissionDenied
+        model = self.get_object(request, unquote(object_id))
+        if model is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        request.upload_handlers = [InMemoryArtifactUploadHandler(request)]
+        try:
+            return self._upload_version(request, model)
+        except ArtifactTooLarge as exc:
+            # The body was not read to its end: the form's other fields are lost, and nothing
+            # was stored. Show the form again, empty, with why.
+            return self._upload_page(
+                request, model, VersionUploadForm(), refusal=exc.message, status=exc.status_code
+            )
+
+    @method_decorator(csrf_protect)
+    def _upload_version(self, request: HttpRequest, model: RegisteredModel) -> HttpResponse:
+        if request.method != "POST":
+            return self._upload_page(request, model, VersionUploadForm())
+        form = VersionUploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            try:
+                version = model_version_register(
+                    actor=request.user,
+                    model=model,
+                    request=request,
+                    **version_arguments(form.cleaned_data),
+                )
+            except ApplicationError as exc:
+                form.add_application_error(exc)
+            else:
+                self.message_user(
+                    request,
+                    f"Uploaded {version} ({version.format}, {version.size} bytes, "
+                    f"sha256 {version.sha256}), encrypted; it is in staging.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:registry_modelversion_change", args=[version.pk])
+                )
+        return self._upload_page(request, model, form)
+
+    def _upload_page(
+        self,
+        request: HttpRequest,
+        model: RegisteredModel,
+        form: VersionUploadForm,
+        *,
+        refusal: str = "",
+        status: int = 200,
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": model,
+            "form": form,
+            "refusal": refusal,
+            "title": f"Upload a version of {model}",
+            "limit_mb": settings.BULWARK_MAX_ARTIFACT_BYTES // (1024 * 1024),
+        }
+        return TemplateResponse(request, UPLOAD_TEMPLATE, context, status=status)
+
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
@@ -31,13 +197,14 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "model",
         "number",
         "stage",
+        "format",
         "sha256",
         "size",
         "master_key_id",
         "last_watermark_result",
         "created_at",
     ]
-    list_filter = ["stage", "master_key_id"]
+    list_filter = ["stage", "format", "master_key_id"]
     search_fields = ["model__name", "sha256"]
     list_select_related = ["model"]
     # An explicit list: `wrapped_data_key` and `artifact` must never appear.
@@ -45,6 +212,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "model",
         "number",
         "stage",
+        "format",
         "sha256",
         "size",
         "master_key_id",

@@ -36,8 +36,10 @@ closed on a mismatch. The hash of each chunk runs in a worker thread as soon as 
 decrypted (hashlib releases the GIL), so on two cores it mostly overlaps decryption.
 
 Loading decrypts into one anonymous private memory map (1x, never on disk), checks the digest,
-and only then unpickles from it; with the ciphertext read from a file, peak memory is that buffer
-plus the loaded object (about 2x). Every refusal raises `ArtifactRejected` before `joblib.load`.
+and only then hands the map to the format's loader (default `joblib.load`, which unpickles;
+apps.registry.formats has the skops one); with the ciphertext read from a file, peak memory is
+that buffer plus the loaded object (about 2x for joblib). Every refusal of the ciphertext raises
+`ArtifactRejected` before the loader is called; a loader may refuse too (`ArtifactRejected`).
 """
 
 from __future__ import annotations
@@ -89,13 +91,19 @@ class Reason(StrEnum):
     TAMPERED = "tampered or truncated ciphertext"
     DIGEST_MISMATCH = "digest mismatch"
     BAD_HEADER = "bad header"
+    # Refusals of a format's loader, after the artifact was proven to be the recorded one.
+    UNTRUSTED_TYPES = "untrusted types"
+    UNREADABLE = "unreadable artifact"
+    UNSAFE_CONTENT = "unsafe content"
 
 
 class ArtifactRejected(Exception):
-    """The artifact cannot be proven to be the recorded one; nothing was unpickled."""
+    """The artifact cannot be proven to be the recorded one, or its format's loader refused
+    it; nothing was unpickled, nothing loaded is returned. `detail` is for logs only."""
 
-    def __init__(self, reason: Reason) -> None:
+    def __init__(self, reason: Reason, *, detail: str = "") -> None:
         self.reason = reason
+        self.detail = detail
         super().__init__(reason.value)
 
 
@@ -426,10 +434,12 @@ def load_artifact(
     version: int,
     sha256: str,
     master_keys: MasterKeys,
+    loader: Callable[[mmap.mmap], object] | None = None,
 ) -> object:
-    """Unwrap, decrypt and authenticate every chunk, check the digest, and only then
-    `joblib.load` from memory. Raises ArtifactRejected, before any unpickling, when the artifact
-    cannot be proven to be the recorded one."""
+    """Unwrap, decrypt and authenticate every chunk, check the digest, and only then load from
+    memory with `loader` (default `joblib.load`). Raises ArtifactRejected, before the loader is
+    called (so before any unpickling), when the artifact cannot be proven to be the recorded
+    one; the loader may raise it too."""
     plaintext = decrypt_artifact(
         ciphertext,
         wrapped_key=wrapped_key,
@@ -440,4 +450,6 @@ def load_artifact(
         master_keys=master_keys,
     )
     with plaintext:
-        return joblib.load(plaintext)
+        # joblib.load looked up at call time, not bound as a default, so a patched one (the
+        # tests' spy) is the one called.
+        return (loader or joblib.load)(plaintext)

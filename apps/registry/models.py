@@ -47,11 +47,19 @@ class Stage(models.TextChoices):
     ARCHIVED = "archived"
 
 
+class ArtifactFormat(models.TextChoices):
+    JOBLIB = "joblib"  # pickle: loading runs code; for artifacts from trusted builds only
+    SKOPS = "skops"  # loads only allow-listed types (apps.registry.formats)
+
+
 class ModelVersion(BaseModel):
     # PROTECT: a version's ciphertext lives in storage; deleting rows would orphan it silently.
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.STAGING)
+    format = models.CharField(
+        max_length=16, choices=ArtifactFormat.choices, default=ArtifactFormat.JOBLIB
+    )
     size = models.PositiveBigIntegerField(help_text="Plaintext bytes.")
     sha256 = models.CharField(max_length=64, help_text="SHA-256 of the plaintext, hex.")
     input_schema = models.JSONField(help_text="JSON Schema (draft 2020-12) of one input row.")

@@ -3,11 +3,14 @@ and the one verified way to load a version's artifact."""
 
 from __future__ import annotations
 
+import io
 import logging
+import mmap
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -18,14 +21,23 @@ from django.http import HttpRequest
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import pseudonym_for
 from apps.core.errors import Conflict, InvalidInput
+from apps.privacy.laplace import InvalidMechanism, snapping_parameters
 from apps.registry.envelope import (
     ArtifactRejected,
+    Reason,
     encrypt_artifact,
     load_artifact,
     master_keys_from_secrets,
 )
 from apps.registry.errors import ArtifactRefused
-from apps.registry.models import ModelVersion, PredictGrant, RegisteredModel, Stage
+from apps.registry.formats import skops_check_upload, skops_loader, skops_trusted_types
+from apps.registry.models import (
+    ArtifactFormat,
+    ModelVersion,
+    PredictGrant,
+    RegisteredModel,
+    Stage,
+)
 from apps.registry.schemas import check_feature_order, check_input_schema
 
 logger = logging.getLogger("bulwark.registry")
@@ -75,12 +87,26 @@ def registered_model_create(
     return model
 
 
+def _artifact_bytes(artifact: IO[bytes]) -> bytes:
+    """The whole artifact as bytes, for skops's inspection. For the in-memory upload, its
+    buffer itself: BytesIO.getvalue() shares it (until a write, and nothing writes to it)."""
+    inner = getattr(artifact, "file", artifact)
+    if isinstance(inner, io.BytesIO):
+        return inner.getvalue()
+    start = artifact.tell()
+    try:
+        return artifact.read()
+    finally:
+        artifact.seek(start)
+
+
 def model_version_register(
     *,
     actor: Any,
     model: RegisteredModel,
     artifact: IO[bytes],
     input_schema: Any,
+    format: str = ArtifactFormat.JOBLIB,
     feature_order: Any = None,
     max_batch: int = 100,
     dp_epsilon: float | None = None,
@@ -93,8 +119,10 @@ def model_version_register(
 
     `artifact` should be the in-memory upload itself (it is read twice, never copied or written
     to disk in plaintext). All or nothing: on any failure no row and no stored file remain.
-    Raises InvalidInput for a bad schema, feature order, DP pair, watermark or an empty
-    artifact. A watermark set is stored sealed and its verification queued after commit.
+    Raises InvalidInput for a bad format, schema, feature order, DP pair, watermark or an empty
+    artifact, and for a `skops` artifact that is not a skops file or names a type outside
+    BULWARK_SKOPS_TRUSTED_TYPES (inspected, never loaded). A watermark set is stored sealed
+    and its verification queued after commit.
     """
     from apps.registry import watermarks  # it builds on this module's verified load
 
@@ -105,8 +133,21 @@ def model_version_register(
     )
     if (dp_epsilon is None) != (dp_sensitivity is None):
         raise _invalid("dp_epsilon", "give both dp_epsilon and dp_sensitivity, or neither")
+    if dp_epsilon is not None and dp_sensitivity is not None:
+        # Refused now rather than as a failed prediction: the mechanism's limits only tighten
+        # as the batch grows, so one row and a full batch bound every call in between.
+        try:
+            for count in (1, max_batch):
+                snapping_parameters(epsilon=dp_epsilon, sensitivity=dp_sensitivity, count=count)
+        except InvalidMechanism as exc:
+            raise _invalid("dp_epsilon", str(exc)) from None
+    if format not in ArtifactFormat.values:
+        raise _invalid("format", f"must be one of {', '.join(ArtifactFormat.values)}")
     if getattr(artifact, "size", None) == 0:
         raise _invalid("artifact", "is empty")
+    if format == ArtifactFormat.SKOPS:
+        # Before the model's lock is taken: the inspection reads the whole file.
+        skops_check_upload(_artifact_bytes(artifact), limit=settings.BULWARK_MAX_ARTIFACT_BYTES)
     master_keys = master_keys_from_secrets()
 
     name = _artifact_name()
@@ -126,6 +167,7 @@ def model_version_register(
                 model=locked,
                 number=number,
                 stage=Stage.STAGING,
+                format=format,
                 size=encrypted.size,
                 sha256=encrypted.sha256,
                 input_schema=schema,
@@ -150,6 +192,7 @@ def model_version_register(
                 details={
                     "sha256": version.sha256,
                     "size": version.size,
+                    "format": version.format,
                     "stage": version.stage,
                     "watermark": watermark_set is not None,
                 },
@@ -208,16 +251,29 @@ def model_version_stage(
     return version
 
 
+def _loader(version: ModelVersion) -> Callable[[mmap.mmap], object] | None:
+    """The version's format loader for `load_artifact` (None: its default, joblib)."""
+    if version.format == ArtifactFormat.SKOPS:
+        return skops_loader(skops_trusted_types())
+    if version.format == ArtifactFormat.JOBLIB:
+        return None
+    raise ArtifactRejected(Reason.UNREADABLE, detail=f"unknown format {version.format!r}")
+
+
 def model_version_load(*, version: ModelVersion) -> object:
     """The version's model object, loaded only after its ciphertext is authenticated and its
-    plaintext digest matches the recorded one.
+    plaintext digest matches the recorded one; a `skops` version then loads only trusted types
+    (BULWARK_SKOPS_TRUSTED_TYPES) and sound trees (apps.registry.formats).
 
     On any refusal (tampered, truncated or swapped ciphertext, unknown master key, missing
-    file) nothing is unpickled: an audit event `model.version.rejected` (outcome failure) is
-    committed on its own and ArtifactRefused (503) is raised. Call it outside a transaction
-    that the error would roll back, or the event goes with it.
+    file, a type no longer trusted) nothing is unpickled or returned: an audit event
+    `model.version.rejected` (outcome failure) is committed on its own and ArtifactRefused
+    (503) is raised. Call it outside a transaction that the error would roll back, or the event
+    goes with it.
     """
+    detail = ""
     try:
+        loader = _loader(version)
         with default_storage.open(version.artifact, "rb") as stream:
             return load_artifact(
                 stream,
@@ -227,14 +283,20 @@ def model_version_load(*, version: ModelVersion) -> object:
                 version=version.number,
                 sha256=version.sha256,
                 master_keys=master_keys_from_secrets(),
+                loader=loader,
             )
     except ArtifactRejected as exc:
-        reason = exc.reason.value
+        reason, detail = exc.reason.value, exc.detail
     except FileNotFoundError:
         reason = "artifact missing"
     logger.error(
         "model artifact refused",
-        extra={"model": version.model.name, "version": version.number, "reason": reason},
+        extra={
+            "model": version.model.name,
+            "version": version.number,
+            "reason": reason,
+            "detail": detail,
+        },
     )
     with transaction.atomic():
         audit_event_record(

@@ -3,7 +3,6 @@ engineers); readers `models.read` (also auditors). Artifacts come in as multipar
 
 from __future__ import annotations
 
-import math
 from typing import Any
 from uuid import UUID
 
@@ -23,11 +22,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.errors import ApplicationError
 from apps.core.pagination import CursorPagination
 from apps.core.permissions import Allows
-from apps.core.strict_json import loads_strict
-from apps.registry.models import MAX_BATCH_LIMIT, MODEL_NAME_PATTERN, Stage, WatermarkStatus
+from apps.registry.inputs import positive_finite, version_arguments
+from apps.registry.models import (
+    MAX_BATCH_LIMIT,
+    MODEL_NAME_PATTERN,
+    ArtifactFormat,
+    Stage,
+    WatermarkStatus,
+)
 from apps.registry.selectors import (
     model_version_get,
     model_version_list,
@@ -72,6 +76,7 @@ class VersionSerializer(serializers.Serializer):
 
     version = serializers.IntegerField(source="number")
     stage = serializers.ChoiceField(choices=Stage.choices)
+    format = serializers.ChoiceField(choices=ArtifactFormat.choices)
     sha256 = serializers.CharField(help_text="SHA-256 of the plaintext artifact, hex.")
     size = serializers.IntegerField(help_text="Plaintext bytes.")
     encrypted = serializers.SerializerMethodField()
@@ -138,21 +143,6 @@ class RegisteredModelDetailApi(ReadOrWrite, APIView):
         return Response(ModelSerializer(model).data)
 
 
-def _json_field(raw: str, path: str) -> Any:
-    """A JSON document sent as a form field, parsed as strictly as a JSON body."""
-    try:
-        return loads_strict(raw.encode())
-    except ApplicationError as exc:
-        exc.details = [{"path": path, "message": exc.message}]
-        exc.message = f"{path}: {exc.message}"
-        raise
-
-
-def _positive_finite(value: float) -> None:
-    if not math.isfinite(value) or value <= 0:
-        raise serializers.ValidationError("Must be a finite number greater than 0.")
-
-
 class ModelVersionListApi(ReadOrWrite, ListAPIView):
     pagination_class = CursorPagination
     serializer_class = VersionSerializer
@@ -174,7 +164,16 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
         class Meta:
             ref_name = "ModelVersionUpload"
 
-        artifact = serializers.FileField(help_text="The joblib file.")
+        artifact = serializers.FileField(help_text="The model file, in `format`.")
+        format = serializers.ChoiceField(
+            choices=ArtifactFormat.choices,
+            required=False,
+            default=ArtifactFormat.JOBLIB,
+            help_text=(
+                "`joblib` (pickle: loading runs code) or `skops` (loads only allow-listed "
+                "types; an upload naming any other type is refused)."
+            ),
+        )
         input_schema = serializers.CharField(
             help_text="JSON Schema (draft 2020-12) of one input row, an object, as JSON text."
         )
@@ -186,10 +185,10 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
             min_value=1, max_value=MAX_BATCH_LIMIT, required=False, default=100
         )
         dp_epsilon = serializers.FloatField(
-            required=False, validators=[_positive_finite], help_text="With dp_sensitivity."
+            required=False, validators=[positive_finite], help_text="With dp_sensitivity."
         )
         dp_sensitivity = serializers.FloatField(
-            required=False, validators=[_positive_finite], help_text="With dp_epsilon."
+            required=False, validators=[positive_finite], help_text="With dp_epsilon."
         )
         watermark = serializers.CharField(
             required=False,
@@ -207,6 +206,7 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
         sha256 = serializers.CharField()
         size = serializers.IntegerField()
         stage = serializers.ChoiceField(choices=Stage.choices)
+        format = serializers.ChoiceField(choices=ArtifactFormat.choices)
         encrypted = serializers.BooleanField(default=True)
         created_at = serializers.DateTimeField()
 
@@ -222,7 +222,9 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
         description=(
             "multipart/form-data only. The artifact is kept in memory, encrypted with its own "
             "data key and stored as ciphertext; its plaintext never touches disk. Larger than "
-            "the upload limit (MAX_ARTIFACT_MB): 413 `payload_too_large`."
+            "the upload limit (MAX_ARTIFACT_MB): 413 `payload_too_large`. A `skops` artifact "
+            "that is not a skops file or names an untrusted type: 400 `invalid_input` (path "
+            "`artifact`)."
         ),
         parameters=[NAME],
         request={"multipart/form-data": InputSerializer},
@@ -232,22 +234,11 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
         model = registered_model_get(actor=request.user, name=name)
         payload = self.InputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        data = payload.validated_data
-        feature_order = data.get("feature_order")
-        watermark = data.get("watermark")
         version = model_version_register(
             actor=request.user,
             model=model,
-            artifact=data["artifact"],
-            input_schema=_json_field(data["input_schema"], "input_schema"),
-            feature_order=None
-            if feature_order is None
-            else _json_field(feature_order, "feature_order"),
-            max_batch=data["max_batch"],
-            dp_epsilon=data.get("dp_epsilon"),
-            dp_sensitivity=data.get("dp_sensitivity"),
-            watermark=None if watermark is None else _json_field(watermark, "watermark"),
             request=request._request,
+            **version_arguments(payload.validated_data),
         )
         return Response(self.OutputSerializer(version).data, status=201)
 

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import django.core.files.temp
+import django.core.files.uploadhandler
 import joblib
 import numpy as np
 import pytest
@@ -28,6 +31,20 @@ def media_root(settings: Any, tmp_path: Path) -> Path:
     root = tmp_path / "media"
     settings.MEDIA_ROOT = root
     return root
+
+
+@pytest.fixture
+def no_temp_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything tries to spill an upload to a temporary file."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an upload was written to a temporary file")
+
+    # Django binds NamedTemporaryFile at import (django.core.files.temp) and the handler binds
+    # TemporaryUploadedFile at import: patch where they are looked up.
+    monkeypatch.setattr(django.core.files.temp, "NamedTemporaryFile", refuse)
+    monkeypatch.setattr(django.core.files.uploadhandler, "TemporaryUploadedFile", refuse)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
 
 
 def stored_files(root: Path) -> list[Path]:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import tempfile
 
-import django.core.files.temp
-import django.core.files.uploadhandler
 import numpy as np
 import pytest
 
@@ -27,20 +24,6 @@ from tests.registry.conftest import (
 
 
 @pytest.fixture
-def no_temp_files(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if anything tries to spill an upload to a temporary file."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("an upload was written to a temporary file")
-
-    # Django binds NamedTemporaryFile at import (django.core.files.temp) and the handler binds
-    # TemporaryUploadedFile at import: patch where they are looked up.
-    monkeypatch.setattr(django.core.files.temp, "NamedTemporaryFile", refuse)
-    monkeypatch.setattr(django.core.files.uploadhandler, "TemporaryUploadedFile", refuse)
-    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
-
-
-@pytest.fixture
 def unpickled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real_load = envelope.joblib.load
@@ -51,6 +34,11 @@ def unpickled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(envelope.joblib, "load", spy)
     return calls
+
+
+def version_format_listed(api_client) -> list[str]:
+    listed = api_client.get("/api/v1/models/pricing/versions").json()
+    return [item["format"] for item in listed["results"]]
 
 
 @pytest.mark.django_db
@@ -65,8 +53,17 @@ def test_an_uploaded_version_is_stored_encrypted_and_loads_verified(
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == {"version", "sha256", "size", "stage", "encrypted", "created_at"}
+    assert set(body) == {
+        "version",
+        "sha256",
+        "size",
+        "stage",
+        "format",
+        "encrypted",
+        "created_at",
+    }
     assert body["version"] == 1 and body["stage"] == "staging" and body["encrypted"] is True
+    assert body["format"] == "joblib" and version_format_listed(api_client) == ["joblib"]
     assert body["size"] == len(plaintext)
     version = ModelVersion.objects.get(model__name="pricing", number=1)
     assert version.feature_order == ["rooms", "area"] and version.max_batch == 20
@@ -159,6 +156,7 @@ def test_a_failure_after_storing_leaves_no_row_and_no_file(
         ({"dp_epsilon": "0.5"}, "dp_epsilon"),
         ({"dp_epsilon": "0", "dp_sensitivity": "1"}, "dp_epsilon"),
         ({"max_batch": "10001"}, "max_batch"),
+        ({"format": "pickle"}, "format"),
     ],
 )
 def test_bad_version_metadata_is_400_and_stores_nothing(

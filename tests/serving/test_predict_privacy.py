@@ -96,3 +96,13 @@ def test_classifier_labels_are_returned_unchanged(client, actors, pricing):
     assert body["predictions"] == [1, 0]
     assert body["privacy"]["epsilon_spent"] == 0.5
     assert body["privacy"]["noise"].startswith("none")
+
+
+def test_parameters_the_mechanism_cannot_serve_are_refused_at_upload(actors, pricing):
+    from apps.core.errors import InvalidInput
+    from apps.registry.models import ModelVersion
+
+    with pytest.raises(InvalidInput) as refused:
+        add_version(actors["ml_engineer"], pricing.model, dp_epsilon=1e-300, dp_sensitivity=1.0)
+    assert refused.value.details[0]["path"] == "dp_epsilon"
+    assert ModelVersion.objects.filter(model=pricing.model).count() == 1
