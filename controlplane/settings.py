@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "apps.apikeys",
     "apps.registry",
     "apps.serving",
+    "apps.incidents",
 ]
 
 MIDDLEWARE = [

@@ -4,6 +4,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
+from django.http import HttpRequest
 
 from apps.accounts.models import Role, User
 from apps.accounts.roles import RoleName
@@ -51,3 +52,21 @@ def user_create(
         details={"roles": sorted(role_names), "staff": is_staff, "superuser": is_superuser},
     )
     return user
+
+
+@transaction.atomic
+def user_deactivate(
+    *, actor: Any, user: User, reason: str = "", request: HttpRequest | None = None
+) -> User:
+    """Deactivate now (a containment action): the next request with any of the user's tokens,
+    sessions or keys is refused, because the cached user record is rewritten as this commits.
+    Conflict if already inactive. Audited as user.deactivated."""
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    if not locked.is_active:
+        raise Conflict("This user is already deactivated.")
+    locked.is_active = False
+    locked.save(update_fields=["is_active"])
+    audit_event_record(
+        "user.deactivated", actor=actor, target=locked, details={"reason": reason}, request=request
+    )
+    return locked

@@ -28,6 +28,10 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "models.read": frozenset({ADMIN, ML_ENGINEER, AUDITOR}),
     # Predict on every model (others need a per-model grant, managed in the admin).
     "predict.all_models": frozenset({ADMIN, ML_ENGINEER}),
+    # See incidents, their timelines and reports.
+    "incidents.read": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
+    # Open, move, annotate, assign incidents and take containment actions from them.
+    "incidents.write": frozenset({ADMIN, SECURITY_OFFICER}),
 }
 
 

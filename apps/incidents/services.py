@@ -1,0 +1,409 @@
+"""State changes of incidents: create, transition, note, assign, post-mortem, link evidence,
+containment (through the owning apps' services), and detector hits (one open incident per
+detector and subject). Each is one transaction with a timeline entry and an audit event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.audit.services import audit_event_record
+from apps.audit.subjects import actor_of
+from apps.core.errors import InvalidInput, NotFound
+from apps.incidents.models import (
+    ActionItem,
+    EntryKind,
+    Incident,
+    LinkedResource,
+    ResourceKind,
+    Severity,
+    Source,
+    Status,
+    TimelineEntry,
+)
+from apps.incidents.workflow import PHASE_FIELD, check_transition, is_reopen
+
+MAX_ACTION_ITEMS = 50
+
+
+def _invalid(path: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{path}: {message}", details=[{"path": path, "message": message}])
+
+
+def _entry(
+    incident: Incident,
+    *,
+    kind: str,
+    actor: Any,
+    text: str = "",
+    data: Mapping[str, Any] | None = None,
+) -> TimelineEntry:
+    subject = actor_of(actor)
+    entry = TimelineEntry(
+        incident=incident,
+        kind=kind,
+        actor_type=subject.type,
+        actor_ref=subject.ref,
+        text=text,
+        data=dict(data or {}),
+    )
+    entry.full_clean()
+    entry.save()
+    return entry
+
+
+def _link(incident: Incident, links: Iterable[tuple[str, str, str]]) -> None:
+    for kind, ref, label in links:
+        if kind not in ResourceKind.values:
+            raise _invalid("links", f"{kind!r} is not a kind of resource")
+        LinkedResource.objects.get_or_create(
+            incident=incident, kind=kind, ref=ref[:128], defaults={"label": label[:200]}
+        )
+
+
+def _locked(incident: Incident) -> Incident:
+    return Incident.objects.select_for_update().get(pk=incident.pk)
+
+
+@transaction.atomic
+def incident_create(
+    *,
+    actor: Any,
+    title: str,
+    severity: str,
+    description: str = "",
+    assignee: Any = None,
+    links: Iterable[tuple[str, str, str]] = (),
+    request: HttpRequest | None = None,
+) -> Incident:
+    """Open an incident by a person, status `detected`; audited incident.created."""
+    incident = Incident(
+        title=(title or "").strip(),
+        severity=severity,
+        description=description or "",
+        assignee=assignee,
+        source=Source.PERSON,
+        reported_by=actor if getattr(actor, "is_authenticated", False) else None,
+        detected_at=timezone.now(),
+    )
+    _full_clean(incident)
+    incident.save()
+    _link(incident, links)
+    _entry(incident, kind=EntryKind.CREATED, actor=actor, text=incident.title)
+    audit_event_record(
+        "incident.created",
+        actor=actor,
+        target=incident,
+        details={"severity": incident.severity, "source": incident.source},
+        request=request,
+    )
+    return incident
+
+
+def _full_clean(instance: Any) -> None:
+    from django.core.exceptions import ValidationError
+
+    try:
+        instance.full_clean(validate_constraints=False)
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise _invalid(field, " ".join(messages)) from None
+
+
+@transaction.atomic
+def incident_transition(
+    *,
+    actor: Any,
+    incident: Incident,
+    to: str,
+    note: str,
+    postmortem: Mapping[str, Any] | None = None,
+    request: HttpRequest | None = None,
+) -> Incident:
+    """Move to the next status (409 invalid_transition otherwise). A note is required (400);
+    closing requires a complete post-mortem, given here or saved before (400). Records the
+    phase's time, a timeline entry and incident.transitioned."""
+    incident = _locked(incident)
+    check_transition(incident.status, to)
+    note = (note or "").strip()
+    if not note:
+        raise _invalid("note", "every transition needs a note saying why")
+    if postmortem is not None:
+        _save_postmortem(incident, actor=actor, postmortem=postmortem)
+    if to == Status.CLOSED and not incident.has_postmortem:
+        raise _invalid("postmortem", "closing needs a post-mortem: root cause, impact and lessons")
+    previous = incident.status
+    now = timezone.now()
+    incident.status = to
+    setattr(incident, PHASE_FIELD[to], now)
+    if is_reopen(previous, to):
+        incident.reopened_count += 1
+    incident.save()
+    _entry(
+        incident,
+        kind=EntryKind.TRANSITION,
+        actor=actor,
+        text=note,
+        data={"from": previous, "to": to, "reopen": is_reopen(previous, to)},
+    )
+    audit_event_record(
+        "incident.transitioned",
+        actor=actor,
+        target=incident,
+        details={"from": previous, "to": to},
+        request=request,
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_note_add(
+    *, actor: Any, incident: Incident, text: str, request: HttpRequest | None = None
+) -> TimelineEntry:
+    text = (text or "").strip()
+    if not text:
+        raise _invalid("text", "a note needs text")
+    entry = _entry(_locked(incident), kind=EntryKind.NOTE, actor=actor, text=text)
+    audit_event_record("incident.note_added", actor=actor, target=incident, request=request)
+    return entry
+
+
+@transaction.atomic
+def incident_assign(
+    *, actor: Any, incident: Incident, assignee: Any, request: HttpRequest | None = None
+) -> Incident:
+    """Assign to a user (or None to unassign); audited incident.assigned with pseudonyms."""
+    incident = _locked(incident)
+    incident.assignee = assignee
+    incident.save(update_fields=["assignee", "updated_at"])
+    assigned = actor_of(assignee).ref if assignee is not None else None
+    _entry(incident, kind=EntryKind.ASSIGNMENT, actor=actor, data={"assignee": assigned})
+    audit_event_record(
+        "incident.assigned",
+        actor=actor,
+        target=incident,
+        details={"assignee": assigned},
+        request=request,
+    )
+    return incident
+
+
+def _parse_actions(actions: Any) -> list[ActionItem]:
+    if not isinstance(actions, list) or len(actions) > MAX_ACTION_ITEMS:
+        raise _invalid("postmortem/actions", f"must be a list of at most {MAX_ACTION_ITEMS}")
+    User = get_user_model()
+    items = []
+    for index, raw in enumerate(actions):
+        path = f"postmortem/actions/{index}"
+        if not isinstance(raw, Mapping):
+            raise _invalid(path, 'must be {"description", "owner", "due_date"}')
+        description = str(raw.get("description") or "").strip()
+        if not description:
+            raise _invalid(f"{path}/description", "is required")
+        owner = None
+        if raw.get("owner"):
+            owner = User.objects.filter(username=str(raw["owner"])).first()
+            if owner is None:
+                raise _invalid(f"{path}/owner", "is not a user")
+        try:
+            due = date.fromisoformat(str(raw.get("due_date") or ""))
+        except ValueError:
+            raise _invalid(f"{path}/due_date", "must be a date, YYYY-MM-DD") from None
+        items.append(ActionItem(description=description[:500], owner=owner, due_date=due))
+    return items
+
+
+def _save_postmortem(incident: Incident, *, actor: Any, postmortem: Mapping[str, Any]) -> None:
+    if not isinstance(postmortem, Mapping):
+        raise _invalid("postmortem", "must be an object")
+    for field in ("root_cause", "impact", "lessons"):
+        value = postmortem.get(field, getattr(incident, field))
+        if not isinstance(value, str):
+            raise _invalid(f"postmortem/{field}", "must be text")
+        setattr(incident, field, value.strip())
+    if "actions" in postmortem:
+        items = _parse_actions(postmortem["actions"])
+        incident.actions.all().delete()
+        for item in items:
+            item.incident = incident
+            item.save()
+    _full_clean(incident)
+    incident.save()
+    _entry(
+        incident,
+        kind=EntryKind.POSTMORTEM,
+        actor=actor,
+        data={"complete": incident.has_postmortem, "actions": incident.actions.count()},
+    )
+
+
+@transaction.atomic
+def incident_postmortem_save(
+    *,
+    actor: Any,
+    incident: Incident,
+    postmortem: Mapping[str, Any],
+    request: HttpRequest | None = None,
+) -> Incident:
+    """Save (or update) the post-mortem at any phase; audited incident.postmortem_saved."""
+    incident = _locked(incident)
+    _save_postmortem(incident, actor=actor, postmortem=postmortem)
+    audit_event_record(
+        "incident.postmortem_saved",
+        actor=actor,
+        target=incident,
+        details={"complete": incident.has_postmortem},
+        request=request,
+    )
+    return incident
+
+
+# Containment: each action is done by the owning app's service, never by writing its tables.
+CONTAINMENT_ACTIONS = ("revoke_api_key", "archive_model_version", "deactivate_user")
+
+
+def _contain(
+    action: str, target: Any, *, actor: Any, reason: str, request: Any
+) -> tuple[str, str, str]:
+    """Do the action; (kind, ref, label) of the resource it acted on."""
+    if action == "revoke_api_key":
+        from apps.apikeys.models import ApiKey
+        from apps.apikeys.services import api_key_revoke
+
+        api_key = ApiKey.objects.filter(pk=_uuid(target)).first() if _uuid(target) else None
+        if api_key is None:
+            raise NotFound("No API key with this id.")
+        api_key_revoke(actor=actor, api_key=api_key, reason=reason, request=request)
+        return ResourceKind.API_KEY, api_key.prefix, api_key.name
+    if action == "archive_model_version":
+        from apps.registry.models import ModelVersion
+        from apps.registry.services import model_version_stage
+
+        if not isinstance(target, Mapping):
+            raise _invalid("target", 'must be {"model": name, "version": n}')
+        version = ModelVersion.objects.filter(
+            model__name=str(target.get("model")), number=_int(target.get("version"))
+        ).first()
+        if version is None:
+            raise NotFound("No such model version.")
+        model_version_stage(actor=actor, version=version, stage="archived", request=request)
+        ref = f"{version.model.name}:{version.number}"
+        return ResourceKind.MODEL_VERSION, ref, ref
+    if action == "deactivate_user":
+        from apps.accounts.services import user_deactivate
+
+        user = get_user_model().objects.filter(username=str(target)).first()
+        if user is None:
+            raise NotFound("No user with this username.")
+        user_deactivate(actor=actor, user=user, reason=reason, request=request)
+        return ResourceKind.USER, actor_of(user).ref, ""
+    raise _invalid("action", f"must be one of {', '.join(CONTAINMENT_ACTIONS)}")
+
+
+def _uuid(value: Any) -> str | None:
+    import uuid
+
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _invalid("target/version", "must be a version number") from None
+
+
+@transaction.atomic
+def incident_contain(
+    *,
+    actor: Any,
+    incident: Incident,
+    action: str,
+    target: Any,
+    request: HttpRequest | None = None,
+) -> TimelineEntry:
+    """Revoke an API key, archive a model version or deactivate a user, from the incident, in
+    one step: the owning app's service does it (and audits it), effective on the next request;
+    the incident links the resource and records it on its timeline (incident.containment)."""
+    incident = _locked(incident)
+    if incident.status == Status.CLOSED:
+        raise _invalid("action", "the incident is closed; reopen it first")
+    reason = f"incident {incident.id}"
+    kind, ref, label = _contain(action, target, actor=actor, reason=reason, request=request)
+    _link(incident, [(kind, ref, label)])
+    entry = _entry(
+        incident,
+        kind=EntryKind.CONTAINMENT,
+        actor=actor,
+        text=f"{action.replace('_', ' ')}: {ref}",
+        data={"action": action, "kind": kind, "ref": ref},
+    )
+    audit_event_record(
+        "incident.containment",
+        actor=actor,
+        target=incident,
+        details={"action": action, "resource": {"type": kind, "id": ref}},
+        request=request,
+    )
+    return entry
+
+
+def incident_detector_hit(
+    *,
+    detector: str,
+    subject: str,
+    severity: str,
+    title: str,
+    evidence: Mapping[str, Any],
+    links: Iterable[tuple[str, str, str]] = (),
+) -> tuple[Incident, bool]:
+    """A detector saw trouble: open an incident for (detector, subject), or, while one is open,
+    add the hit to its timeline. Returns (incident, created). Race-free: the partial unique
+    constraint on dedup_key lets one of two concurrent openers win; the other appends."""
+    if severity not in Severity.values:
+        raise ValueError(f"unknown severity {severity!r}")
+    key = f"{detector}:{subject}"[:200]
+    actor = f"detector:{detector}"
+    links = list(links)
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                incident = (
+                    Incident.objects.select_for_update()
+                    .filter(dedup_key=key)
+                    .exclude(status=Status.CLOSED)
+                    .first()
+                )
+                created = incident is None
+                if incident is None:
+                    incident = Incident(
+                        title=title[:200],
+                        severity=severity,
+                        source=Source.DETECTOR,
+                        detector=detector,
+                        dedup_key=key,
+                        detected_at=timezone.now(),
+                    )
+                    incident.save()
+                    _entry(incident, kind=EntryKind.CREATED, actor=actor, text=title[:200])
+                    audit_event_record(
+                        "incident.created",
+                        actor=actor,
+                        target=incident,
+                        details={"severity": severity, "source": "detector", "detector": detector},
+                    )
+                _link(incident, links)
+                _entry(incident, kind=EntryKind.DETECTOR_HIT, actor=actor, data=dict(evidence))
+                return incident, created
+        except IntegrityError:
+            continue  # a concurrent hit opened it first: append to that one
+    raise RuntimeError(f"could not record the {detector} hit for {subject}")
