@@ -27,6 +27,7 @@ from apps.audit.services import audit_event_record
 from apps.core.errors import Conflict, InvalidInput, NotFound
 from apps.core.sealing import SealError, seal, unseal
 from apps.registry.errors import ArtifactRefused
+from apps.registry.features import feature_matrix, feature_names_of
 from apps.registry.models import (
     WATERMARK_PURPOSE,
     ModelVersion,
@@ -192,11 +193,6 @@ def agreement_of(predictions: Sequence[Any], labels: Sequence[Any]) -> float:
     return equal / len(labels)
 
 
-def feature_matrix(rows: list[dict[str, Any]], feature_order: list[str]) -> np.ndarray:
-    """Rows as the model's feature matrix, columns in the version's feature order."""
-    return np.array([[row[name] for name in feature_order] for row in rows])
-
-
 def _finish(
     result: WatermarkResult,
     *,
@@ -256,7 +252,7 @@ def watermark_verify(*, result_id: UUID | str) -> WatermarkResult:
             result, agreement=None, threshold=threshold, reason="artifact refused: integrity"
         )
     try:
-        matrix = feature_matrix(watermark["inputs"], version.feature_order)
+        matrix = feature_matrix(watermark["inputs"], version.feature_order, feature_names_of(model))
         predictions = list(model.predict(matrix))  # type: ignore[attr-defined]
         agreement = agreement_of(predictions, watermark["labels"])
     except Exception as exc:  # a model that cannot predict its own watermark fails the job

@@ -1,29 +1,11 @@
-"""Input rows as the model's feature matrix, and its outputs as JSON values."""
+"""A model's outputs as JSON values (its inputs: apps.registry.features)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from apps.serving.errors import PredictionFailed
-
-
-def feature_matrix(
-    rows: Sequence[dict[str, Any]],
-    feature_order: Sequence[str],
-    feature_names: Sequence[str] | None = None,
-) -> Any:
-    """Columns in the version's feature order. A model fitted with named features gets a
-    DataFrame with those names, so scikit-learn checks them instead of warning per call."""
-    matrix = [[row[name] for name in feature_order] for row in rows]
-    if feature_names is not None:
-        import pandas as pd  # only models fitted on DataFrames need it
-
-        return pd.DataFrame(matrix, columns=list(feature_order))
-    return np.array(matrix)
 
 
 def plain_outputs(outputs: Any) -> list[Any]:

@@ -16,15 +16,16 @@ from django.http import HttpRequest
 from apps.apikeys.errors import ScopeMissing
 from apps.apikeys.validation import SCOPE_ALL_MODELS
 from apps.audit.services import audit_event_record
-from apps.core.errors import PermissionDenied
+from apps.core.errors import PermissionDenied, RateLimited
 from apps.privacy.budget import budget_spend
 from apps.privacy.laplace import NonFiniteOutput, is_numeric_output, privatise
+from apps.registry.features import feature_matrix, feature_names_of
 from apps.registry.models import ModelVersion
 from apps.registry.services import model_version_load
 from apps.serving import limits
 from apps.serving.catalog import ServedVersion, catalog
 from apps.serving.errors import PredictionFailed, PrivacyBudgetExhausted
-from apps.serving.features import feature_matrix, plain_outputs
+from apps.serving.features import plain_outputs
 from apps.serving.model_cache import LoadedModel, models
 from apps.serving.validation import validate_body, validate_rows
 
@@ -57,8 +58,6 @@ class PredictCall:
 def predict_rate_limit(call: PredictCall) -> None:
     """Count the call (RateLimited beyond the caller's rate) and catch up with the serving
     generation that came back in the same round trip."""
-    from apps.core.errors import RateLimited
-
     call.verdict = limits.predict_hit(user=call.user, api_key=call.api_key)
     if not call.verdict.window.allowed:
         raise RateLimited(
@@ -85,11 +84,8 @@ def _load(version: ServedVersion) -> Callable[[], LoadedModel]:
     def load() -> LoadedModel:
         row = ModelVersion.objects.select_related("model").get(pk=version.pk)
         estimator = model_version_load(version=row)
-        names = getattr(estimator, "feature_names_in_", None)
         return LoadedModel(
-            estimator=estimator,
-            size=row.size,
-            feature_names=None if names is None else tuple(str(name) for name in names),
+            estimator=estimator, size=row.size, feature_names=feature_names_of(estimator)
         )
 
     return load
@@ -110,7 +106,13 @@ def predict_run(call: PredictCall, data: Any, *, request: HttpRequest) -> dict[s
             raise PrivacyBudgetExhausted(retry_after=spend.reset_in)
 
     loaded = models.get(version.pk, _load(version))
-    matrix = feature_matrix(rows, version.feature_order, loaded.feature_names)
+    try:
+        matrix = feature_matrix(rows, version.feature_order, loaded.feature_names)
+    except KeyError as exc:  # the model was fitted on a feature the schema does not require
+        raise PredictionFailed(
+            f"The model needs the field {exc.args[0]!r}, which the rows do not all carry.",
+            details=[{"path": "inputs", "message": f"missing field {exc.args[0]!r}"}],
+        ) from None
     try:
         outputs = loaded.estimator.predict(matrix)
     except (ValueError, TypeError) as exc:  # the model refused these values

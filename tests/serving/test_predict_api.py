@@ -251,3 +251,36 @@ def test_non_json_and_oversized_bodies(client, actors, pricing):
 def test_get_is_405(client, actors, pricing):
     response = client.get(PREDICT, **bearer(actors["ml_engineer"]))
     assert_error(response, 405, "method_not_allowed")
+
+
+def test_a_model_fitted_with_feature_names_gets_them_and_never_warns(client, actors, pricing):
+    import io
+    import warnings
+
+    import joblib
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.DataFrame(
+        {
+            "inventory": [1.0, 2.0, 3.0, 4.0],
+            "price": [10.0, 20.0, 30.0, 45.0],
+            "demand": [0.1, 0.2, 0.3, 0.5],
+        }
+    )
+    fitted = LinearRegression().fit(frame, [1.0, 2.0, 3.0, 4.5])
+    buffer = io.BytesIO()
+    joblib.dump(fitted, buffer)
+    # The version's order differs from the training columns: the names, not positions, decide.
+    add_version(
+        actors["ml_engineer"], pricing.model, content=buffer.getvalue(),
+        feature_order=["price", "demand", "inventory"],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        response = post(
+            client, {"inputs": [ROW]}, path=f"{PREDICT}?version=2", **bearer(actors["ml_engineer"])
+        )
+    assert response.status_code == 200, response.content
+    expected_value = fitted.predict(pd.DataFrame([ROW])[["inventory", "price", "demand"]])[0]
+    assert response.json()["predictions"] == [pytest.approx(expected_value)]
