@@ -167,9 +167,9 @@ def redis_for_worker() -> Iterator[str]:
 
 
 @contextmanager
-def web_process(env: dict[str, str], log_file: Path) -> Iterator[int]:
-    """A real gunicorn web process (one sync worker) serving this checkout with the test
-    settings and `env` on top; yields its port."""
+def web_process(env: dict[str, str], log_file: Path, *, workers: int = 1) -> Iterator[int]:
+    """A real gunicorn web server (`workers` sync worker processes) serving this checkout with
+    the test settings and `env` on top; yields its port."""
     import os
     import sys
 
@@ -177,7 +177,7 @@ def web_process(env: dict[str, str], log_file: Path) -> Iterator[int]:
     process = subprocess.Popen(
         [
             sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}",
-            "--workers", "1", "--forwarded-allow-ips", "", "--no-control-socket",
+            "--workers", str(workers), "--forwarded-allow-ips", "", "--no-control-socket",
         ],
         cwd=Path(__file__).resolve().parents[1],
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.test_settings", **env},

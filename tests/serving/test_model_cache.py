@@ -88,8 +88,9 @@ def test_concurrent_first_predicts_decrypt_the_model_once(live_server, actors, p
         )  # fmt: skip
         return client.getresponse().status
 
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        assert set(pool.map(call, range(24))) == {200}
+    # Few enough at once for the live server's listen backlog (5), enough to race the load.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert set(pool.map(call, range(8))) == {200}
     assert models.loads == 1
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from apps.serving.model_cache import models
 from tests.apikeys.factories import ApiKeyFactory
+from tests.services import database_url_of, web_process
 from tests.serving.conftest import ROW, assert_error, bearer, post
 
 
@@ -65,27 +67,27 @@ def test_a_caller_without_the_grant_is_refused_before_the_body_is_read(client, a
 
 @pytest.mark.django_db(transaction=True)
 def test_200_parallel_requests_against_a_limit_of_100_yield_exactly_100(
-    live_server, actors, pricing
+    actors, pricing, media_root: Path, tmp_path: Path
 ):
+    # Four real gunicorn worker processes race on the one Redis counter.
     _, key = ApiKeyFactory.issue(owner=actors["ml_engineer"], rate_limit="100/h")
-    target = urllib.parse.urlsplit(live_server.url)
+    env = {"DATABASE_URL": database_url_of(connection.settings_dict), "MEDIA_ROOT": str(media_root)}
     body = json.dumps({"inputs": [ROW]})
+    with web_process(env, tmp_path / "web.log", workers=4) as port:
 
-    def call(_: int) -> int:
-        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-        try:
-            connection.request(
-                "POST",
-                "/api/v1/models/pricing/predict",
-                body,
-                {"Content-Type": "application/json", "X-API-Key": key},
-            )
-            return connection.getresponse().status
-        finally:
-            connection.close()
+        def call(_: int) -> int:
+            client = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                client.request(
+                    "POST", "/api/v1/models/pricing/predict", body,
+                    {"Content-Type": "application/json", "X-API-Key": key},
+                )  # fmt: skip
+                return client.getresponse().status
+            finally:
+                client.close()
 
-    with ThreadPoolExecutor(max_workers=50) as pool:
-        statuses = list(pool.map(call, range(200)))
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            statuses = list(pool.map(call, range(200)))
     assert statuses.count(200) == 100
     assert statuses.count(429) == 100
 
