@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.serving",
     "apps.incidents",
+    "apps.compliance",
 ]
 
 MIDDLEWARE = [
@@ -176,6 +177,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "apikeys-expire": {"task": "apikeys.expire", "schedule": 60.0},
     "apikeys-warn-expiring": {"task": "apikeys.warn_expiring", "schedule": 24 * 3600.0},
     "registry-verify-watermarks": {"task": "registry.verify_watermarks", "schedule": 24 * 3600.0},
+    "incidents-detect-audit": {"task": "incidents.detect_audit", "schedule": 60.0},
+    "incidents-expiring-keys": {"task": "incidents.detect_expiring_keys", "schedule": 3600.0},
+    "compliance-checks": {"task": "compliance.run_checks", "schedule": 3600.0},
 }
 
 # --- Audit ------------------------------------------------------------------------------
@@ -184,17 +188,30 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # every reader, so a request pays only for its pending row; in the embedded default (no
 # beat) each commit chains right away (try-lock, one batch at most).
 AUDIT_CHAIN_INLINE = CELERY_TASK_ALWAYS_EAGER
-AUDIT_CHAIN_BREAK_HANDLERS: list[str] = []
+AUDIT_CHAIN_BREAK_HANDLERS: list[str] = ["apps.incidents.hooks.audit_chain_broken"]
 
 # --- Watermarks -------------------------------------------------------------------------
 # Dotted paths of callables `handler(*, result)` called when a watermark verification fails
 # (the incidents app adds its own).
-WATERMARK_FAILURE_HANDLERS: list[str] = []
+WATERMARK_FAILURE_HANDLERS: list[str] = ["apps.incidents.hooks.watermark_failed"]
 # The only hosts a suspect-endpoint check may contact (exact host names, lower case); empty:
 # none. Any other URL is refused before a connection is opened.
 WATERMARK_SUSPECT_HOSTS = [host.lower() for host in env_list("WATERMARK_SUSPECT_HOSTS")]
 WATERMARK_SUSPECT_CONNECT_TIMEOUT = 3.0
 WATERMARK_SUSPECT_READ_TIMEOUT = 10.0
+
+# --- Incident detectors (apps/incidents/detectors.py) -------------------------------------
+# An incident opens when one subject's refusals in the audit trail reach a threshold within a
+# window: failed authentication per client network, failed sign-ins per account (within
+# LOGIN_FAILURE_WINDOW: at most LOGIN_FAILURES_PER_USERNAME are ever recorded before the
+# lock-out, so the default is the lock-out itself), rate-limited predicts and replayed
+# signatures per API key. Keys expiring within INCIDENT_KEY_EXPIRY_DAYS open a SEV4 each.
+INCIDENT_DETECTOR_WINDOW = env_int("INCIDENT_DETECTOR_WINDOW", default=300, minimum=1)
+INCIDENT_AUTH_FAILURE_BURST = env_int("INCIDENT_AUTH_FAILURE_BURST", default=20, minimum=1)
+INCIDENT_USERNAME_FAILURE_BURST = env_int("INCIDENT_USERNAME_FAILURE_BURST", default=5, minimum=1)
+INCIDENT_RATE_LIMIT_FLOOD = env_int("INCIDENT_RATE_LIMIT_FLOOD", default=100, minimum=1)
+INCIDENT_SIGNATURE_REPLAY_BURST = env_int("INCIDENT_SIGNATURE_REPLAY_BURST", default=3, minimum=1)
+INCIDENT_KEY_EXPIRY_DAYS = env_int("INCIDENT_KEY_EXPIRY_DAYS", default=7, minimum=1)
 
 # --- HTTP -------------------------------------------------------------------------------
 BULWARK_MAX_JSON_BODY = 1024 * 1024  # API.md: a JSON body is at most 1 MiB
@@ -206,6 +223,16 @@ BULWARK_MAX_ARTIFACT_BYTES = env_int("MAX_ARTIFACT_MB", default=512, minimum=1) 
 # type are refused (apps/registry/formats.py explains the default: keep the two in step).
 BULWARK_SKOPS_TRUSTED_TYPES = env_list(
     "SKOPS_TRUSTED_TYPES", default=["sklearn.tree._tree.Tree", "numpy.dtype"]
+)
+# Compliance evidence files (multipart to /api/v1/compliance/items/<id>/evidence and the UI):
+# kept in memory while they are checked and encrypted, never on disk (413 beyond).
+COMPLIANCE_EVIDENCE_MAX_BYTES = (
+    env_int("COMPLIANCE_EVIDENCE_MAX_MB", default=10, minimum=1) * 1024 * 1024
+)
+# The compliance check "watermark verified" wants a succeeded verification of every
+# production version at most this many days old.
+COMPLIANCE_WATERMARK_MAX_AGE_DAYS = env_int(
+    "COMPLIANCE_WATERMARK_MAX_AGE_DAYS", default=7, minimum=1
 )
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 APPEND_SLASH = False  # API.md: no trailing slashes, and never a redirect that drops a POST body
@@ -252,6 +279,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "apps.registry.models.WatermarkStatus",
         "StatusEnum": ["ok", "unavailable"],
+        "ComplianceItemStatusEnum": "apps.compliance.models.ItemStatus",
+        "IncidentStatusEnum": "apps.incidents.models.Status",
     },
 }
 
@@ -280,8 +309,8 @@ SIMPLE_JWT = {
 MFA_REQUIRED_ROLES = env_list("MFA_REQUIRED_ROLES", default=["admin", "security_officer"])
 OTP_TOTP_ISSUER = "Bulwark"
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
-# The admin's sign-in is the one sign-in page for now (MFA enrolment needs a session).
-LOGIN_URL = "/admin/login/"
+# The UI's sign-in (username, password, TOTP); the admin keeps its own at /admin/login/.
+LOGIN_URL = "/account/login"
 # Login throttling (API.md): per username, then per client IP, in a fixed window.
 LOGIN_FAILURES_PER_USERNAME = 5
 LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", default=30, minimum=1)

@@ -10,6 +10,8 @@ api_v1 = [  # each app adds its routes here as it lands
     path("", include("apps.audit.urls")),
     path("", include("apps.registry.urls")),
     path("", include("apps.serving.urls")),
+    path("", include("apps.incidents.urls")),
+    path("", include("apps.compliance.urls")),
 ]
 
 urlpatterns = [
@@ -20,6 +22,8 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("account/", include("apps.accounts.web_urls")),
+    path("incidents/", include("apps.incidents.web_urls")),
+    path("compliance/", include("apps.compliance.web_urls")),
     path("admin/", admin.site.urls),
 ]
 

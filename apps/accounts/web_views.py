@@ -1,5 +1,6 @@
-"""Server-rendered account pages (session sign-in): enrolling, regenerating recovery codes
-for, and removing TOTP MFA. Plain forms and full page loads: no JavaScript needed.
+"""Server-rendered account pages (session sign-in): signing in and out of the UI, enrolling,
+regenerating recovery codes for, and removing TOTP MFA. Plain forms and full page loads: no
+JavaScript needed.
 
 Every page here is `never_cache`: they show a TOTP secret or recovery codes, which must not
 be kept by the browser's cache or any proxy. Recovery codes are rendered into the response
@@ -13,21 +14,37 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login as auth_login
+from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import rotate_token
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
+from django_otp import user_has_device
 
 from apps.accounts import mfa
-from apps.accounts.forms import MfaConfirmForm, MfaRecoveryCodesForm, MfaRemoveForm
-from apps.core.permissions import roles_of
+from apps.accounts.admin_site import mfa_required_for
+from apps.accounts.forms import (
+    BulwarkAdminAuthenticationForm,
+    MfaConfirmForm,
+    MfaRecoveryCodesForm,
+    MfaRemoveForm,
+)
+from apps.audit.services import audit_event_record
+from apps.core.permissions import may, roles_of
 
-# No site-wide LOGIN_URL yet: the admin's sign-in is the one session sign-in there is.
-LOGIN_URL = "/admin/login/"
+# The MFA pages send visitors to the UI's sign-in (settings.LOGIN_URL), which, unlike the
+# admin's, also admits people who are not staff (security officers, auditors).
+LOGIN_URL = settings.LOGIN_URL
 
 
 def _page(
@@ -140,3 +157,105 @@ def mfa_remove(request: HttpRequest) -> HttpResponse:
         return _page(request, remove_form=form, status=400)
     messages.success(request, "Two-factor authentication is off: your app and codes are removed.")
     return _redirect_to_page()
+
+
+# --- Sign-in and sign-out of the UI (settings.LOGIN_URL) ------------------------------------
+
+
+class SessionLoginForm(BulwarkAdminAuthenticationForm):
+    """The admin's sign-in form (throttling, TOTP or recovery code, audited failures: see
+    BulwarkAdminAuthenticationForm.clean) for everyone who may sign in, staff or not: the
+    UI's pages check roles themselves."""
+
+    error_messages = {
+        **BulwarkAdminAuthenticationForm.error_messages,
+        "invalid_login": "The username or password is wrong.",
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["username"].widget.attrs.update({"autocomplete": "username"})
+        self.fields["password"].widget.attrs.update({"autocomplete": "current-password"})
+        self.fields["otp_token"].help_text = (
+            "The 6-digit code from your authenticator app, or one of your recovery codes. "
+            "Leave empty only if you have not set up two-factor authentication."
+        )
+
+    def confirm_login_allowed(self, user: Any) -> None:
+        # Active accounts only (Django's rule), without the admin's is_staff requirement.
+        AuthenticationForm.confirm_login_allowed(self, user)
+
+
+def _safe_next(request: HttpRequest) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return "/incidents/" if may(request.user, "incidents.read") else "/"
+
+
+def _login_state(request: HttpRequest) -> str | None:
+    """Why a signed-in user sees the sign-in page: "verify" (they have an authenticator this
+    session never checked) or "enrol" (their role requires one they do not have)."""
+    user = request.user
+    if not user.is_authenticated or not mfa_required_for(user):
+        return None
+    if user.is_verified():  # type: ignore[union-attr]
+        return None
+    return "verify" if user_has_device(user, confirmed=True) else "enrol"
+
+
+@sensitive_post_parameters("password", "otp_token")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def login_page(request: HttpRequest) -> HttpResponse:
+    """Username, password and, for users with an authenticator, its code, in one form.
+
+    Success rotates the session (django.contrib.auth.login) and marks it verified by the
+    device that accepted the code. A member of MFA_REQUIRED_ROLES without a device is signed
+    in with the password only and sent to enrol at /account/mfa/: every page that needs MFA
+    refuses that session until the enrolment verifies it."""
+    state = _login_state(request)
+    if request.method == "GET" and request.user.is_authenticated and state is None:
+        return HttpResponseRedirect(_safe_next(request))
+    form = SessionLoginForm(request, data=request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        user = form.get_user()
+        verified = hasattr(user, "otp_device")
+        auth_login(request, user)  # new session key and CSRF token; django-otp's receiver
+        audit_event_record(  # marks the session verified when a device accepted the code
+            "auth.session.started",
+            actor=user,
+            target=user,
+            details={"method": "password+otp" if verified else "password"},
+            request=request,
+        )
+        if not verified and mfa_required_for(user):
+            messages.info(
+                request,
+                "Your role requires two-factor authentication: add Bulwark to your "
+                "authenticator app to continue.",
+            )
+            return HttpResponseRedirect(reverse("account-mfa"))
+        return HttpResponseRedirect(_safe_next(request))
+    status = 200
+    if form.is_bound:
+        status = 429 if form.has_error(NON_FIELD_ERRORS, "locked") else 400
+    context = {"form": form, "next": request.POST.get("next") or request.GET.get("next", "")}
+    context["mfa_state"] = state
+    return render(request, "accounts/login.html", context, status=status)
+
+
+@require_POST
+def logout_page(request: HttpRequest) -> HttpResponse:
+    """Sign out (POST only, with the CSRF token: a link or an image cannot sign anyone out)."""
+    if request.user.is_authenticated:
+        audit_event_record(
+            "auth.session.ended", actor=request.user, target=request.user, request=request
+        )
+    auth_logout(request)
+    messages.info(request, "You are signed out.")
+    return HttpResponseRedirect(reverse("account-login"))

@@ -155,9 +155,11 @@ class SecurityHeadersMiddleware:
 
 JSON_TYPES = frozenset({"application/json"})
 UPLOAD_TYPES = frozenset({"multipart/form-data"})
-# The one place a body may exceed the JSON limit: a multipart artifact upload (API.md "Models
+# Where a body may exceed the JSON limit: a multipart artifact upload (API.md "Models
 # and versions"). Its own upload handler enforces the artifact limit byte by byte.
 ARTIFACT_UPLOAD_PATH = re.compile(r"^/api/v1/models/[^/]+/versions$")
+# Likewise a compliance evidence file (API.md "Compliance"), bounded by its own handler.
+EVIDENCE_UPLOAD_PATH = re.compile(r"^/api/v1/compliance/items/[^/]+/evidence$")
 
 
 class ApiRequestGuardMiddleware:
@@ -176,6 +178,9 @@ class ApiRequestGuardMiddleware:
         self.limit = settings.BULWARK_MAX_JSON_BODY
         # The artifact plus the other form fields (each bounded by the JSON limit as a whole).
         self.upload_limit = settings.BULWARK_MAX_ARTIFACT_BYTES + settings.BULWARK_MAX_JSON_BODY
+        self.evidence_limit = (
+            settings.COMPLIANCE_EVIDENCE_MAX_BYTES + settings.BULWARK_MAX_JSON_BODY
+        )
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/"):
@@ -200,12 +205,11 @@ class ApiRequestGuardMiddleware:
         media_type, _, params = request.META.get("CONTENT_TYPE", "").partition(";")
         media_type = media_type.strip().lower()
         limit = self.limit
-        if (
-            request.method == "POST"
-            and media_type in UPLOAD_TYPES
-            and ARTIFACT_UPLOAD_PATH.match(request.path)
-        ):
-            limit = self.upload_limit
+        if request.method == "POST" and media_type in UPLOAD_TYPES:
+            if ARTIFACT_UPLOAD_PATH.match(request.path):
+                limit = self.upload_limit
+            elif EVIDENCE_UPLOAD_PATH.match(request.path):
+                limit = self.evidence_limit
         if length > limit:
             return PayloadTooLarge(f"The request body is {length} bytes; the limit is {limit}.")
         chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()

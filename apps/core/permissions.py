@@ -32,6 +32,10 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "incidents.read": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
     # Open, move, annotate, assign incidents and take containment actions from them.
     "incidents.write": frozenset({ADMIN, SECURITY_OFFICER}),
+    # See the compliance checklist, its evidence and check results; download reports.
+    "compliance.read": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
+    # Change items (status, owner, notes), add evidence, run the automated checks.
+    "compliance.write": frozenset({ADMIN, SECURITY_OFFICER}),
 }
 
 

@@ -171,3 +171,17 @@ class TimelineEntry(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.kind} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class DetectorCursor(models.Model):
+    """How far a detector that reads the audit trail has got: the last `seq` it processed.
+    It moves in the same transaction as the incidents its batch opened, so a run that dies
+    midway re-reads that batch instead of skipping it, and a committed batch is never
+    counted again. Chaining gives seqs in commit order, so nothing lands behind it."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    last_seq = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at #{self.last_seq}"

@@ -105,5 +105,20 @@ def phase_durations(incident: Incident) -> dict[str, timedelta | None]:
     }
 
 
+def incident_people_names(*, actor: Any, incident: Incident) -> dict[str, str]:
+    """Usernames behind the audit pseudonyms on the incident (timeline actors, assignees,
+    linked users), for those that still map to a person: an erased person's pseudonym maps
+    to nobody, so the incident history shows the bare pseudonym."""
+    from apps.audit.models import ActorPseudonym
+
+    refs = {e.actor_ref for e in incident.timeline.all() if e.actor_type == "user"}
+    refs |= {str(e.data.get("assignee")) for e in incident.timeline.all() if e.data.get("assignee")}
+    refs |= {r.ref for r in incident.resources.all() if r.kind == "user"}
+    rows = ActorPseudonym.objects.filter(pseudonym__in=refs).values_list(
+        "pseudonym", "user__username"
+    )
+    return dict(rows)
+
+
 def _invalid(path: str, message: str) -> InvalidInput:
     return InvalidInput(f"{path}: {message}", details=[{"path": path, "message": message}])

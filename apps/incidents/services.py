@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import actor_of
-from apps.core.errors import InvalidInput, NotFound
+from apps.core.errors import Conflict, InvalidInput, NotFound
+from apps.core.permissions import may
 from apps.incidents.models import (
     ActionItem,
     EntryKind,
@@ -71,6 +72,13 @@ def _locked(incident: Incident) -> Incident:
     return Incident.objects.select_for_update().get(pk=incident.pk)
 
 
+def _check_assignee(assignee: Any) -> None:
+    # An incident is worked by someone who may move it: never parked on a person who cannot
+    # even read it, nor on a deactivated account.
+    if assignee is not None and not (assignee.is_active and may(assignee, "incidents.write")):
+        raise _invalid("assignee", "must be an active security officer or admin")
+
+
 @transaction.atomic
 def incident_create(
     *,
@@ -83,6 +91,7 @@ def incident_create(
     request: HttpRequest | None = None,
 ) -> Incident:
     """Open an incident by a person, status `detected`; audited incident.created."""
+    _check_assignee(assignee)
     incident = Incident(
         title=(title or "").strip(),
         severity=severity,
@@ -178,7 +187,9 @@ def incident_note_add(
 def incident_assign(
     *, actor: Any, incident: Incident, assignee: Any, request: HttpRequest | None = None
 ) -> Incident:
-    """Assign to a user (or None to unassign); audited incident.assigned with pseudonyms."""
+    """Assign to a user (or None to unassign); audited incident.assigned with pseudonyms.
+    InvalidInput unless the assignee is an active holder of incidents.write."""
+    _check_assignee(assignee)
     incident = _locked(incident)
     incident.assignee = assignee
     incident.save(update_fields=["assignee", "updated_at"])
@@ -292,6 +303,9 @@ def _contain(
         ).first()
         if version is None:
             raise NotFound("No such model version.")
+        if version.stage == "archived":
+            # Like revoking a revoked key: nothing would change, so nothing is recorded.
+            raise Conflict(f"{version.model.name} v{version.number} is already archived.")
         model_version_stage(actor=actor, version=version, stage="archived", request=request)
         ref = f"{version.model.name}:{version.number}"
         return ResourceKind.MODEL_VERSION, ref, ref
@@ -333,10 +347,12 @@ def incident_contain(
 ) -> TimelineEntry:
     """Revoke an API key, archive a model version or deactivate a user, from the incident, in
     one step: the owning app's service does it (and audits it), effective on the next request;
-    the incident links the resource and records it on its timeline (incident.containment)."""
+    the incident links the resource and records it on its timeline (incident.containment).
+    NotFound for an unknown target; Conflict (409) when the incident is closed or the target
+    already is revoked, archived or deactivated; nothing is written then."""
     incident = _locked(incident)
     if incident.status == Status.CLOSED:
-        raise _invalid("action", "the incident is closed; reopen it first")
+        raise Conflict("The incident is closed; reopen it before taking containment actions.")
     reason = f"incident {incident.id}"
     kind, ref, label = _contain(action, target, actor=actor, reason=reason, request=request)
     _link(incident, [(kind, ref, label)])
@@ -357,6 +373,11 @@ def incident_contain(
     return entry
 
 
+def dedup_key(detector: str, subject: str) -> str:
+    """What makes two hits the same incident while it is open (Incident.dedup_key)."""
+    return f"{detector}:{subject}"[:200]
+
+
 def incident_detector_hit(
     *,
     detector: str,
@@ -371,7 +392,7 @@ def incident_detector_hit(
     constraint on dedup_key lets one of two concurrent openers win; the other appends."""
     if severity not in Severity.values:
         raise ValueError(f"unknown severity {severity!r}")
-    key = f"{detector}:{subject}"[:200]
+    key = dedup_key(detector, subject)
     actor = f"detector:{detector}"
     links = list(links)
     for _attempt in range(3):

@@ -110,10 +110,10 @@ def person(client: Client) -> Any:
 # --- enrolment --------------------------------------------------------------------------
 
 
-def test_the_mfa_page_sends_a_visitor_who_is_not_signed_in_to_the_admin_login(client):
+def test_the_mfa_page_sends_a_visitor_who_is_not_signed_in_to_the_sign_in_page(client):
     response = client.get(MFA_URL)
     assert response.status_code == 302
-    assert response["Location"] == "/admin/login/?next=/account/mfa/"
+    assert response["Location"] == "/account/login?next=/account/mfa/"
     assert not TOTPDevice.objects.exists()
 
 

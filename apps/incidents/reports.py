@@ -1,0 +1,334 @@
+"""Incident reports: one dictionary (the JSON export) and the same content as a PDF.
+
+Both carry the summary, the phase times and durations, the timeline, the linked resources
+and the post-mortem. People appear by username while their audit pseudonym still maps to
+one (as in the UI), else by the pseudonym alone.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta
+from typing import Any
+from xml.sax.saxutils import escape
+
+from django.utils import timezone
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    KeepTogether,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from apps.incidents.models import EntryKind, Incident, Status, TimelineEntry
+from apps.incidents.selectors import incident_people_names, phase_durations
+from apps.incidents.workflow import PHASE_FIELD, PHASES
+
+DURATION_LABELS = {
+    "time_to_contain": "Time to contain",
+    "time_to_recover": "Time to recover",
+    "time_to_close": "Time to close",
+}
+ACTION_LABELS = {
+    "revoke_api_key": "Revoked API key",
+    "archive_model_version": "Archived model version",
+    "deactivate_user": "Deactivated user",
+}
+
+
+def format_duration(delta: timedelta | None) -> str:
+    """Like "45 s", "12 min", "3 h 05 min", "2 d 4 h"; "—" when not reached yet."""
+    if delta is None:
+        return "—"
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _stamp(moment: datetime | None) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+
+
+def person_label(ref: str, names: dict[str, str]) -> str:
+    return names.get(ref, ref)
+
+
+def actor_label(entry: TimelineEntry, names: dict[str, str]) -> str:
+    if entry.actor_type == "user":
+        return person_label(entry.actor_ref, names)
+    if entry.actor_ref.startswith("detector:"):
+        return "Detector " + entry.actor_ref.removeprefix("detector:")
+    return entry.actor_ref
+
+
+def entry_summary(entry: TimelineEntry, names: dict[str, str]) -> str:
+    """One line saying what the entry is; its `text` (the note) is shown apart."""
+    data = entry.data or {}
+    if entry.kind == EntryKind.CREATED:
+        return "Opened the incident"
+    if entry.kind == EntryKind.TRANSITION:
+        old, new = Status(data.get("from")).label, Status(data.get("to")).label
+        return f"Reopened: {old} → {new}" if data.get("reopen") else f"{old} → {new}"
+    if entry.kind == EntryKind.NOTE:
+        return "Note"
+    if entry.kind == EntryKind.CONTAINMENT:
+        label = ACTION_LABELS.get(str(data.get("action")), str(data.get("action")))
+        ref = str(data.get("ref", ""))
+        return f"{label} {person_label(ref, names) if data.get('kind') == 'user' else ref}"
+    if entry.kind == EntryKind.DETECTOR_HIT:
+        return "Detector hit"
+    if entry.kind == EntryKind.ASSIGNMENT:
+        assignee = data.get("assignee")
+        return f"Assigned to {person_label(str(assignee), names)}" if assignee else "Unassigned"
+    if entry.kind == EntryKind.POSTMORTEM:
+        state = "complete" if data.get("complete") else "incomplete"
+        count = int(data.get("actions", 0))
+        return f"Post-mortem saved ({state}, {count} action item{'' if count == 1 else 's'})"
+    return entry.get_kind_display()
+
+
+def entry_text(entry: TimelineEntry) -> str:
+    if entry.kind == EntryKind.CREATED or entry.kind == EntryKind.CONTAINMENT:
+        return ""  # the title, or the summary again
+    if entry.kind == EntryKind.DETECTOR_HIT:
+        return ", ".join(f"{key}: {value}" for key, value in (entry.data or {}).items())
+    return entry.text
+
+
+def incident_report_data(*, actor: Any, incident: Incident) -> dict[str, Any]:
+    """The report as JSON-ready data (the `application/json` export)."""
+    names = incident_people_names(actor=actor, incident=incident)
+    durations = phase_durations(incident)
+    return {
+        "report": {"generated_at": timezone.now().isoformat(), "format": 1},
+        "incident": {
+            "id": str(incident.id),
+            "title": incident.title,
+            "severity": incident.severity,
+            "status": incident.status,
+            "description": incident.description,
+            "source": incident.source,
+            "detector": incident.detector or None,
+            "assignee": incident.assignee.username if incident.assignee else None,
+            "reported_by": incident.reported_by.username if incident.reported_by else None,
+            "reopened_count": incident.reopened_count,
+            "phases": {phase: _iso(getattr(incident, PHASE_FIELD[phase])) for phase in PHASES},
+        },
+        "phase_durations": {
+            name: (
+                None
+                if delta is None
+                else {"seconds": delta.total_seconds(), "text": format_duration(delta)}
+            )
+            for name, delta in durations.items()
+        },
+        "timeline": [
+            {
+                "at": entry.created_at.isoformat(),
+                "kind": entry.kind,
+                "actor": {
+                    "type": entry.actor_type,
+                    "ref": entry.actor_ref,
+                    "name": names.get(entry.actor_ref) if entry.actor_type == "user" else None,
+                },
+                "summary": entry_summary(entry, names),
+                "text": entry.text,
+                "data": entry.data,
+            }
+            for entry in incident.timeline.all()
+        ],
+        "linked_resources": [
+            {"kind": r.kind, "ref": r.ref, "label": r.label} for r in incident.resources.all()
+        ],
+        "postmortem": {
+            "complete": incident.has_postmortem,
+            "root_cause": incident.root_cause,
+            "impact": incident.impact,
+            "lessons": incident.lessons,
+            "action_items": [
+                {
+                    "description": item.description,
+                    "owner": item.owner.username if item.owner else None,
+                    "due_date": item.due_date.isoformat(),
+                    "done": item.done,
+                }
+                for item in incident.actions.all()
+            ],
+        },
+    }
+
+
+# --- PDF -------------------------------------------------------------------------------
+
+_STYLES = getSampleStyleSheet()
+_BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontSize=9.5, leading=12.5)
+_SMALL = ParagraphStyle("small", parent=_BODY, fontSize=8.5, leading=11)
+_H1 = ParagraphStyle("h1", parent=_STYLES["Title"], alignment=0, fontSize=18, leading=22)
+_H2 = ParagraphStyle("h2", parent=_STYLES["Heading2"], fontSize=13, spaceBefore=10)
+_GRID = TableStyle(
+    [
+        ("FONT", (0, 0), (-1, -1), "Helvetica", 9),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#d0d7de")),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+        ("TOPPADDING", (0, 0), (-1, -1), 4),
+    ]
+)
+_HEADED = TableStyle(
+    [
+        *_GRID.getCommands(),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f4")),
+        ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 9),
+    ]
+)
+
+
+def _p(text: str, style: ParagraphStyle = _BODY) -> Paragraph:
+    # Paragraph reads a small markup language: user text is escaped, newlines kept.
+    return Paragraph(escape(text or "—").replace("\n", "<br/>"), style)
+
+
+def _pairs(rows: list[tuple[str, str]]) -> Table:
+    table = Table(
+        [[_p(label, _SMALL), _p(value)] for label, value in rows], colWidths=[40 * mm, None]
+    )
+    table.setStyle(_GRID)
+    return table
+
+
+def _footer(canvas: Any, doc: Any) -> None:
+    canvas.saveState()
+    canvas.setFont("Helvetica", 8)
+    canvas.setFillColor(colors.HexColor("#59636e"))
+    canvas.drawString(doc.leftMargin, 10 * mm, f"Bulwark incident report · {doc.title}")
+    canvas.drawRightString(A4[0] - doc.rightMargin, 10 * mm, f"Page {doc.page}")
+    canvas.restoreState()
+
+
+def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
+    """The report as a PDF (A4): summary, phases and durations, timeline, linked resources,
+    post-mortem with action items."""
+    names = incident_people_names(actor=actor, incident=incident)
+    durations = phase_durations(incident)
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        title=f"{incident.get_severity_display()} {incident.title}",
+        author="Bulwark",
+        subject="Incident report",
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=16 * mm,
+        bottomMargin=18 * mm,
+    )
+    story: list[Any] = [
+        _p(f"Incident report: {incident.title}", _H1),
+        _p(f"Generated {_stamp(timezone.now())} · incident {incident.id}", _SMALL),
+        Spacer(1, 4 * mm),
+        _pairs(
+            [
+                ("Severity", incident.get_severity_display()),
+                ("Status", incident.get_status_display()),
+                (
+                    "Source",
+                    f"Detector {incident.detector}"
+                    if incident.detector
+                    else f"Reported by {incident.reported_by or '—'}",
+                ),
+                ("Assignee", str(incident.assignee or "Unassigned")),
+                ("Reopened", f"{incident.reopened_count} times"),
+                ("Description", incident.description),
+            ]
+        ),
+        _p("Phase durations", _H2),
+        _pairs([(DURATION_LABELS[k], format_duration(v)) for k, v in durations.items()]),
+        _p("Phases", _H2),
+        _pairs(
+            [
+                (Status(phase).label, _stamp(getattr(incident, PHASE_FIELD[phase])))
+                for phase in PHASES
+            ]
+        ),
+        _p("Timeline", _H2),
+    ]
+    rows: list[list[Any]] = [[_p("When", _SMALL), _p("Who", _SMALL), _p("What", _SMALL)]]
+    for entry in incident.timeline.all():
+        what = entry_summary(entry, names)
+        text = entry_text(entry)
+        rows.append(
+            [
+                _p(_stamp(entry.created_at), _SMALL),
+                _p(actor_label(entry, names), _SMALL),
+                _p(f"{what}\n{text}" if text else what),
+            ]
+        )
+    timeline = Table(rows, colWidths=[32 * mm, 32 * mm, None], repeatRows=1)
+    timeline.setStyle(_HEADED)
+    story.append(timeline)
+    resources = list(incident.resources.all())
+    story.append(_p("Linked resources", _H2))
+    if resources:
+        story.append(
+            _pairs(
+                [
+                    (
+                        r.get_kind_display(),
+                        " · ".join(
+                            x for x in (person_label(r.ref, names), r.label) if x and x != r.ref
+                        )
+                        or r.ref,
+                    )
+                    for r in resources
+                ]
+            )
+        )
+    else:
+        story.append(_p("None."))
+    story.append(_p("Post-mortem", _H2))
+    story.append(
+        _pairs(
+            [
+                ("Root cause", incident.root_cause),
+                ("Impact", incident.impact),
+                ("Lessons learned", incident.lessons),
+            ]
+        )
+    )
+    items = list(incident.actions.all())
+    if items:
+        table = Table(
+            [[_p("Action", _SMALL), _p("Owner", _SMALL), _p("Due", _SMALL)]]
+            + [
+                [
+                    _p(item.description),
+                    _p(str(item.owner or "—")),
+                    _p(item.due_date.isoformat()),
+                ]
+                for item in items
+            ],
+            colWidths=[None, 40 * mm, 26 * mm],
+            repeatRows=1,
+        )
+        table.setStyle(_HEADED)
+        story.append(KeepTogether([_p("Action items", _H2), table]))
+    doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
+    return buffer.getvalue()
