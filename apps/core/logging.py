@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apps.core.request_context import current_request_id
-from apps.privacy.masking import MASK, is_secret_key, mask, mask_text
+from apps.privacy.masking import mask_field, mask_text
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -41,7 +41,7 @@ class MaskSecretsFilter(logging.Filter):
                     delattr(record, name)
                     continue
                 value = _describe_request(value)
-            setattr(record, name, MASK if is_secret_key(name) else mask(value))
+            setattr(record, name, mask_field(name, value))
         if record.exc_info and not record.exc_text:
             record.exc_text = "".join(traceback.format_exception(*record.exc_info))
         if record.exc_text:

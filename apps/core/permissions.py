@@ -32,6 +32,8 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "incidents.read": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
     # Open, move, annotate, assign incidents and take containment actions from them.
     "incidents.write": frozenset({ADMIN, SECURITY_OFFICER}),
+    # GDPR: export anyone's personal data (subject access) and erase a person.
+    "privacy.manage": frozenset({ADMIN, SECURITY_OFFICER}),
     # See the compliance checklist, its evidence and check results; download reports.
     "compliance.read": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
     # Change items (status, owner, notes), add evidence, run the automated checks.
