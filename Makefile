@@ -39,9 +39,9 @@ run: $(VENV)/.runtime-installed
 	@echo "  health    http://$(HOST):$(PORT)/healthz   readiness http://$(HOST):$(PORT)/readyz"
 	@echo "Stop it with Ctrl-C."
 	@echo ""
-	@# --forwarded-allow-ips "": only TRUSTED_PROXIES (the app) decides whose X-Forwarded-* to believe.
-	exec $(BIN)/gunicorn controlplane.wsgi --bind $(HOST):$(PORT) --workers 1 --threads 4 \
-		--forwarded-allow-ips "" --no-control-socket
+	@# One process: the embedded default keeps rate-limit windows in its in-process cache.
+	exec $(BIN)/gunicorn -c controlplane/gunicorn.conf.py controlplane.wsgi \
+		--bind $(HOST):$(PORT) --workers 1 --threads 4
 
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

@@ -36,6 +36,7 @@ ENV_READERS = frozenset(
         "env_str",
         "env_bool",
         "env_int",
+        "env_float",
         "env_list",
         "env_choice",
         "env_networks",
@@ -216,7 +217,9 @@ def test_compose_file_defines_the_stack(tmp_path):
         assert depends_on["migrate"]["condition"] == "service_completed_successfully", name
 
     web_command = " ".join(command_words(services["web"]))
-    assert web_command.startswith("gunicorn controlplane.wsgi"), web_command
+    assert web_command.startswith("gunicorn -c controlplane/gunicorn.conf.py controlplane.wsgi"), (
+        web_command
+    )
     assert "--bind 0.0.0.0:8000" in web_command
     assert " ".join(command_words(services["worker"])).startswith("celery -A controlplane worker")
     assert " ".join(command_words(services["beat"])).startswith("celery -A controlplane beat")
@@ -384,7 +387,7 @@ def test_dockerfile_builds_a_locked_non_root_image_with_a_healthcheck():
     assert probe[0] == "python" and "urllib" in probe[-1] and "/healthz" in probe[-1]
 
     cmd = exec_form(next(arguments for keyword, arguments in instructions if keyword == "CMD"))
-    assert cmd[:2] == ["gunicorn", "controlplane.wsgi"]
+    assert cmd[:4] == ["gunicorn", "-c", "controlplane/gunicorn.conf.py", "controlplane.wsgi"]
     assert cmd[cmd.index("--bind") + 1] == "0.0.0.0:8000"
 
 
