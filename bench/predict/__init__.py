@@ -1,0 +1,1 @@
+"""Predict throughput and latency under load: `python -m bench.predict` (see run.py)."""
