@@ -17,7 +17,7 @@ from apps.audit.canonical import GENESIS_HASH, canonical_json, chain_hash, with_
 from apps.audit.errors import AuditUnavailable
 from apps.audit.models import ActorPseudonym, AuditEvent, Checkpoint, PendingEvent
 from apps.audit.signing import sign
-from apps.audit.subjects import actor_of, target_of, truncated_ip
+from apps.audit.subjects import actor_of, pseudonym_forget, target_of, truncated_ip
 from apps.core.request_context import current_request_id
 from apps.privacy.masking import Public, mask
 from controlplane.secrets import get_secret
@@ -217,4 +217,5 @@ def pseudonym_erase(*, user_id: Any) -> bool:
     events keep the pseudonym; nothing leads back from it any more. Returns whether a link
     existed."""
     deleted, _ = ActorPseudonym.objects.filter(user_id=user_id).delete()
+    pseudonym_forget(user_id)
     return deleted > 0

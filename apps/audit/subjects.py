@@ -23,9 +23,17 @@ def system(component: str = "bulwark") -> Subject:
     return Subject("system", component)
 
 
+# Pseudonyms this process has looked up, by user id: a person's pseudonym never changes, and
+# every authenticated request that writes an event would otherwise read it again (the user
+# object is rebuilt per request from the cache record). Erasure deletes the mapping and drops
+# it here; another process's entry is harmless, as the erased user can no longer act.
+_KNOWN: dict[Any, str] = {}
+_MAX_KNOWN = 10_000
+
+
 def pseudonym_for(user: Any) -> str:
     """The person's pseudonym, created on first use (random; see ActorPseudonym)."""
-    cached = getattr(user, "_audit_pseudonym", None)
+    cached = getattr(user, "_audit_pseudonym", None) or _KNOWN.get(user.pk)
     if cached:
         return cached
     pseudonym = (
@@ -40,7 +48,15 @@ def pseudonym_for(user: Any) -> str:
                 user_id=user.pk
             )
     user._audit_pseudonym = pseudonym
+    if len(_KNOWN) >= _MAX_KNOWN:
+        _KNOWN.clear()
+    _KNOWN[user.pk] = pseudonym
     return pseudonym
+
+
+def pseudonym_forget(user_id: Any) -> None:
+    """Drop this process's memory of a pseudonym (erasure)."""
+    _KNOWN.pop(user_id, None)
 
 
 def _is_user(value: Any) -> bool:

@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from functools import lru_cache
+from typing import Any
 
 from django.core.cache import cache
 
@@ -55,6 +57,12 @@ class Spend:
     reset_in: int  # seconds until the budget resets (next 00:00 UTC)
 
 
+@lru_cache(maxsize=1)
+def _script(client: Any) -> Any:
+    # EVALSHA after the first call: the script text is not resent with every predict.
+    return client.register_script(_SPEND_SCRIPT)
+
+
 def budget_spend(
     holder: str, epsilon: float, *, daily_budget: float, now: datetime | None = None
 ) -> Spend:
@@ -74,7 +82,7 @@ def budget_spend(
     ttl = reset_in + EXPIRY_MARGIN
     client = shared_client()
     if client is not None:
-        allowed, spent = client.eval(_SPEND_SCRIPT, 1, key, cost, budget, ttl)
+        allowed, spent = _script(client)(keys=[key], args=[cost, budget, ttl])
         allowed, spent = bool(allowed), int(spent)
     else:
         allowed, spent = _spend_local(key, cost=cost, budget=budget, ttl=ttl)
