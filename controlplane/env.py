@@ -180,7 +180,10 @@ def database_from_url(url: str, *, base_dir: Path) -> dict[str, object]:
             "OPTIONS": options,
             # Persistent connections: reconnecting per request costs more than the request.
             "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", default=60, minimum=0),
-            "CONN_HEALTH_CHECKS": True,
+            # No `SELECT 1` before each request's first query: that is a round trip on every
+            # request. A connection that died since the last request fails that one request
+            # (503, like any outage) and Django drops it, so the next one reconnects.
+            "CONN_HEALTH_CHECKS": False,
         }
     # Never echo the URL: it may carry a password.
     raise StartupError(
