@@ -10,7 +10,7 @@ from django.db import connection
 from tests.apikeys.factories import ApiKeyFactory
 from tests.core.test_dependency_outages import redis_cache
 from tests.services import TcpProxy, own_redis
-from tests.serving.conftest import ROW, assert_error, bearer, post
+from tests.serving.conftest import ROW, assert_error, audit_events, bearer, post
 
 
 @pytest.mark.django_db
@@ -31,6 +31,8 @@ def test_redis_down_is_503_and_nothing_is_served(client, actors, pricing, settin
         assert "cache" in error["message"]
         assert int(response["Retry-After"]) > 0
         assert "predictions" not in response.content.decode()
+    # The audit shows the one answered call, and nothing claims the refused one succeeded.
+    assert len(audit_events("predict.succeeded")) == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -51,3 +53,5 @@ def test_postgresql_down_is_503_even_with_everything_cached(client, actors, pric
     finally:
         connection.close()
         connection.settings_dict.update(HOST=saved["HOST"], PORT=saved["PORT"])
+    # Every 2xx has its event; the refused call left none claiming success.
+    assert len(audit_events("predict.succeeded")) == 1

@@ -115,3 +115,24 @@ def test_failed_authentication_is_limited_per_client_ip_and_spoofing_changes_not
         HTTP_X_FORWARDED_FOR="192.0.2.10",
     )
     assert_error(response, 429, "rate_limited")
+
+
+@pytest.mark.django_db
+def test_an_unauthenticated_oversized_body_is_413_without_touching_the_database(client, pricing):
+    from django.test.utils import CaptureQueriesContext
+
+    huge = json.dumps({"inputs": [dict(ROW, pad="x" * (1024 * 1024))]})
+    with CaptureQueriesContext(connection) as queries:
+        assert_error(post(client, huge), 413, "payload_too_large")
+    assert queries.captured_queries == []
+
+
+@pytest.mark.django_db
+def test_a_wrong_scope_caller_never_reaches_validation(client, actors, pricing, monkeypatch):
+    from apps.serving import services
+
+    reached = []
+    monkeypatch.setattr(services, "validate_rows", lambda *args: reached.append(args))
+    _, key = ApiKeyFactory.issue(owner=actors["ml_engineer"], scopes=["predict:other"])
+    assert_error(post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key), 403, "scope_missing")
+    assert reached == []
