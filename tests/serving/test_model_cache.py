@@ -18,7 +18,7 @@ from apps.registry.services import model_version_stage
 from apps.serving.model_cache import LoadedModel, ModelCache, models
 from tests.apikeys.factories import ApiKeyFactory
 from tests.services import database_url_of, web_process
-from tests.serving.conftest import ROW, post
+from tests.serving.conftest import ROW, add_version, post
 
 
 def loaded(size: int) -> LoadedModel:
@@ -114,20 +114,24 @@ def test_a_stage_change_reaches_every_web_process_on_its_next_request(
         "MEDIA_ROOT": str(media_root),
     }
 
-    def call(port: int) -> int:
+    def call(port: int) -> tuple[int, int | None]:
         client = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         client.request(
             "POST", "/api/v1/models/pricing/predict", json.dumps({"inputs": [ROW]}),
             {"Content-Type": "application/json", "X-API-Key": key},
         )  # fmt: skip
-        return client.getresponse().status
+        response = client.getresponse()
+        body = json.loads(response.read())
+        return response.status, body.get("version")
 
     with (
         web_process(env, tmp_path / "web1.log") as first,
         web_process(env, tmp_path / "web2.log") as second,
     ):
-        assert (call(first), call(second)) == (200, 200)  # each has the model loaded
+        assert (call(first), call(second)) == ((200, 1), (200, 1))  # each has v1 loaded
         model_version_stage(actor=actors["ml_engineer"], version=pricing, stage="archived")
-        assert (call(first), call(second)) == (404, 404)
-        model_version_stage(actor=actors["ml_engineer"], version=pricing, stage="production")
-        assert (call(first), call(second)) == (200, 200)
+        assert (call(first)[0], call(second)[0]) == (404, 404)
+        v2 = add_version(actors["ml_engineer"], pricing.model)
+        model_version_stage(actor=actors["ml_engineer"], version=v2, stage="production")
+        # The next request of each process serves the new production version.
+        assert (call(first), call(second)) == ((200, 2), (200, 2))
