@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -188,20 +189,36 @@ def forget(public_id: str) -> None:
         client.delete(_REDIS_PREFIX + public_id)
 
 
+def record_key(public_id: str) -> str:
+    """The Redis key of a key's cached record (a caller may read it in its own round trip and
+    hand the value to `lookup` through `prefetched`)."""
+    return _REDIS_PREFIX + public_id
+
+
+# (public id, failure bucket, raw failure count, raw record) read by someone else's round
+# trip for this request (the predict gate); `lookup` uses them instead of its own MGET.
+prefetched: ContextVar[tuple[str, str, Any, Any] | None] = ContextVar(
+    "apikeys_prefetched", default=None
+)
+
+
 def lookup(
     public_id: str | None, bucket: str, *, limit: int, window: int
 ) -> tuple[ratelimit.Window, ApiKey | _Missing | None]:
     """The failure window of `bucket` and the cached key (MISSING when not cached), in one
-    round trip: an MGET of the failure counter and the record. (A redis-py pipeline costs
-    twice an MGET in Python; the window's remaining time is only read for a locked-out
-    caller, which is rare.)"""
+    round trip: an MGET of the failure counter and the record, or none when `prefetched`
+    holds both. (A redis-py pipeline costs twice an MGET in Python; the window's remaining
+    time is only read for a locked-out caller, which is rare.)"""
     client = shared_client()
+    early = prefetched.get()
     if client is None:
         state = ratelimit.peek(bucket, limit=limit, window=window)
         raw = cache.get(_fallback_key(public_id)) if public_id else None
     else:
         full = ratelimit.KEY_PREFIX + bucket
-        if public_id:
+        if public_id and early is not None and early[:2] == (public_id, bucket):
+            counted, raw = early[2], early[3]
+        elif public_id:
             counted, raw = client.mget([full, _REDIS_PREFIX + public_id])
         else:
             counted, raw = client.get(full), None

@@ -61,16 +61,17 @@ def rate_of(*, api_key: Any) -> tuple[int, int]:
     )
 
 
-def bucket_of(*, user: Any, api_key: Any) -> str:
+def bucket_of(*, user: Any, api_key: Any, limit: int, window: int) -> str:
+    # The rate is part of the name: a changed rate starts a window of its own.
     if api_key is not None:
-        return f"predict:key:{api_key.public_id}"
-    return f"predict:user:{user.pk}"
+        return f"predict:key:{api_key.public_id}:{limit}/{window}"
+    return f"predict:user:{user.pk}:{limit}/{window}"
 
 
 def predict_hit(*, user: Any, api_key: Any) -> Verdict:
     """Count one predict call for its caller and read the serving generation."""
     limit, window = rate_of(api_key=api_key)
-    bucket = bucket_of(user=user, api_key=api_key)
+    bucket = bucket_of(user=user, api_key=api_key, limit=limit, window=window)
     client = shared_client()
     if client is None:
         state = ratelimit.hit(bucket, limit=limit, window=window)
@@ -81,3 +82,83 @@ def predict_hit(*, user: Any, api_key: Any) -> Verdict:
     count, ttl = int(reply[0]), int(reply[1])
     current = reply[2] if len(reply) > 2 else None  # Lua's nil ends the reply early
     return Verdict(ratelimit.Window(count, limit, ttl), current)
+
+
+# --- The API-key gate: one round trip for authentication's reads and the rate limit ---------
+#
+# An API key's rate is fixed when the key is made, so once this process has served a key it
+# knows the key's window before authenticating it. The gate then reads the client address's
+# failure count and the key's cached record (what authentication would read) and counts the
+# call, in one script. A call that authentication then refuses gives its count back (one
+# more round trip, on refusals only), so only the key's own accepted calls use its window.
+
+_GATE = """
+local failures = redis.call('GET', KEYS[1])
+local record = redis.call('GET', KEYS[2])
+local count = redis.call('INCRBY', KEYS[3], 1)
+if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[3])
+if ttl < 0 then redis.call('EXPIRE', KEYS[3], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {failures or false, record or false, count, ttl, redis.call('GET', KEYS[4]) or false}
+"""
+_key_rates: dict[str, tuple[int, int]] = {}
+_MAX_KEY_RATES = 10_000
+
+
+@dataclass
+class GateResult:
+    public_id: str
+    bucket: str
+    limit: int
+    window: int
+    verdict: Verdict
+    lookup: tuple[str, str, Any, Any]  # what apps.apikeys.records.lookup would have read
+    used: bool = False
+
+
+@lru_cache(maxsize=1)
+def _gate(client: Any) -> Script:
+    return client.register_script(_GATE)
+
+
+def gate_for_key(*, public_id: str, failure_bucket: str) -> GateResult | None:
+    """Read and count in one round trip, or None when this process does not know the key's
+    rate yet (its first call here takes the two-trip path and teaches it)."""
+    from apps.apikeys import records
+
+    rate = _key_rates.get(public_id)
+    client = shared_client()
+    if rate is None or client is None:
+        return None
+    limit, window = rate
+    bucket = f"predict:key:{public_id}:{limit}/{window}"
+    failures, record, count, ttl, current = _gate(client)(
+        keys=[
+            ratelimit.KEY_PREFIX + failure_bucket,
+            records.record_key(public_id),
+            ratelimit.KEY_PREFIX + bucket,
+            generation.GENERATION_KEY,
+        ],
+        args=[window],
+    )
+    return GateResult(
+        public_id=public_id,
+        bucket=bucket,
+        limit=limit,
+        window=window,
+        verdict=Verdict(ratelimit.Window(int(count), limit, int(ttl)), current),
+        lookup=(public_id, failure_bucket, failures, record),
+    )
+
+
+def remember_rate(public_id: str, limit: int, window: int) -> None:
+    if len(_key_rates) >= _MAX_KEY_RATES:
+        _key_rates.clear()
+    _key_rates[public_id] = (limit, window)
+
+
+def give_back(gate: GateResult) -> None:
+    """Return a counted call that turned out not to be the key's (refused before it was)."""
+    client = shared_client()
+    if client is not None:
+        client.decr(ratelimit.KEY_PREFIX + gate.bucket)

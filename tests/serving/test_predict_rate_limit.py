@@ -136,3 +136,16 @@ def test_a_wrong_scope_caller_never_reaches_validation(client, actors, pricing, 
     _, key = ApiKeyFactory.issue(owner=actors["ml_engineer"], scopes=["predict:other"])
     assert_error(post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key), 403, "scope_missing")
     assert reached == []
+
+
+@pytest.mark.django_db
+def test_refused_calls_through_the_gate_do_not_use_the_keys_window(client, actors, pricing):
+    api_key, key = ApiKeyFactory.issue(owner=actors["ml_engineer"], rate_limit="3/m")
+    first = post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key)  # teaches this process the rate
+    assert first["RateLimit-Remaining"] == "2"
+    # Guesses at the same public id with a wrong secret are counted by the gate, then given
+    # back: the key's own window is untouched by them.
+    wrong = f"{api_key.prefix}_{'A' * 43}"
+    for _ in range(5):
+        assert_error(post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=wrong), 401, "api_key_invalid")
+    assert post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key)["RateLimit-Remaining"] == "1"
