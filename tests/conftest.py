@@ -7,6 +7,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from tests.browser import browser  # noqa: F401  # the browser tests' shared fixture
 from tests.preflight import service_problems
 
 

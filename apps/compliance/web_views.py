@@ -10,15 +10,11 @@ Every change is one service call; its refusals are shown on the page with their 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from itertools import groupby
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -26,9 +22,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
-from django_otp import user_has_device
 
-from apps.accounts.admin_site import mfa_required_for
+from apps.accounts.web_access import error_page, ui_view
 from apps.compliance.errors import EvidenceTooLarge
 from apps.compliance.forms import EvidenceForm, FilterForm, ItemForm, ReportForm
 from apps.compliance.models import Category, ChecklistItem, CheckResult
@@ -44,58 +39,11 @@ from apps.compliance.selectors import (
 from apps.compliance.services import compliance_checks_run, compliance_item_update, evidence_add
 from apps.compliance.uploads import InMemoryEvidenceUploadHandler
 from apps.compliance.views import evidence_file_response, report_response
-from apps.core.errors import ApplicationError, request_id_of
+from apps.core.errors import ApplicationError
 from apps.core.permissions import may
 
 READ = "compliance.read"
 WRITE = "compliance.write"
-
-View = Callable[..., HttpResponse]
-
-
-def ui_view(capability: str) -> Callable[[View], View]:
-    """Signed in (else the sign-in page), MFA verified where required (else sign in again,
-    or enrol), holding `capability` (else 403)."""
-
-    def decorator(view: View) -> View:
-        @wraps(view)
-        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            user = request.user
-            # Back to the page after signing in (a POST's address only answers POSTs).
-            back = (
-                request.get_full_path()
-                if request.method == "GET"
-                else reverse("compliance-dashboard")
-            )
-            if not user.is_authenticated:
-                return redirect_to_login(back)
-            if mfa_required_for(user) and not user.is_verified():  # type: ignore[union-attr]
-                if user_has_device(user, confirmed=True):
-                    return redirect_to_login(back)
-                return HttpResponseRedirect(reverse("account-mfa"))
-            if not may(user, capability):
-                raise PermissionDenied
-            return view(request, *args, **kwargs)
-
-        return guarded
-
-    return decorator
-
-
-def _error_page(request: HttpRequest, error: ApplicationError) -> HttpResponse:
-    response = render(
-        request,
-        "error.html",
-        {
-            "status": error.status_code,
-            "message": error.message,
-            "request_id": request_id_of(request),
-        },
-        status=error.status_code,
-    )
-    for name, value in error.headers.items():
-        response[name] = value
-    return response
 
 
 def _filters(source: Any) -> dict[str, str]:
@@ -198,20 +146,20 @@ def _dashboard(
 
 @never_cache
 @require_GET
-@ui_view(READ)
+@ui_view(READ, home="compliance-dashboard")
 def dashboard_page(request: HttpRequest) -> HttpResponse:
     return _dashboard(request, filters=_filters(request.GET))
 
 
 @never_cache
 @require_POST
-@ui_view(WRITE)
+@ui_view(WRITE, home="compliance-dashboard")
 def item_update_post(request: HttpRequest, item_id: Any) -> HttpResponse:
     filters = _filters(request.POST)
     try:
         item = compliance_item_get(actor=request.user, item_id=item_id)
     except ApplicationError as exc:
-        return _error_page(request, exc)
+        return error_page(request, exc)
     owners = list(compliance_owner_candidates().values_list("username", flat=True))
     form = ItemForm(request.POST, prefix=item.key, owners=owners)
     if form.is_valid():
@@ -236,7 +184,7 @@ def item_update_post(request: HttpRequest, item_id: Any) -> HttpResponse:
 @csrf_exempt  # CSRF is checked by the inner view, once the upload handlers are in place
 @never_cache
 @require_POST
-@ui_view(WRITE)
+@ui_view(WRITE, home="compliance-dashboard")
 def evidence_add_post(request: HttpRequest, item_id: Any) -> HttpResponse:
     # Set before anything reads the body (the CSRF check reads request.POST): files stay in
     # memory, bounded, never in a temporary file in plaintext.
@@ -244,7 +192,7 @@ def evidence_add_post(request: HttpRequest, item_id: Any) -> HttpResponse:
     try:
         return _evidence_add(request, item_id)
     except EvidenceTooLarge as exc:
-        return _error_page(request, exc)
+        return error_page(request, exc)
 
 
 @csrf_protect
@@ -253,7 +201,7 @@ def _evidence_add(request: HttpRequest, item_id: Any) -> HttpResponse:
     try:
         item = compliance_item_get(actor=request.user, item_id=item_id)
     except ApplicationError as exc:
-        return _error_page(request, exc)
+        return error_page(request, exc)
     form = EvidenceForm(request.POST, request.FILES, prefix=f"{item.key}-evidence")
     status = 400
     if form.is_valid():
@@ -282,12 +230,12 @@ def _evidence_add(request: HttpRequest, item_id: Any) -> HttpResponse:
 
 @never_cache
 @require_POST
-@ui_view(WRITE)
+@ui_view(WRITE, home="compliance-dashboard")
 def checks_run_post(request: HttpRequest) -> HttpResponse:
     try:
         results = compliance_checks_run(actor=request.user, trigger="ui", request=request)
     except ApplicationError as exc:
-        return _error_page(request, exc)
+        return error_page(request, exc)
     passed = sum(result.result == "pass" for result in results)
     messages.success(
         request, f"Automated checks ran: {passed} passed, {len(results) - passed} failed."
@@ -297,12 +245,12 @@ def checks_run_post(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_GET
-@ui_view(READ)
+@ui_view(READ, home="compliance-dashboard")
 def report_download(request: HttpRequest) -> HttpResponse:
     form = ReportForm(request.GET, frameworks=framework_choices())
     if not form.is_valid():
         field, errors = next(iter(form.errors.items()))
-        return _error_page(
+        return error_page(
             request,
             ApplicationError(f"{field}: {errors[0]} Choose one from the report form."),
         )
@@ -314,17 +262,17 @@ def report_download(request: HttpRequest) -> HttpResponse:
             request=request,
         )
     except ApplicationError as exc:
-        return _error_page(request, exc)
+        return error_page(request, exc)
 
 
 @never_cache
 @require_GET
-@ui_view(READ)
+@ui_view(READ, home="compliance-dashboard")
 def evidence_download(request: HttpRequest, evidence_id: Any) -> HttpResponse:
     try:
         return evidence_file_response(actor=request.user, evidence_id=evidence_id)
     except ApplicationError as exc:
-        return _error_page(request, exc)
+        return error_page(request, exc)
 
 
 def _field_of(error: ApplicationError, form: Any) -> str | None:

@@ -11,27 +11,22 @@ InvalidTransition 409) are shown on the page with that status, never as a 500.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_otp import user_has_device
 
-from apps.accounts.admin_site import mfa_required_for
+from apps.accounts.web_access import View, error_page, ui_view
 from apps.apikeys.selectors import api_key_list
-from apps.core.errors import ApplicationError, InvalidInput, NotFound, request_id_of
+from apps.core.errors import ApplicationError, InvalidInput, NotFound
 from apps.core.permissions import may
 from apps.incidents import forms as f
 from apps.incidents.models import EntryKind, Incident, ResourceKind, Status
@@ -65,50 +60,6 @@ from apps.registry.selectors import model_version_get, registered_model_get
 READ = "incidents.read"
 WRITE = "incidents.write"
 PAGE_SIZE = 50
-
-View = Callable[..., HttpResponse]
-
-
-def ui_view(capability: str) -> Callable[[View], View]:
-    """Signed in (else the sign-in page), MFA verified where required (else sign in again,
-    or enrol), holding `capability` (else 403)."""
-
-    def decorator(view: View) -> View:
-        @wraps(view)
-        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            user = request.user
-            # After signing in, come back to the page (a POST's address only answers POSTs).
-            back = request.get_full_path() if request.method == "GET" else reverse("incident-list")
-            if not user.is_authenticated:
-                return redirect_to_login(back)
-            if mfa_required_for(user) and not user.is_verified():  # type: ignore[union-attr]
-                if user_has_device(user, confirmed=True):
-                    return redirect_to_login(back)
-                return HttpResponseRedirect(reverse("account-mfa"))
-            if not may(user, capability):
-                raise PermissionDenied
-            response = view(request, *args, **kwargs)
-            # Incident pages are for this session only: no copy in the browser's cache (the
-            # back button after signing out) or in any proxy.
-            add_never_cache_headers(response)
-            return response
-
-        return guarded
-
-    return decorator
-
-
-def _error_page(request: HttpRequest, error: ApplicationError) -> HttpResponse:
-    return render(
-        request,
-        "error.html",
-        {
-            "status": error.status_code,
-            "message": error.message,
-            "request_id": request_id_of(request),
-        },
-        status=error.status_code,
-    )
 
 
 def _sentence(error: ApplicationError, *, with_field: bool = False) -> str:
@@ -154,7 +105,7 @@ def _ago(delta: timedelta) -> str:
 
 
 @require_GET
-@ui_view(READ)
+@ui_view(READ, home="incident-list")
 def incident_list_page(request: HttpRequest) -> HttpResponse:
     user = request.user
     form = f.IncidentFilterForm(request.GET)
@@ -196,7 +147,7 @@ def incident_list_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@ui_view(WRITE)
+@ui_view(WRITE, home="incident-list")
 def incident_new_page(request: HttpRequest) -> HttpResponse:
     form = f.IncidentCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -429,19 +380,19 @@ def incident_action(view: View) -> View:
         try:
             incident = _load(request, incident_id)
         except NotFound as exc:
-            return _error_page(request, exc)
+            return error_page(request, exc)
         return view(request, incident)
 
-    return require_POST(ui_view(WRITE)(wrapped))
+    return require_POST(ui_view(WRITE, home="incident-list")(wrapped))
 
 
 @require_GET
-@ui_view(READ)
+@ui_view(READ, home="incident-list")
 def incident_detail_page(request: HttpRequest, incident_id: str) -> HttpResponse:
     try:
         incident = _load(request, incident_id)
     except NotFound as exc:
-        return _error_page(request, exc)
+        return error_page(request, exc)
     return _detail(request, incident)
 
 
@@ -642,13 +593,13 @@ def incident_postmortem_post(request: HttpRequest, incident: Incident) -> HttpRe
 
 
 @require_GET
-@ui_view(READ)
+@ui_view(READ, home="incident-list")
 def incident_postmortem_page(request: HttpRequest, incident_id: str) -> HttpResponse:
     """The post-mortem as a document to read or print (print CSS hides the site around it)."""
     try:
         incident = _load(request, incident_id)
     except NotFound as exc:
-        return _error_page(request, exc)
+        return error_page(request, exc)
     names = incident_people_names(actor=request.user, incident=incident)
     context = {
         "incident": incident,
@@ -668,12 +619,12 @@ def _filename(incident: Incident, extension: str) -> str:
 
 
 @require_GET
-@ui_view(READ)
+@ui_view(READ, home="incident-list")
 def incident_report_json(request: HttpRequest, incident_id: str) -> HttpResponse:
     try:
         incident = _load(request, incident_id)
     except NotFound as exc:
-        return _error_page(request, exc)
+        return error_page(request, exc)
     response = JsonResponse(
         incident_report_data(actor=request.user, incident=incident), json_dumps_params={"indent": 2}
     )
@@ -682,12 +633,12 @@ def incident_report_json(request: HttpRequest, incident_id: str) -> HttpResponse
 
 
 @require_GET
-@ui_view(READ)
+@ui_view(READ, home="incident-list")
 def incident_report_pdf_download(request: HttpRequest, incident_id: str) -> HttpResponse:
     try:
         incident = _load(request, incident_id)
     except NotFound as exc:
-        return _error_page(request, exc)
+        return error_page(request, exc)
     pdf = incident_report_pdf(actor=request.user, incident=incident)
     response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{_filename(incident, "pdf")}"'

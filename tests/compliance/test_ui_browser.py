@@ -12,7 +12,6 @@ rendered with pdftoppm).
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -31,40 +30,14 @@ from pypdf import PdfReader
 from apps.compliance.models import ChecklistItem, Evidence
 from apps.compliance.services import compliance_checks_run, evidence_add
 from apps.incidents.models import Incident
+from tests.browser import (
+    ARTIFACTS,
+    README_SHOTS,
+    UPDATE_SHOTS,
+)
 from tests.compliance.conftest import audit_events, item
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(settings.BASE_DIR) / "var" / "test-artifacts"
-README_SHOTS = Path(settings.BASE_DIR) / "static" / "screenshots"
-UPDATE_SHOTS = os.environ.get("BULWARK_UPDATE_SCREENSHOTS") == "1"
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"The browser tests need Chromium at {CHROMIUM} (Debian: apt-get install chromium); "
-            "they are part of the suite and are never skipped.",
-            pytrace=False,
-        )
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop running in this thread; Django would refuse
-    # the ORM calls the tests make between browser steps. Allowed here, then restored.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

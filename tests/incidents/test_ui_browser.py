@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -30,6 +29,10 @@ from apps.incidents.models import Incident
 from tests.accounts.factories import UserFactory
 from tests.accounts.test_mfa import PASSWORD, confirmed_device, fresh_code
 from tests.apikeys.factories import ApiKeyFactory
+from tests.browser import (
+    ARTIFACTS,
+    README_SHOTS,
+)
 from tests.serving.conftest import (  # noqa: F401  # fixtures, used by name below
     ROW,
     _fresh_process_state,
@@ -37,37 +40,7 @@ from tests.serving.conftest import (  # noqa: F401  # fixtures, used by name bel
     pricing,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(settings.BASE_DIR) / "var" / "test-artifacts"
-README_SHOTS = Path(settings.BASE_DIR) / "static" / "screenshots"
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"The browser tests need Chromium at {CHROMIUM} (Debian: apt-get install chromium); "
-            "they are part of the suite and are never skipped.",
-            pytrace=False,
-        )
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop running in this thread; Django would refuse
-    # the ORM calls the tests make between browser steps. Allowed here, then restored.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

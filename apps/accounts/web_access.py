@@ -1,0 +1,68 @@
+"""The gate of every server-rendered page (incidents, compliance): signed in, MFA verified
+where required, holding the page's capability; and the error page those pages show."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django_otp import user_has_device
+
+from apps.accounts.admin_site import mfa_required_for
+from apps.core.errors import ApplicationError, request_id_of
+from apps.core.permissions import may
+
+View = Callable[..., HttpResponse]
+
+
+def ui_view(capability: str, *, home: str) -> Callable[[View], View]:
+    """Signed in (else the sign-in page), MFA verified where required (else sign in again,
+    or enrol), holding `capability` (else 403). `home` is the URL name to come back to after
+    signing in from a POST (whose address only answers POSTs)."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            user = request.user
+            back = request.get_full_path() if request.method == "GET" else reverse(home)
+            if not user.is_authenticated:
+                return redirect_to_login(back)
+            if mfa_required_for(user) and not user.is_verified():  # type: ignore[union-attr]
+                if user_has_device(user, confirmed=True):
+                    return redirect_to_login(back)
+                return HttpResponseRedirect(reverse("account-mfa"))
+            if not may(user, capability):
+                raise PermissionDenied
+            response = view(request, *args, **kwargs)
+            # These pages are for this session only: no copy in the browser's cache (the back
+            # button after signing out) or in any proxy.
+            add_never_cache_headers(response)
+            return response
+
+        return guarded
+
+    return decorator
+
+
+def error_page(request: HttpRequest, error: ApplicationError) -> HttpResponse:
+    """A service's refusal as a page, with its status, message and headers."""
+    response = render(
+        request,
+        "error.html",
+        {
+            "status": error.status_code,
+            "message": error.message,
+            "request_id": request_id_of(request),
+        },
+        status=error.status_code,
+    )
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
