@@ -36,22 +36,23 @@ class Fixtures:
     daily_epsilon: float | None  # settings.PRIVACY_DAILY_EPSILON, None where it does not exist
 
 
-def recreate_database() -> None:
+def recreate_database(db_name: str = DB_NAME) -> None:
     """DROP and CREATE the bench database (only this one), so every run starts empty."""
     import psycopg
     from psycopg import sql
 
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        name = sql.Identifier(DB_NAME)
+        name = sql.Identifier(db_name)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
 
 
-def flush_redis() -> None:
-    """Empty Redis database 7 (the bench's own): rate windows, replay marks, budgets."""
+def flush_redis(url: str = REDIS_URL) -> None:
+    """Empty Redis database 7 (the bench's own; another bench passes its own database's URL):
+    rate windows, replay marks, budgets."""
     import redis
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    redis.Redis.from_url(url).flushdb()
 
 
 def create(artifact: bytes, *, budget_for_calls: int) -> Fixtures:
