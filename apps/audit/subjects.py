@@ -48,10 +48,17 @@ def pseudonym_for(user: Any) -> str:
                 user_id=user.pk
             )
     user._audit_pseudonym = pseudonym
+    # Remembered for the process only once the row is surely committed: a rolled-back
+    # transaction would otherwise leave a pseudonym that maps to nobody.
+    user_id = user.pk
+    transaction.on_commit(lambda: _remember(user_id, pseudonym))
+    return pseudonym
+
+
+def _remember(user_id: Any, pseudonym: str) -> None:
     if len(_KNOWN) >= _MAX_KNOWN:
         _KNOWN.clear()
-    _KNOWN[user.pk] = pseudonym
-    return pseudonym
+    _KNOWN[user_id] = pseudonym
 
 
 def pseudonym_forget(user_id: Any) -> None:

@@ -112,10 +112,13 @@ class Catalog:
     def resolve(self, name: str, number: int | None) -> ServedVersion:
         """The version to serve, or NotFound / NoProductionVersion."""
         key = (name, number)
-        found = self._versions.get(key)
+        # The dict of the generation this read belongs to: if the generation moves while the
+        # database is read, the (possibly stale) result goes into the dropped dict, not the new.
+        versions = self._versions
+        found = versions.get(key)
         if found is None:
             found = _lookup(name, number)
-            self._remember(self._versions, key, found)
+            self._remember(versions, key, found)
         if isinstance(found, ServedVersion):
             return found
         raise found()
@@ -125,10 +128,11 @@ class Catalog:
         if may(user, "predict.all_models"):
             return True  # roles come with the cached user record: nothing to remember here
         key = (user.pk, name)
-        allowed = self._grants.get(key)
+        grants = self._grants  # as in resolve: a stale answer lands in the dropped dict
+        allowed = grants.get(key)
         if allowed is None:
             allowed = user_may_predict(user, name)
-            self._remember(self._grants, key, allowed)
+            self._remember(grants, key, allowed)
         return allowed
 
     @staticmethod

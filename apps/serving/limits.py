@@ -99,7 +99,16 @@ local count = redis.call('INCRBY', KEYS[3], 1)
 if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
 local ttl = redis.call('TTL', KEYS[3])
 if ttl < 0 then redis.call('EXPIRE', KEYS[3], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {failures or false, record or false, count, ttl, redis.call('GET', KEYS[4]) or false}
+return {failures or false, record or false, count, ttl, redis.call('GET', KEYS[4]) or false,
+        redis.call('PEXPIRETIME', KEYS[3])}
+"""
+# Give a count back only to the window it was taken from (its expiry time names it): a window
+# that expired meanwhile, or was started afresh by someone else's call, is left alone.
+_GIVE_BACK = """
+if redis.call('PEXPIRETIME', KEYS[1]) == tonumber(ARGV[1]) then
+  return redis.call('DECR', KEYS[1])
+end
+return false
 """
 _key_rates: dict[str, tuple[int, int]] = {}
 _MAX_KEY_RATES = 10_000
@@ -113,6 +122,7 @@ class GateResult:
     window: int
     verdict: Verdict
     lookup: tuple[str, str, Any, Any]  # what apps.apikeys.records.lookup would have read
+    expires_at: int  # the counted window's expiry (unix ms): which window to give back to
     used: bool = False
 
 
@@ -132,7 +142,7 @@ def gate_for_key(*, public_id: str, failure_bucket: str) -> GateResult | None:
         return None
     limit, window = rate
     bucket = f"predict:key:{public_id}:{limit}/{window}"
-    failures, record, count, ttl, current = _gate(client)(
+    failures, record, count, ttl, current, expires_at = _gate(client)(
         keys=[
             ratelimit.KEY_PREFIX + failure_bucket,
             records.record_key(public_id),
@@ -148,6 +158,7 @@ def gate_for_key(*, public_id: str, failure_bucket: str) -> GateResult | None:
         window=window,
         verdict=Verdict(ratelimit.Window(int(count), limit, int(ttl)), current),
         lookup=(public_id, failure_bucket, failures, record),
+        expires_at=int(expires_at),
     )
 
 
@@ -157,8 +168,15 @@ def remember_rate(public_id: str, limit: int, window: int) -> None:
     _key_rates[public_id] = (limit, window)
 
 
+@lru_cache(maxsize=1)
+def _give_back(client: Any) -> Script:
+    return client.register_script(_GIVE_BACK)
+
+
 def give_back(gate: GateResult) -> None:
-    """Return a counted call that turned out not to be the key's (refused before it was)."""
+    """Return a counted call that turned out not to be the key's (refused before it was), to
+    the window it was counted in and no other."""
+    gate.used = True  # first: an error after Redis acted must not lead to a second give-back
     client = shared_client()
     if client is not None:
-        client.decr(ratelimit.KEY_PREFIX + gate.bucket)
+        _give_back(client)(keys=[ratelimit.KEY_PREFIX + gate.bucket], args=[gate.expires_at])

@@ -71,7 +71,6 @@ def predict_rate_limit(call: PredictCall) -> None:
     if call.verdict is None:
         if gate is not None and not gate.used:
             limits.give_back(gate)  # counted under a rate the key no longer has
-            gate.used = True
         call.verdict = limits.predict_hit(user=call.user, api_key=call.api_key)
         if call.api_key is not None:
             limits.remember_rate(call.api_key.public_id, *limits.rate_of(api_key=call.api_key))

@@ -40,7 +40,8 @@ def _version_param(request: Request) -> int | None:
     raw = request.query_params.get("version")
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 2_147_483_647:
+    # ASCII digits only: str.isdigit() also accepts "²" and "١٢", which int() refuses or reads.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 2_147_483_647:
         raise InvalidInput(
             "version: must be a positive version number",
             details=[{"path": "version", "message": "must be a positive version number"}],
@@ -146,7 +147,6 @@ class PredictApi(APIView):
     def handle_exception(self, exc: Exception) -> Response:
         if self.gate is not None and not self.gate.used:
             # Refused before the call was the key's (authentication, a lock-out): give it back.
-            self.gate.used = True
             try:
                 limits.give_back(self.gate)
             except Exception:

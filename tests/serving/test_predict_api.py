@@ -129,6 +129,15 @@ def test_version_resolution(client, actors, pricing):
     assert_error(
         post(client, {"inputs": [ROW]}, path=f"{PREDICT}?version=x", **auth), 400, "invalid_input"
     )
+    for odd in (
+        "\u00b2",
+        "\u0661",
+        "0",
+        "-1",
+        "1.0",
+    ):  # superscript two, Arabic-Indic one: int() refuses or misreads
+        response = post(client, {"inputs": [ROW]}, path=f"{PREDICT}?version={odd}", **auth)
+        assert_error(response, 400, "invalid_input")
     # Promoting v2 changes the default at once.
     model_version_stage(actor=actors["ml_engineer"], version=v2, stage="production")
     assert post(client, {"inputs": [ROW]}, **auth).json()["version"] == 2

@@ -149,3 +149,26 @@ def test_refused_calls_through_the_gate_do_not_use_the_keys_window(client, actor
     for _ in range(5):
         assert_error(post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=wrong), 401, "api_key_invalid")
     assert post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key)["RateLimit-Remaining"] == "1"
+
+
+@pytest.mark.django_db
+def test_a_give_back_after_the_window_changed_leaves_the_new_window_alone(client, actors, pricing):
+    from apps.core import ratelimit
+    from apps.core.redis import shared_client
+    from apps.serving import limits
+
+    api_key, key = ApiKeyFactory.issue(owner=actors["ml_engineer"], rate_limit="3/m")
+    assert post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key).status_code == 200
+    gate = limits.gate_for_key(public_id=api_key.public_id, failure_bucket="predict-test")
+    assert gate is not None and gate.verdict.window.count == 2
+    redis = shared_client()
+    full = ratelimit.KEY_PREFIX + gate.bucket
+    # The window ends and a legitimate call starts the next one before the give-back lands.
+    redis.delete(full)
+    assert post(client, {"inputs": [ROW]}, HTTP_X_API_KEY=key)["RateLimit-Remaining"] == "2"
+    limits.give_back(gate)
+    assert int(redis.get(full)) == 1  # the new window keeps its call
+    # And a window that is simply gone is not recreated below zero.
+    redis.delete(full)
+    limits.give_back(gate)
+    assert redis.get(full) is None

@@ -33,9 +33,14 @@ class RedisCommands:
         monkeypatch.setattr(client, "execute_command", counted)
 
 
-def steady_state_cost(client: Any, monkeypatch: Any, **auth: str) -> tuple[list[str], int]:
-    for _ in range(3):  # model loaded, version resolved, last-used written, scripts known
-        assert post(client, {"inputs": [ROW]}, **auth).status_code == 200
+def steady_state_cost(
+    client: Any, monkeypatch: Any, on_commit: Any, **auth: str
+) -> tuple[list[str], int]:
+    # Model loaded, version resolved, last-used written, scripts known, pseudonym remembered
+    # (after commit, as in production's autocommit; the test's own transaction never commits).
+    with on_commit(execute=True):
+        for _ in range(3):
+            assert post(client, {"inputs": [ROW]}, **auth).status_code == 200
     redis = RedisCommands(monkeypatch)
     with CaptureQueriesContext(connection) as queries:
         assert post(client, {"inputs": [ROW]}, **auth).status_code == 200
@@ -43,11 +48,13 @@ def steady_state_cost(client: Any, monkeypatch: Any, **auth: str) -> tuple[list[
 
 
 def test_an_accepted_api_key_predict_costs_one_redis_command_and_one_query(
-    client, actors, pricing, settings, monkeypatch
+    client, actors, pricing, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     settings.AUDIT_CHAIN_INLINE = False
     _, key = ApiKeyFactory.issue(owner=actors["ml_engineer"], rate_limit="100/m")
-    commands, queries = steady_state_cost(client, monkeypatch, HTTP_X_API_KEY=key)
+    commands, queries = steady_state_cost(
+        client, monkeypatch, django_capture_on_commit_callbacks, HTTP_X_API_KEY=key
+    )
     # PostgreSQL: the audit event's INSERT. Redis: one script reads the key's record and the
     # address's failure count, counts the call and reads the serving generation.
     assert queries == 1
@@ -55,10 +62,12 @@ def test_an_accepted_api_key_predict_costs_one_redis_command_and_one_query(
 
 
 def test_an_accepted_jwt_predict_costs_two_redis_commands_and_one_query(
-    client, actors, pricing, settings, monkeypatch
+    client, actors, pricing, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     settings.AUDIT_CHAIN_INLINE = False
-    commands, queries = steady_state_cost(client, monkeypatch, **bearer(actors["ml_engineer"]))
+    commands, queries = steady_state_cost(
+        client, monkeypatch, django_capture_on_commit_callbacks, **bearer(actors["ml_engineer"])
+    )
     # The user's record, token family and failure count (one MGET), then the rate limit with
     # the serving generation (one script): the JWT path does not have the gate (yet).
     assert queries == 1
