@@ -27,6 +27,15 @@ class ApiKeyStatus(models.TextChoices):
     REVOKED = "revoked", "Revoked"
 
 
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def live_at(self, now: datetime) -> ApiKeyQuerySet:
+        """Keys that authenticate at `now`: `status_at(now)` is active or rotating (not revoked,
+        not past expires_at, not past a rotation's grace period). The one query of that rule."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now).filter(
+            Q(grace_ends_at__isnull=True) | Q(grace_ends_at__gt=now)
+        )
+
+
 class ApiKey(BaseModel):
     # PROTECT, not CASCADE: a key ends only through a service (revoked, audited, evicted from
     # the key cache). A cascade would delete live keys silently, with no event, and leave
@@ -54,6 +63,8 @@ class ApiKey(BaseModel):
     # Bookkeeping of the jobs: when the expiry (and the warning) event was recorded.
     expired_at = models.DateTimeField(null=True, blank=True)
     expiry_warned_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

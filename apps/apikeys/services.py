@@ -334,13 +334,11 @@ def api_key_warn_expiring(*, now: datetime | None = None, batch: int = 500) -> i
     whose expires_at falls within API_KEY_EXPIRY_WARNING_DAYS. Returns how many."""
     now = now or timezone.now()
     horizon = now + timedelta(days=settings.API_KEY_EXPIRY_WARNING_DAYS)
-    due = ApiKey.objects.filter(
-        revoked_at__isnull=True,
-        rotated_to__isnull=True,
-        expiry_warned_at__isnull=True,
-        expires_at__gt=now,
-        expires_at__lte=horizon,
-    ).values_list("pk", flat=True)
+    due = (
+        ApiKey.objects.live_at(now)
+        .filter(rotated_to__isnull=True, expiry_warned_at__isnull=True, expires_at__lte=horizon)
+        .values_list("pk", flat=True)
+    )
     warned = 0
     for pk in list(due[:batch]):
         with transaction.atomic():

@@ -273,9 +273,7 @@ def mfa_privileged() -> Outcome:
 def api_keys_unused() -> Outcome:
     now = timezone.now()
     cutoff = now - timedelta(days=API_KEY_UNUSED_DAYS)
-    live = ApiKey.objects.filter(revoked_at__isnull=True, expires_at__gt=now).filter(
-        Q(grace_ends_at__isnull=True) | Q(grace_ends_at__gt=now)
-    )
+    live = ApiKey.objects.live_at(now)
     stale = live.filter(
         Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff)
     ).order_by("created_at")
@@ -302,12 +300,9 @@ def api_keys_unused() -> Outcome:
 @check("api_keys_expiry", "Every API key expires")
 def api_keys_expiry() -> Outcome:
     now = timezone.now()
-    live = ApiKey.objects.filter(revoked_at__isnull=True).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-    )
+    live = ApiKey.objects.live_at(now)
     unbounded = live.filter(
-        Q(expires_at__isnull=True)
-        | Q(expires_at__gt=F("created_at") + API_KEY_MAX_LIFETIME + API_KEY_LIFETIME_SLACK)
+        expires_at__gt=F("created_at") + API_KEY_MAX_LIFETIME + API_KEY_LIFETIME_SLACK
     ).order_by("created_at")
     prefixes = [key.prefix for key in unbounded.only("public_id")]
     if prefixes:

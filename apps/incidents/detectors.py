@@ -314,12 +314,11 @@ def expiring_keys_detect(*, now: datetime | None = None) -> int:
 
     now = now or timezone.now()
     horizon = now + timedelta(days=settings.INCIDENT_KEY_EXPIRY_DAYS)
-    due = ApiKey.objects.filter(
-        revoked_at__isnull=True,
-        rotated_to__isnull=True,
-        expires_at__gt=now,
-        expires_at__lte=horizon,
-    ).select_related("owner")
+    due = (
+        ApiKey.objects.live_at(now)
+        .filter(rotated_to__isnull=True, expires_at__lte=horizon)
+        .select_related("owner")
+    )
     opened = 0
     for api_key in due.order_by("expires_at").iterator():
         if _ever_opened(KEY_EXPIRING, api_key.prefix):

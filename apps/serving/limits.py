@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 from redis.commands.core import Script
 
+from apps.apikeys import records
 from apps.core import ratelimit
 from apps.core.redis import shared_client
 from apps.serving import generation
@@ -134,8 +135,6 @@ def _gate(client: Any) -> Script:
 def gate_for_key(*, public_id: str, failure_bucket: str) -> GateResult | None:
     """Read and count in one round trip, or None when this process does not know the key's
     rate yet (its first call here takes the two-trip path and teaches it)."""
-    from apps.apikeys import records
-
     rate = _key_rates.get(public_id)
     client = shared_client()
     if rate is None or client is None:
@@ -180,3 +179,23 @@ def give_back(gate: GateResult) -> None:
     client = shared_client()
     if client is not None:
         _give_back(client)(keys=[ratelimit.KEY_PREFIX + gate.bucket], args=[gate.expires_at])
+
+
+def predict_count(*, user: Any, api_key: Any, gate: GateResult | None) -> Verdict:
+    """The call's verdict: the gate's count when it was taken for this key at its rate, else a
+    count now (giving the gate's back, and teaching this process the key's rate)."""
+    limit, window = rate_of(api_key=api_key)
+    if (
+        gate is not None
+        and api_key is not None
+        and gate.public_id == api_key.public_id
+        and (gate.limit, gate.window) == (limit, window)
+    ):
+        gate.used = True
+        return gate.verdict
+    if gate is not None and not gate.used:
+        give_back(gate)  # counted under a rate the key no longer has, or for another key
+    verdict = predict_hit(user=user, api_key=api_key)
+    if api_key is not None:
+        remember_rate(api_key.public_id, limit, window)
+    return verdict

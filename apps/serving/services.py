@@ -59,21 +59,7 @@ class PredictCall:
 def predict_rate_limit(call: PredictCall) -> None:
     """Count the call (RateLimited beyond the caller's rate) and catch up with the serving
     generation that came back in the same round trip."""
-    gate = call.gate
-    if (
-        gate is not None
-        and call.api_key is not None
-        and gate.public_id == call.api_key.public_id
-        and (gate.limit, gate.window) == limits.rate_of(api_key=call.api_key)
-    ):
-        gate.used = True
-        call.verdict = gate.verdict
-    if call.verdict is None:
-        if gate is not None and not gate.used:
-            limits.give_back(gate)  # counted under a rate the key no longer has
-        call.verdict = limits.predict_hit(user=call.user, api_key=call.api_key)
-        if call.api_key is not None:
-            limits.remember_rate(call.api_key.public_id, *limits.rate_of(api_key=call.api_key))
+    call.verdict = limits.predict_count(user=call.user, api_key=call.api_key, gate=call.gate)
     if not call.verdict.window.allowed:
         raise RateLimited(
             "You have used up this window's predict calls.",
