@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 
 from apps.registry.models import PredictGrant
 from apps.registry.services import model_version_stage, predict_grant_create, predict_grant_delete
-from apps.serving.demo import train_pricing_model
+from apps.serving.demo import PRICING_SCHEMA, train_pricing_model
 from tests.apikeys.factories import ApiKeyFactory
 from tests.serving.conftest import PREDICT, ROW, add_version, assert_error, bearer, post
 
@@ -293,3 +293,40 @@ def test_a_model_fitted_with_feature_names_gets_them_and_never_warns(client, act
     assert response.status_code == 200, response.content
     expected_value = fitted.predict(pd.DataFrame([ROW])[["inventory", "price", "demand"]])[0]
     assert response.json()["predictions"] == [pytest.approx(expected_value)]
+
+
+@pytest.mark.parametrize(
+    ("model_class", "message"),
+    [
+        ("NanModel", "non-finite output"),
+        ("RefusingModel", "could not predict"),
+        ("NamedFeatureModel", "season"),
+    ],
+)
+def test_a_model_that_cannot_answer_is_400_never_a_500_or_a_nan(
+    client, actors, pricing, model_class, message
+):
+    import io
+
+    import joblib
+
+    from tests.serving import odd_models
+
+    buffer = io.BytesIO()
+    joblib.dump(getattr(odd_models, model_class)(), buffer)
+    schema = {
+        "type": "object",
+        "properties": {**PRICING_SCHEMA["properties"], "season": {"type": "string"}},
+        "required": ["price", "demand", "inventory"],
+        "additionalProperties": False,
+    }
+    add_version(
+        actors["ml_engineer"], pricing.model, content=buffer.getvalue(), input_schema=schema,
+        feature_order=["price", "demand", "inventory"],
+    )  # fmt: skip
+    response = post(
+        client, {"inputs": [ROW]}, path=f"{PREDICT}?version=2", **bearer(actors["ml_engineer"])
+    )
+    error = assert_error(response, 400, "invalid_input")
+    assert message in (error["message"] + " " + str(error["details"]))
+    assert "/srv/models" not in response.content.decode()  # the model's own text stays inside
