@@ -224,6 +224,41 @@ BULWARK_MAX_ARTIFACT_BYTES = env_int("MAX_ARTIFACT_MB", default=512, minimum=1) 
 BULWARK_SKOPS_TRUSTED_TYPES = env_list(
     "SKOPS_TRUSTED_TYPES", default=["sklearn.tree._tree.Tree", "numpy.dtype"]
 )
+# Globals a pickle (joblib) artifact may import beyond the default list of
+# apps/registry/artifacts/trusted.py (`module.name`, comma-separated). A name that reaches the
+# OS, the interpreter or the import system is refused at startup (NEVER_TRUSTED there).
+PICKLE_TRUSTED_GLOBALS_EXTRA = env_list("PICKLE_TRUSTED_GLOBALS_EXTRA")
+
+# --- Model runners (apps/registry/isolation) -------------------------------------------------
+# `process`: models are unpickled, verified and predicted in runner processes that hold no
+# secret (production's only choice); `inprocess`: in the web or worker process itself (the
+# embedded default, which says so when it loads a model).
+MODEL_ISOLATION = env_choice(
+    "MODEL_ISOLATION",
+    choices=("process", "inprocess"),
+    default="process" if PRODUCTION else "inprocess",
+)
+if PRODUCTION and MODEL_ISOLATION != "process":
+    raise StartupError(
+        "MODEL_ISOLATION must be 'process' in production: a model artifact is untrusted code "
+        "and must not run in a process that holds Bulwark's secrets."
+    )
+# `required`: a runner that cannot lock itself in with Landlock and seccomp does not start
+# (predict answers 503); `basic`: environment, resource limits and capabilities only.
+MODEL_RUNNER_SANDBOX = env_choice(
+    "MODEL_RUNNER_SANDBOX", choices=("required", "basic"), default="required"
+)
+# Started as root, runners switch to this user if it is set (empty: keep the user, drop every
+# capability). The Python installation must be readable by it.
+MODEL_RUNNER_USER = env_str("MODEL_RUNNER_USER")
+MODEL_RUNNER_MEMORY_MB = env_int("MODEL_RUNNER_MEMORY_MB", default=2048, minimum=64)
+MODEL_RUNNER_CPU_SECONDS = env_int("MODEL_RUNNER_CPU_SECONDS", default=3600, minimum=10)
+MODEL_RUNNER_TIMEOUT = env_float("MODEL_RUNNER_TIMEOUT", default=10.0, minimum_exclusive=0)
+MODEL_RUNNER_LOAD_TIMEOUT = env_float(
+    "MODEL_RUNNER_LOAD_TIMEOUT", default=120.0, minimum_exclusive=0
+)
+# Package directories runners may import from besides the Python installation.
+MODEL_RUNNER_PACKAGES = [BASE_DIR / "apps"]
 # Compliance evidence files (multipart to /api/v1/compliance/items/<id>/evidence and the UI):
 # kept in memory while they are checked and encrypted, never on disk (413 beyond).
 COMPLIANCE_EVIDENCE_MAX_BYTES = (
@@ -281,6 +316,7 @@ SPECTACULAR_SETTINGS = {
         "StatusEnum": ["ok", "unavailable"],
         "ComplianceItemStatusEnum": "apps.compliance.models.ItemStatus",
         "IncidentStatusEnum": "apps.incidents.models.Status",
+        "ModelVersionStatusEnum": "apps.registry.models.VersionStatus",
     },
 }
 

@@ -23,3 +23,17 @@ STATIC_ROOT = Path(tempfile.mkdtemp(prefix="bulwark-static-"))
 # Tasks run inline unless a test starts a real worker and turns this off for itself.
 CELERY_TASK_ALWAYS_EAGER = True
 AUDIT_CHAIN_INLINE = True
+
+# Models run as in production: in sandboxed runner processes. The test-only model types
+# (tests/serving/odd_models.py) are trusted here, and runners may import them.
+MODEL_ISOLATION = "process"
+MODEL_RUNNER_PACKAGES = [*MODEL_RUNNER_PACKAGES, BASE_DIR / "tests"]  # noqa: F405
+PICKLE_TRUSTED_GLOBALS_EXTRA = [
+    "tests.serving.odd_models.NanModel",
+    "tests.serving.odd_models.RefusingModel",
+    "tests.serving.odd_models.NamedFeatureModel",
+    "tests.serving.odd_models.SecretsHunter",
+    "tests.serving.odd_models.SlowModel",
+    "tests.serving.odd_models.WrongLengthModel",
+    "tests.serving.odd_models.MemoryHog",
+]

@@ -22,8 +22,14 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "audit.read": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
     # See, rotate and revoke every API key, not only one's own.
     "apikeys.manage_all": frozenset({ADMIN, SECURITY_OFFICER}),
-    # Register models, upload versions, move versions between stages.
+    # Register models; upload, stage and archive versions of the models one owns.
     "models.write": frozenset({ADMIN, ML_ENGINEER}),
+    # Change any model's owners and allow-list extension; write every model's versions.
+    "models.admin": frozenset({ADMIN}),
+    # Archive any model's version (containment), owner or not.
+    "models.archive_any": frozenset({ADMIN, SECURITY_OFFICER}),
+    # Register and remove the publishers whose signed artifacts are trusted.
+    "publishers.manage": frozenset({ADMIN, SECURITY_OFFICER}),
     # See models and their versions (metadata only: never an artifact or a key).
     "models.read": frozenset({ADMIN, ML_ENGINEER, AUDITOR}),
     # Predict on every model (others need a per-model grant, managed in the admin).
@@ -54,6 +60,23 @@ def roles_of(user: Any) -> set[str]:
 
 def may(user: Any, capability: str) -> bool:
     return bool(roles_of(user) & ROLE_MATRIX[capability])
+
+
+class AllowsAny(BasePermission):
+    """`AllowsAny("models.write", "models.archive_any")`: the caller holds one of them (the
+    service decides what each allows)."""
+
+    def __init__(self, *capabilities: str) -> None:
+        for capability in capabilities:
+            if capability not in ROLE_MATRIX:
+                raise KeyError(f"unknown capability {capability!r}")
+        self.capabilities = capabilities
+
+    def __call__(self) -> AllowsAny:
+        return self
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return any(may(request.user, capability) for capability in self.capabilities)
 
 
 class Allows(BasePermission):

@@ -254,9 +254,15 @@ def _models(user: User) -> dict[str, list[dict[str, Any]]]:
     return {
         "owned": [
             {"name": name, "description": description, "created_at": _iso(created)}
-            for name, description, created in RegisteredModel.objects.filter(owner=user)
+            for name, description, created in RegisteredModel.objects.filter(owners=user)
             .order_by("name")
             .values_list("name", "description", "created_at")
+        ],
+        "registered": [
+            {"name": name, "created_at": _iso(created)}
+            for name, created in RegisteredModel.objects.filter(created_by=user)
+            .order_by("name")
+            .values_list("name", "created_at")
         ],
         "versions_uploaded": [
             {"model": name, "version": number, "stage": stage, "created_at": _iso(created)}

@@ -1,7 +1,8 @@
-"""The registry in the admin: read-only lists of models and versions. No download and no key
-material: the wrapped data key and the storage name are never shown. Versions are uploaded
-from a model's page (holders of `models.write`), and predict grants are added and deleted
-here, all through the registry's services (audited)."""
+"""The registry in the admin: models and versions, with no download and no key material (the
+wrapped data key and the storage name are never shown). Versions are uploaded from a model's
+page (its owners and admins); admins change a model's owners, signature rule and allow-list
+extension there; predict grants and trusted publishers are added and removed here. Every
+change goes through the registry's services, so it is audited as one made through the API."""
 
 from __future__ import annotations
 
@@ -29,14 +30,19 @@ from apps.registry.models import (
     ArtifactFormat,
     ModelVersion,
     PredictGrant,
+    Publisher,
     RegisteredModel,
     WatermarkResult,
 )
+from apps.registry.publishers import publisher_create, publisher_remove
 from apps.registry.services import (
     model_version_register,
     predict_grant_create,
     predict_grant_delete,
+    registered_model_update,
 )
+from apps.registry.signing import MAX_BUNDLE_BYTES
+from apps.registry.trust import beyond_deployment, global_name_problem
 from apps.registry.uploads import ArtifactTooLarge, InMemoryArtifactUploadHandler
 
 UPLOAD_TEMPLATE = "admin/registry/registeredmodel/upload_version.html"
@@ -76,6 +82,23 @@ class VersionUploadForm(forms.Form):
         widget=_json_area(4),
         help_text='JSON {"inputs": [rows], "labels": [...], "threshold": 0 < t <= 1}.',
     )
+    signature = forms.FileField(
+        required=False,
+        help_text="An OpenSSF model-signing bundle for the artifact (model.sig), by a trusted "
+        "publisher's key; required if the model requires signed artifacts.",
+    )
+
+    def clean_signature(self) -> str | None:
+        bundle = self.cleaned_data.get("signature")
+        if not bundle:
+            return None
+        raw = bundle.read(MAX_BUNDLE_BYTES + 1)
+        if len(raw) > MAX_BUNDLE_BYTES:
+            raise forms.ValidationError(f"A bundle is at most {MAX_BUNDLE_BYTES} bytes.")
+        try:
+            return str(raw.decode())
+        except UnicodeDecodeError:
+            raise forms.ValidationError("A bundle is UTF-8 JSON.") from None
 
     def add_application_error(self, error: ApplicationError) -> None:
         """Show a refusal of the parsing helpers or the service on the field it names."""
@@ -91,13 +114,85 @@ class VersionUploadForm(forms.Form):
             self.add_error(None, error.message)
 
 
+class ModelOwnersForm(forms.ModelForm):  # type: ignore[type-arg]
+    """What an admin changes on a model; saved by `registered_model_update`, not by the form."""
+
+    extra_allowed_globals = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80, "spellcheck": "false"}),
+        help_text="`module.name`s, one per line, this model's artifacts may import beyond the "
+        "deployment's list, in artifacts signed by a trusted publisher only. Removing a name "
+        "quarantines the versions that import it.",
+    )
+
+    class Meta:
+        model = RegisteredModel
+        fields = ["description", "owners", "owner_group", "require_signed_artifacts"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["extra_allowed_globals"] = "\n".join(self.instance.extra_allowed_globals)
+
+    def clean_extra_allowed_globals(self) -> list[str]:
+        names = [line.strip() for line in self.cleaned_data["extra_allowed_globals"].splitlines()]
+        names = [name for name in names if name]
+        problems = [problem for name in names if (problem := global_name_problem(name))]
+        if problems:
+            raise forms.ValidationError(problems)
+        return names
+
+
 @admin.register(RegisteredModel)
 class RegisteredModelAdmin(ReadOnlyAdmin):
-    list_display = ["name", "owner", "created_at"]
-    search_fields = ["name"]
-    list_select_related = ["owner"]
-    fields = ["name", "description", "owner", "created_at"]
-    readonly_fields = fields
+    form = ModelOwnersForm
+    list_display = ["name", "created_by", "owner_group", "require_signed_artifacts", "created_at"]
+    list_filter = ["require_signed_artifacts"]
+    search_fields = ["name", "owners__username"]
+    list_select_related = ["created_by", "owner_group"]
+    filter_horizontal = ["owners"]
+    readonly_fields = ["name", "created_by", "created_at"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [
+            "name",
+            "description",
+            "owners",
+            "owner_group",
+            "require_signed_artifacts",
+            "extra_allowed_globals",
+            "created_by",
+            "created_at",
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if self.has_change_permission(request, obj):
+            return self.readonly_fields
+        return self.get_fields(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Owners and the allow-list are admins' (API.md); the service checks it again.
+        return may(request.user, "models.admin")
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        group = data.get("owner_group")
+        registered_model_update(
+            actor=request.user,
+            model=obj,
+            description=data.get("description", ""),
+            owners=[user.username for user in data.get("owners", [])],
+            owner_group=group.name if group is not None else None,
+            require_signed_artifacts=data.get("require_signed_artifacts", False),
+            extra_allowed_globals=data.get("extra_allowed_globals", []),
+            request=request,
+        )
+        obj.refresh_from_db()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # The owners were set by the service (audited); the form's own save_m2m would set
+        # them again without an event.
+        return None
 
     def get_urls(self) -> list[URLPattern]:
         # csrf_exempt only so that neither the admin's wrapper nor the CSRF middleware reads
@@ -197,22 +292,29 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "model",
         "number",
         "stage",
+        "status",
         "format",
+        "signed_by",
         "sha256",
         "size",
         "master_key_id",
         "last_watermark_result",
         "created_at",
     ]
-    list_filter = ["stage", "format", "master_key_id"]
+    list_filter = ["stage", "status", "format", "master_key_id"]
     search_fields = ["model__name", "sha256"]
-    list_select_related = ["model"]
+    list_select_related = ["model", "signed_by"]
     # An explicit list: `wrapped_data_key` and `artifact` must never appear.
     fields = [
         "model",
         "number",
         "stage",
+        "status",
+        "quarantine_reason",
         "format",
+        "globals_beyond_default",
+        "globals_imported",
+        "signed_by",
         "sha256",
         "size",
         "master_key_id",
@@ -226,6 +328,14 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "last_watermark_result",
     ]
     readonly_fields = fields
+
+    @admin.display(description="globals beyond the deployment's list")
+    def globals_beyond_default(self, version: ModelVersion) -> str:
+        return ", ".join(beyond_deployment(version.allowed_globals)) or "-"
+
+    @admin.display(description="globals the artifact imports")
+    def globals_imported(self, version: ModelVersion) -> str:
+        return f"{len(version.allowed_globals)}: " + ", ".join(version.allowed_globals)
 
     @admin.display(description="last watermark result")
     def last_watermark_result(self, version: ModelVersion) -> str:
@@ -299,3 +409,78 @@ class PredictGrantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no runti
         with transaction.atomic():
             for grant in queryset.select_related("model", "user", "group"):
                 predict_grant_delete(actor=request.user, grant=grant, request=request)
+
+
+class PublisherForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Publisher
+        fields = ["name", "public_key"]
+        widgets = {"public_key": forms.Textarea(attrs={"rows": 6, "cols": 70})}
+
+
+@admin.register(Publisher)
+class PublisherAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no runtime generics
+    """Trusted publishers: added and removed (never edited) by security officers and admins,
+    through the registry's services (audited `publisher.created` / `publisher.removed`)."""
+
+    form = PublisherForm
+    list_display = ["name", "key_id", "removed_at", "created_at"]
+    list_filter = [("removed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "key_id"]
+
+    def _manages(self, request: HttpRequest) -> bool:
+        return may(request.user, "publishers.manage")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._manages(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._manages(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._manages(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._manages(request) and (obj is None or obj.removed_at is None)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["name", "public_key"]
+        return ["name", "public_key", "key_id", "created_by", "removed_at", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Publisher, form: Any, change: bool) -> None:
+        try:
+            created = publisher_create(
+                actor=request.user, name=obj.name, public_key=obj.public_key, request=request
+            )
+        except ApplicationError as exc:
+            # Shown on the list page; nothing was stored.
+            self.message_user(request, exc.message, messages.ERROR)
+            raise _Refused() from None
+        obj.pk, obj.key_id, obj.created_at = created.pk, created.key_id, created.created_at
+        obj.public_key = created.public_key
+        obj._state.adding, obj._state.db = False, created._state.db
+
+    def add_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().add_view(request, *args, **kwargs)
+        except _Refused:
+            return HttpResponseRedirect(reverse("admin:registry_publisher_changelist"))
+
+    def delete_model(self, request: HttpRequest, obj: Publisher) -> None:
+        publisher_remove(actor=request.user, publisher=obj, request=request)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Publisher]) -> None:
+        with transaction.atomic():
+            for publisher in queryset:
+                publisher_remove(actor=request.user, publisher=publisher, request=request)
+
+
+class _Refused(Exception):
+    pass

@@ -9,3 +9,6 @@ class RegistryConfig(AppConfig):
     def ready(self) -> None:
         # Celery's autodiscovery imports only tasks.py: register the rotation task too.
         from apps.registry import tasks_rotation  # noqa: F401
+        from apps.registry.trust import deployment_globals
+
+        deployment_globals()  # a never-trusted or malformed extra name stops startup

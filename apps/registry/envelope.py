@@ -36,8 +36,8 @@ closed on a mismatch. The hash of each chunk runs in a worker thread as soon as 
 decrypted (hashlib releases the GIL), so on two cores it mostly overlaps decryption.
 
 Loading decrypts into one anonymous private memory map (1x, never on disk), checks the digest,
-and only then hands the map to the format's loader (default `joblib.load`, which unpickles;
-apps.registry.formats has the skops one); with the ciphertext read from a file, peak memory is
+and only then hands the map to the format's loader (apps.registry.artifacts: the restricted
+unpickler for joblib, skops for skops); with the ciphertext read from a file, peak memory is
 that buffer plus the loaded object (about 2x for joblib). Every refusal of the ciphertext raises
 `ArtifactRejected` before the loader is called; a loader may refuse too (`ArtifactRejected`).
 """
@@ -53,16 +53,15 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import lru_cache
 from typing import IO
 
-import joblib
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from apps.registry.artifacts.errors import ArtifactRejected, Reason
 from controlplane.secrets import get_secret
 from controlplane.secrets.required import parse_master_keys
 
@@ -83,28 +82,6 @@ _MIDDLE, _LAST = b"\x00", b"\x01"
 
 MasterKeys = Sequence[tuple[str, bytes]]
 Ciphertext = bytes | bytearray | memoryview | IO[bytes]
-
-
-class Reason(StrEnum):
-    UNKNOWN_MASTER_KEY = "unknown master key"
-    KEY_UNWRAP_FAILED = "key unwrap failed"
-    TAMPERED = "tampered or truncated ciphertext"
-    DIGEST_MISMATCH = "digest mismatch"
-    BAD_HEADER = "bad header"
-    # Refusals of a format's loader, after the artifact was proven to be the recorded one.
-    UNTRUSTED_TYPES = "untrusted types"
-    UNREADABLE = "unreadable artifact"
-    UNSAFE_CONTENT = "unsafe content"
-
-
-class ArtifactRejected(Exception):
-    """The artifact cannot be proven to be the recorded one, or its format's loader refused
-    it; nothing was unpickled, nothing loaded is returned. `detail` is for logs only."""
-
-    def __init__(self, reason: Reason, *, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(reason.value)
 
 
 @dataclass(frozen=True)
@@ -434,12 +411,13 @@ def load_artifact(
     version: int,
     sha256: str,
     master_keys: MasterKeys,
-    loader: Callable[[mmap.mmap], object] | None = None,
+    loader: Callable[[mmap.mmap], object],
 ) -> object:
-    """Unwrap, decrypt and authenticate every chunk, check the digest, and only then load from
-    memory with `loader` (default `joblib.load`). Raises ArtifactRejected, before the loader is
-    called (so before any unpickling), when the artifact cannot be proven to be the recorded
-    one; the loader may raise it too."""
+    """Unwrap, decrypt and authenticate every chunk, check the digest, and only then hand the
+    plaintext to `loader` (apps.registry.artifacts: the restricted unpickler or skops, here or
+    in a model runner). Raises ArtifactRejected, before the loader is called (so before any
+    unpickling), when the artifact cannot be proven to be the recorded one; the loader may
+    raise it too."""
     plaintext = decrypt_artifact(
         ciphertext,
         wrapped_key=wrapped_key,
@@ -450,6 +428,4 @@ def load_artifact(
         master_keys=master_keys,
     )
     with plaintext:
-        # joblib.load looked up at call time, not bound as a default, so a patched one (the
-        # tests' spy) is the one called.
-        return (loader or joblib.load)(plaintext)
+        return loader(plaintext)

@@ -39,8 +39,8 @@ def _optional_json(data: Mapping[str, Any], name: str) -> Any:
 
 def version_arguments(data: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments of `model_version_register` from validated form data (artifact,
-    format, input_schema, feature_order, max_batch, dp_epsilon, dp_sensitivity, watermark;
-    JSON fields still as text). Raises MalformedJson or InvalidInput naming the field."""
+    format, input_schema, feature_order, max_batch, dp_epsilon, dp_sensitivity, watermark,
+    signature; JSON fields still as text). Raises MalformedJson or InvalidInput naming the field."""
     return {
         "artifact": data["artifact"],
         "format": data.get("format") or ArtifactFormat.JOBLIB,
@@ -50,4 +50,5 @@ def version_arguments(data: Mapping[str, Any]) -> dict[str, Any]:
         "dp_epsilon": data.get("dp_epsilon"),
         "dp_sensitivity": data.get("dp_sensitivity"),
         "watermark": _optional_json(data, "watermark"),
+        "signature": data.get("signature") or None,
     }

@@ -22,13 +22,30 @@ class RegisteredModel(BaseModel):
     name = models.CharField(max_length=64, unique=True, validators=[validate_model_name])
     description = models.TextField(blank=True, default="", max_length=2000)
     # SET_NULL: erasing a person (privacy erasure) must not delete the models they registered.
-    owner = models.ForeignKey(
+    created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="registered_models",
     )
+    # Who may upload, stage and archive this model's versions besides admins (security
+    # officers may archive any version: containment). Changed by admins only, audited.
+    owners = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="owned_models"
+    )
+    owner_group = models.ForeignKey(
+        "auth.Group",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_models",
+    )
+    # Uploads must carry a signature bundle from a trusted publisher.
+    require_signed_artifacts = models.BooleanField(default=False)
+    # Globals beyond the deployment's list that this model's artifacts may import, by name,
+    # and only when signed by a trusted publisher (admins only, audited).
+    extra_allowed_globals = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name = "model"
@@ -48,8 +65,56 @@ class Stage(models.TextChoices):
 
 
 class ArtifactFormat(models.TextChoices):
-    JOBLIB = "joblib"  # pickle: loading runs code; for artifacts from trusted builds only
+    JOBLIB = "joblib"  # pickle: loaded by the restricted unpickler (apps.registry.artifacts)
     SKOPS = "skops"  # loads only allow-listed types (apps.registry.formats)
+
+
+class VersionStatus(models.TextChoices):
+    OK = "ok"
+    # Never served and never promoted: its artifact imports what is no longer allowed, or
+    # failed its integrity check when the store was scanned (artifacts_scan).
+    QUARANTINED = "quarantined"
+
+
+class Publisher(BaseModel):
+    """A trusted publisher of signed artifacts: a name and the public key (PEM, an elliptic
+    curve key as OpenSSF model signing uses) whose signatures are accepted. Removing one
+    keeps the row (versions name their signer) and stops accepting its signatures."""
+
+    name = models.CharField(max_length=100)
+    public_key = models.TextField(help_text="PEM, SubjectPublicKeyInfo.")
+    # SHA-256 of the PEM, hex: what a model-signing bundle names as its key hint.
+    key_id = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    removed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(removed_at__isnull=True),
+                name="%(app_label)s_%(class)s_unique_active_name",
+            ),
+            models.UniqueConstraint(
+                fields=["key_id"],
+                condition=models.Q(removed_at__isnull=True),
+                name="%(app_label)s_%(class)s_unique_active_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name if self.removed_at is None else f"{self.name} (removed)"
+
+    def audit_subject(self) -> Subject:
+        return Subject("publisher", str(self.pk))
 
 
 class ModelVersion(BaseModel):
@@ -84,6 +149,23 @@ class ModelVersion(BaseModel):
         blank=True,
         related_name="+",
     )
+    # Every global the artifact imports (joblib), as found at upload: the restricted
+    # unpickler imports these and no other (apps.registry.artifacts.pickle_load).
+    allowed_globals = models.JSONField(default=list, editable=False)
+    status = models.CharField(
+        max_length=16, choices=VersionStatus.choices, default=VersionStatus.OK
+    )
+    quarantine_reason = models.CharField(max_length=500, blank=True, default="", editable=False)
+    signed_by = models.ForeignKey(
+        Publisher,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="versions",
+    )
+    # The OpenSSF model-signing bundle as uploaded (public: it proves who signed).
+    signature = models.TextField(blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["model", "-number"]

@@ -1,5 +1,6 @@
-"""Reads of the registry. Every holder of `models.read` sees every model (no per-model scoping
-yet: grants arrive with predict), so the actor only gates access, checked by the views."""
+"""Reads of the registry. Every holder of `models.read` sees every model's metadata; writes to
+a model's versions belong to its owners (users or a group) and admins, and security officers
+may archive any version (containment)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from apps.core.errors import NotFound
+from apps.core.errors import NotFound, PermissionDenied
 from apps.core.permissions import may
-from apps.registry.models import ModelVersion, PredictGrant, RegisteredModel
+from apps.registry.models import ModelVersion, PredictGrant, Publisher, RegisteredModel
 
 
 def registered_model_list(*, actor: Any) -> QuerySet[RegisteredModel]:
-    return RegisteredModel.objects.select_related("owner")
+    return RegisteredModel.objects.select_related("created_by", "owner_group").prefetch_related(
+        "owners"
+    )
 
 
 def registered_model_get(*, actor: Any, name: str) -> RegisteredModel:
@@ -45,3 +48,36 @@ def user_may_predict(user: Any, model_name: str) -> bool:
     return PredictGrant.objects.filter(
         Q(user=user) | Q(group__in=user.groups.all()), model__name=model_name
     ).exists()
+
+
+def model_owned_by(user: Any, model: RegisteredModel) -> bool:
+    """Whether `user` is one of `model`'s owners, directly or through its owner group."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if model.owners.filter(pk=user.pk).exists():
+        return True
+    return model.owner_group_id is not None and user.groups.filter(pk=model.owner_group_id).exists()
+
+
+def model_versions_writable_check(
+    *, actor: Any, model: RegisteredModel, archive: bool = False
+) -> None:
+    """PermissionDenied unless `actor` may upload or stage `model`'s versions: an admin, or a
+    holder of `models.write` who owns the model; to archive, a security officer too."""
+    if may(actor, "models.admin") or (archive and may(actor, "models.archive_any")):
+        return
+    if may(actor, "models.write") and model_owned_by(actor, model):
+        return
+    raise PermissionDenied("Only this model's owners and admins may change its versions.")
+
+
+def publisher_list(*, actor: Any) -> QuerySet[Publisher]:
+    """Publishers whose signatures are trusted now (removed ones are kept, not listed)."""
+    return Publisher.objects.filter(removed_at__isnull=True).order_by("name")
+
+
+def publisher_get(*, actor: Any, publisher_id: Any) -> Publisher:
+    publisher = publisher_list(actor=actor).filter(pk=publisher_id).first()
+    if publisher is None:
+        raise NotFound("No publisher with this id.")
+    return publisher

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.registry import views
+from apps.registry import publisher_views, views
 
 urlpatterns = [
     path("models", views.RegisteredModelCollectionApi.as_view(), name="models"),
@@ -21,4 +21,10 @@ urlpatterns = [
         name="model-version-verify-watermark",
     ),
     path("jobs/<uuid:job_id>", views.JobDetailApi.as_view(), name="job"),
+    path("publishers", publisher_views.PublisherCollectionApi.as_view(), name="publishers"),
+    path(
+        "publishers/<uuid:publisher_id>",
+        publisher_views.PublisherDetailApi.as_view(),
+        name="publisher",
+    ),
 ]

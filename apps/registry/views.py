@@ -23,13 +23,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.pagination import CursorPagination
-from apps.core.permissions import Allows
+from apps.core.permissions import Allows, AllowsAny
 from apps.registry.inputs import positive_finite, version_arguments
 from apps.registry.models import (
     MAX_BATCH_LIMIT,
     MODEL_NAME_PATTERN,
     ArtifactFormat,
     Stage,
+    VersionStatus,
     WatermarkStatus,
 )
 from apps.registry.selectors import (
@@ -42,7 +43,10 @@ from apps.registry.services import (
     model_version_register,
     model_version_stage,
     registered_model_create,
+    registered_model_update,
 )
+from apps.registry.signing import MAX_BUNDLE_BYTES
+from apps.registry.trust import beyond_deployment
 from apps.registry.uploads import InMemoryArtifactUploadHandler
 from apps.registry.watermarks import watermark_result_get, watermark_verification_request
 
@@ -60,14 +64,61 @@ class ReadOrWrite:
         return [IsAuthenticated(), Allows(capability)]
 
 
+@extend_schema_field(OpenApiTypes.BINARY)
+class BundleField(serializers.Field):  # type: ignore[type-arg]
+    """A signature bundle sent as a file part (`-F signature=@model.sig`) or as text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if hasattr(data, "read"):
+            data = data.read(MAX_BUNDLE_BYTES + 1)
+            try:
+                data = data.decode()
+            except UnicodeDecodeError:
+                raise serializers.ValidationError("Must be UTF-8 JSON.") from None
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a model-signing bundle (JSON).")
+        if len(data.encode()) > MAX_BUNDLE_BYTES:
+            raise serializers.ValidationError(f"Must be at most {MAX_BUNDLE_BYTES} bytes.")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class ModelSerializer(serializers.Serializer):
     class Meta:
         ref_name = "RegisteredModel"
 
     name = serializers.CharField()
     description = serializers.CharField()
-    owner = serializers.CharField(source="owner.username", allow_null=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    owners = serializers.SerializerMethodField()
+    owner_group = serializers.CharField(source="owner_group.name", allow_null=True, default=None)
+    require_signed_artifacts = serializers.BooleanField()
+    extra_allowed_globals = serializers.ListField(child=serializers.CharField())
     created_at = serializers.DateTimeField()
+
+    def get_owners(self, model: Any) -> list[str]:
+        return sorted(user.username for user in model.owners.all())
+
+
+class AllowedGlobalsSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "AllowedGlobals"
+
+    count = serializers.IntegerField(help_text="Globals the artifact imports (all allowed).")
+    beyond_default = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Those outside the deployment's list: allowed by the model's own list for "
+        "a signed artifact.",
+    )
+
+
+def allowed_globals_of(version: Any) -> dict[str, Any]:
+    return {
+        "count": len(version.allowed_globals),
+        "beyond_default": beyond_deployment(version.allowed_globals),
+    }
 
 
 class VersionSerializer(serializers.Serializer):
@@ -76,6 +127,12 @@ class VersionSerializer(serializers.Serializer):
 
     version = serializers.IntegerField(source="number")
     stage = serializers.ChoiceField(choices=Stage.choices)
+    status = serializers.ChoiceField(
+        choices=VersionStatus.choices, help_text="`quarantined`: never served or promoted."
+    )
+    quarantine_reason = serializers.CharField()
+    allowed_globals = serializers.SerializerMethodField()
+    signed_by = serializers.CharField(source="signed_by.name", allow_null=True, default=None)
     format = serializers.ChoiceField(choices=ArtifactFormat.choices)
     sha256 = serializers.CharField(help_text="SHA-256 of the plaintext artifact, hex.")
     size = serializers.IntegerField(help_text="Plaintext bytes.")
@@ -90,6 +147,10 @@ class VersionSerializer(serializers.Serializer):
     def get_encrypted(self, version: Any) -> bool:
         # Every stored artifact is ciphertext: there is no unencrypted path into the registry.
         return True
+
+    @extend_schema_field(AllowedGlobalsSerializer)
+    def get_allowed_globals(self, version: Any) -> dict[str, Any]:
+        return allowed_globals_of(version)
 
 
 class RegisteredModelListApi(ReadOrWrite, ListAPIView):
@@ -137,10 +198,57 @@ class RegisteredModelCollectionApi(RegisteredModelListApi, RegisteredModelCreate
 
 
 class RegisteredModelDetailApi(ReadOrWrite, APIView):
+    class UpdateSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RegisteredModelUpdate"
+
+        description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+        owners = serializers.ListField(
+            child=serializers.CharField(max_length=150),
+            required=False,
+            max_length=100,
+            help_text="Usernames (admins only).",
+        )
+        owner_group = serializers.CharField(
+            max_length=150, required=False, allow_null=True, help_text="A group (admins only)."
+        )
+        require_signed_artifacts = serializers.BooleanField(
+            required=False, help_text="Owners may turn it on; only admins turn it off."
+        )
+        extra_allowed_globals = serializers.ListField(
+            child=serializers.CharField(max_length=300),
+            required=False,
+            max_length=200,
+            help_text="`module.name`s this model's signed artifacts may import beyond the "
+            "deployment's list (admins only); removing one quarantines versions that import it.",
+        )
+
     @extend_schema(tags=TAGS, summary="One model", parameters=[NAME], responses=ModelSerializer)
     def get(self, request: Request, name: str) -> Response:
         model = registered_model_get(actor=request.user, name=name)
         return Response(ModelSerializer(model).data)
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Change a model's owners, signature rule or allow-list extension",
+        description=(
+            "Owners, owner group and `extra_allowed_globals`: admins only. The description and "
+            "turning `require_signed_artifacts` on: the model's owners too. Anyone else: 403 "
+            "`permission_denied`. An unknown username or group, or a global that can never be "
+            "allowed: 400 `invalid_input`. Audited `model.updated`."
+        ),
+        parameters=[NAME],
+        request=UpdateSerializer,
+        responses={200: ModelSerializer},
+    )
+    def patch(self, request: Request, name: str) -> Response:
+        model = registered_model_get(actor=request.user, name=name)
+        payload = self.UpdateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        model = registered_model_update(
+            actor=request.user, model=model, request=request._request, **payload.validated_data
+        )
+        return Response(ModelSerializer(registered_model_get(actor=request.user, name=name)).data)
 
 
 class ModelVersionListApi(ReadOrWrite, ListAPIView):
@@ -170,9 +278,15 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
             required=False,
             default=ArtifactFormat.JOBLIB,
             help_text=(
-                "`joblib` (pickle: loading runs code) or `skops` (loads only allow-listed "
-                "types; an upload naming any other type is refused)."
+                "`joblib` (its pickle is walked, never run: every global it imports must be "
+                "allowed) or `skops` (loads only allow-listed types)."
             ),
+        )
+        signature = BundleField(
+            required=False,
+            help_text="An OpenSSF model-signing bundle (JSON) for the artifact, by a trusted "
+            "publisher's key, as a file part or a text field; verified before anything else "
+            "reads the artifact.",
         )
         input_schema = serializers.CharField(
             help_text="JSON Schema (draft 2020-12) of one input row, an object, as JSON text."
@@ -206,9 +320,16 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
         sha256 = serializers.CharField()
         size = serializers.IntegerField()
         stage = serializers.ChoiceField(choices=Stage.choices)
+        status = serializers.ChoiceField(choices=VersionStatus.choices)
         format = serializers.ChoiceField(choices=ArtifactFormat.choices)
+        allowed_globals = serializers.SerializerMethodField()
+        signed_by = serializers.CharField(source="signed_by.name", allow_null=True, default=None)
         encrypted = serializers.BooleanField(default=True)
         created_at = serializers.DateTimeField()
+
+        @extend_schema_field(AllowedGlobalsSerializer)
+        def get_allowed_globals(self, version: Any) -> dict[str, Any]:
+            return allowed_globals_of(version)
 
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         # Before anything reads the body: Django's default handlers would write an artifact
@@ -220,11 +341,16 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
         tags=TAGS,
         summary="Upload a version (encrypted at rest; starts in staging)",
         description=(
-            "multipart/form-data only. The artifact is kept in memory, encrypted with its own "
+            "multipart/form-data only. The model's owners and admins only (else 403 "
+            "`permission_denied`). The artifact is kept in memory, encrypted with its own "
             "data key and stored as ciphertext; its plaintext never touches disk. Larger than "
-            "the upload limit (MAX_ARTIFACT_MB): 413 `payload_too_large`. A `skops` artifact "
-            "that is not a skops file or names an untrusted type: 400 `invalid_input` (path "
-            "`artifact`)."
+            "the upload limit (MAX_ARTIFACT_MB): 413 `payload_too_large`. 400 `invalid_input` "
+            "(path `artifact`) for a pickle that imports a global outside the allow-list (the "
+            "message and `details` name each one), that the static walk cannot prove (a "
+            "computed import name, an extension code, a persistent id, ...), or a `skops` file "
+            "naming an untrusted type; (path `signature`) for a bundle that does not verify, "
+            "is for other bytes or names no trusted publisher, or none for a model that "
+            "requires signatures. Each such refusal is audited `model.version.rejected`."
         ),
         parameters=[NAME],
         request={"multipart/form-data": InputSerializer},
@@ -247,7 +373,11 @@ class ModelVersionCollectionApi(ModelVersionListApi, ModelVersionUploadApi):
     """`/models/{name}/versions`: GET lists, POST uploads (one path, two operations)."""
 
 
-class ModelVersionStageApi(ReadOrWrite, APIView):
+class ModelVersionStageApi(APIView):
+    # Owners and admins move versions; security officers may archive any (the service
+    # decides per stage), so the view lets both capabilities through.
+    permission_classes = [IsAuthenticated, AllowsAny("models.write", "models.archive_any")]
+
     class InputSerializer(serializers.Serializer):
         class Meta:
             ref_name = "ModelVersionStage"
@@ -259,7 +389,9 @@ class ModelVersionStageApi(ReadOrWrite, APIView):
         summary="Move a version to a stage",
         description=(
             "At most one production version per model: promoting one moves the former "
-            "production version to staging, in the same transaction."
+            "production version to staging, in the same transaction. The model's owners and "
+            "admins only; security officers may archive any version (else 403 "
+            "`permission_denied`). A quarantined version is never promoted: 409 `conflict`."
         ),
         parameters=[NAME, NUMBER],
         request=InputSerializer,

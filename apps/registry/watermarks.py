@@ -26,8 +26,9 @@ from jsonschema import Draft202012Validator
 from apps.audit.services import audit_event_record
 from apps.core.errors import Conflict, InvalidInput, NotFound
 from apps.core.sealing import SealError, seal, unseal
-from apps.registry.errors import ArtifactRefused
-from apps.registry.features import feature_matrix, feature_names_of
+from apps.registry.artifacts.loading import PredictionRefused
+from apps.registry.errors import ArtifactRefused, ModelFailed, ModelRunnerFailed
+from apps.registry.features import feature_values
 from apps.registry.models import (
     WATERMARK_PURPOSE,
     ModelVersion,
@@ -251,18 +252,25 @@ def watermark_verify(*, result_id: UUID | str) -> WatermarkResult:
         return _finish(
             result, agreement=None, threshold=threshold, reason="artifact refused: integrity"
         )
+    except ModelRunnerFailed:
+        return _finish(result, agreement=None, threshold=threshold, reason="model runner failed")
     try:
-        matrix = feature_matrix(watermark["inputs"], version.feature_order, feature_names_of(model))
-        predictions = list(model.predict(matrix))  # type: ignore[attr-defined]
+        values = feature_values(
+            watermark["inputs"], version.feature_order, model.facts.feature_names
+        )
+        predictions = model.predict(values)
         agreement = agreement_of(predictions, watermark["labels"])
-    except Exception as exc:  # a model that cannot predict its own watermark fails the job
-        logger.warning("watermark prediction failed", exc_info=True)
+    except (KeyError, ValueError, PredictionRefused, ModelFailed, ModelRunnerFailed) as exc:
+        # A model that cannot predict its own watermark fails the job.
+        logger.warning("watermark prediction failed", extra={"error": type(exc).__name__})
         return _finish(
             result,
             agreement=None,
             threshold=threshold,
             reason=f"prediction failed: {type(exc).__name__}",
         )
+    finally:
+        model.close()  # a job's model is used once: its runner stops here
     reason = "" if agreement >= threshold else "agreement below threshold"
     return _finish(result, agreement=agreement, threshold=threshold, reason=reason)
 

@@ -22,7 +22,7 @@ from jsonschema import Draft202012Validator
 from apps.audit.subjects import Subject
 from apps.core.errors import ApplicationError, NotFound
 from apps.core.permissions import may
-from apps.registry.models import ModelVersion, RegisteredModel, Stage
+from apps.registry.models import ModelVersion, RegisteredModel, Stage, VersionStatus
 from apps.registry.selectors import user_may_predict
 from apps.serving.errors import NoProductionVersion
 from apps.serving.model_cache import models
@@ -66,7 +66,9 @@ def _served(version: ModelVersion) -> ServedVersion:
 def _lookup(name: str, number: int | None) -> ServedVersion | Callable[[], ApplicationError]:
     versions = ModelVersion.objects.select_related("model").filter(model__name=name)
     if number is None:
-        version = versions.filter(stage=Stage.PRODUCTION).first()
+        # A quarantined version is never served (its quarantine moved it out of production;
+        # the status check holds even for a row written otherwise).
+        version = versions.filter(stage=Stage.PRODUCTION, status=VersionStatus.OK).first()
         if version is None:
             if RegisteredModel.objects.filter(name=name).exists():
                 return NoProductionVersion
@@ -77,6 +79,8 @@ def _lookup(name: str, number: int | None) -> ServedVersion | Callable[[], Appli
         return lambda: NotFound("This model has no version with this number.")
     if version.stage == Stage.ARCHIVED:
         return lambda: NotFound("This version is archived and serves no predictions.")
+    if version.status == VersionStatus.QUARANTINED:
+        return lambda: NotFound("This version is quarantined and serves no predictions.")
     return _served(version)
 
 

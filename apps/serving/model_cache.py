@@ -1,9 +1,13 @@
-"""Decrypted, verified models kept in this process: an LRU bounded by count and by bytes.
+"""Loaded models this process serves from: an LRU bounded by count and by bytes, of the
+registry's servables (a model in a runner that holds no secret, or in this process in the
+embedded default). Evicting one stops its runner.
 
-A cold load is the registry's verified load (unwrap, decrypt, digest, only then unpickle);
-concurrent first requests for one version wait for a single load instead of each decrypting
-it. The byte bound counts the plaintext artifact size, a fair proxy for the unpickled object
-(a forest holds about twice its file size in memory, a linear model about its file size).
+A cold load is the registry's verified load (unwrap, decrypt, digest, only then load with
+the version's allow-list); concurrent first requests for one version wait for a single load
+instead of each decrypting it. A servable whose runner died or is near its CPU limit is
+replaced on its next use. The byte bound counts the plaintext artifact size, a fair proxy
+for the unpickled object (a forest holds about twice its file size in memory, a linear model
+about its file size).
 A model larger than the whole byte bound is still served, alone in the cache: refusing it
 would turn every request into a cold load.
 """
@@ -13,20 +17,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 
+from apps.registry.servable import Servable
 
-@dataclass(frozen=True)
-class LoadedModel:
-    estimator: Any
-    size: int
-    # Set when the estimator was fitted with named features: it then gets a DataFrame with
-    # those names (API.md), so scikit-learn has nothing to warn about on every call.
-    feature_names: tuple[str, ...] | None
+LoadedModel = Servable
 
 
 class ModelCache:
@@ -39,18 +36,28 @@ class ModelCache:
         self._loading: dict[UUID, threading.Lock] = {}
         self.loads = 0  # cold loads done by this process (tests and the admin read it)
 
+    def _cached(self, key: UUID) -> LoadedModel | None:
+        # Called with self._lock held. An expired servable is dropped here, so the caller
+        # loads a fresh one.
+        found = self._models.get(key)
+        if found is None:
+            return None
+        if found.expired:
+            self._drop(key)
+            return None
+        self._models.move_to_end(key)
+        return found
+
     def get(self, key: UUID, load: Callable[[], LoadedModel]) -> LoadedModel:
         with self._lock:
-            found = self._models.get(key)
+            found = self._cached(key)
             if found is not None:
-                self._models.move_to_end(key)
                 return found
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:  # one loader per version; the others wait here and then find it cached
             with self._lock:
-                found = self._models.get(key)
+                found = self._cached(key)
                 if found is not None:
-                    self._models.move_to_end(key)
                     return found
             loaded = None
             try:
@@ -72,8 +79,14 @@ class ModelCache:
         while len(self._models) > 1 and (
             len(self._models) > self.max_models or self._bytes > self.max_bytes
         ):
-            _, evicted = self._models.popitem(last=False)
+            self._drop(next(iter(self._models)))
+
+    def _drop(self, key: UUID) -> None:
+        # Called with self._lock held.
+        evicted = self._models.pop(key, None)
+        if evicted is not None:
             self._bytes -= evicted.size
+            evicted.close()
 
     def keys(self) -> list[UUID]:
         with self._lock:
@@ -81,15 +94,14 @@ class ModelCache:
 
     def evict(self, keys: Iterable[UUID]) -> None:
         with self._lock:
-            for key in keys:
-                evicted = self._models.pop(key, None)
-                if evicted is not None:
-                    self._bytes -= evicted.size
+            for key in list(keys):
+                self._drop(key)
 
     def clear(self) -> None:
         """Forget every model, as a fresh process (the load count starts again too)."""
         with self._lock:
-            self._models.clear()
+            for key in list(self._models):
+                self._drop(key)
             self._bytes = 0
             self.loads = 0
 

@@ -19,7 +19,8 @@ from apps.audit.services import audit_event_record
 from apps.core.errors import PermissionDenied, RateLimited
 from apps.privacy.budget import budget_spend
 from apps.privacy.laplace import NonFiniteOutput, is_numeric_output, privatise
-from apps.registry.features import feature_matrix, feature_names_of
+from apps.registry.artifacts.loading import PredictionRefused
+from apps.registry.features import feature_values
 from apps.registry.models import ModelVersion
 from apps.registry.services import model_version_load
 from apps.serving import limits
@@ -84,10 +85,7 @@ def predict_authorize(call: PredictCall) -> None:
 def _load(version: ServedVersion) -> Callable[[], LoadedModel]:
     def load() -> LoadedModel:
         row = ModelVersion.objects.select_related("model").get(pk=version.pk)
-        estimator = model_version_load(version=row)
-        return LoadedModel(
-            estimator=estimator, size=row.size, feature_names=feature_names_of(estimator)
-        )
+        return model_version_load(version=row)
 
     return load
 
@@ -108,23 +106,21 @@ def predict_run(call: PredictCall, data: Any, *, request: HttpRequest) -> dict[s
 
     loaded = models.get(version.pk, _load(version))
     try:
-        matrix = feature_matrix(rows, version.feature_order, loaded.feature_names)
+        values = feature_values(rows, version.feature_order, loaded.facts.feature_names)
     except KeyError as exc:  # the model was fitted on a feature the schema does not require
         raise PredictionFailed(
             f"The model needs the field {exc.args[0]!r}, which the rows do not all carry.",
             details=[{"path": "inputs", "message": f"missing field {exc.args[0]!r}"}],
         ) from None
     try:
-        outputs = loaded.estimator.predict(matrix)
-    except (ValueError, TypeError) as exc:  # the model refused these values
-        raise PredictionFailed(
-            details=[{"path": "inputs", "message": type(exc).__name__}]
-        ) from None
+        outputs = loaded.predict(values)
+    except PredictionRefused as exc:  # the model refused these values
+        raise PredictionFailed(details=[{"path": "inputs", "message": exc.kind}]) from None
     predictions = plain_outputs(outputs)
 
     body: dict[str, Any] = {"model": version.model, "version": version.number}
     noisy = False
-    if spend is not None and is_numeric_output(predictions, model=loaded.estimator):
+    if spend is not None and not loaded.facts.classifier and is_numeric_output(predictions):
         try:
             predictions = privatise(
                 predictions, epsilon=version.dp_epsilon, sensitivity=version.dp_sensitivity

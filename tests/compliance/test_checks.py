@@ -53,7 +53,8 @@ def media_root(settings: Any, tmp_path: Path) -> Path:
 
 
 def upload_version(owner: Any, name: str = "pricing") -> ModelVersion:
-    model, _ = RegisteredModel.objects.get_or_create(name=name, defaults={"owner": owner})
+    model, _ = RegisteredModel.objects.get_or_create(name=name, defaults={"created_by": owner})
+    model.owners.add(owner)
     artifact = io.BytesIO(trained_bytes())
     artifact.name = "model.joblib"
     return model_version_register(actor=owner, model=model, artifact=artifact, input_schema=SCHEMA)
@@ -108,7 +109,8 @@ def test_a_version_stored_in_the_clear_fails(actors, media_root):
 
 
 def production_version(owner: Any, *, watermark: bool = True) -> ModelVersion:
-    model = RegisteredModel.objects.create(name="fraud", owner=owner)
+    model = RegisteredModel.objects.create(name="fraud", created_by=owner)
+    model.owners.add(owner)
     return ModelVersion.objects.create(
         model=model,
         number=1,

@@ -34,7 +34,8 @@ def pricing(actors: dict[str, Any], settings: Any, tmp_path: Path) -> ModelVersi
     models.clear()  # nothing loaded or resolved from an earlier test
     catalog.sync(object())
     engineer = actors["ml_engineer"]
-    model = RegisteredModel.objects.create(name="pricing", owner=engineer)
+    model = RegisteredModel.objects.create(name="pricing", created_by=engineer)
+    model.owners.add(engineer)
     version = add_version(engineer, model)
     return model_version_stage(actor=engineer, version=version, stage="production")
 

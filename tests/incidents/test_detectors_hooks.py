@@ -43,7 +43,7 @@ def test_the_hooks_are_configured(settings):
 @pytest.fixture
 def engineer(api_client: Any, actors: dict[str, Any], settings: Any, tmp_path: Path) -> Any:
     settings.MEDIA_ROOT = tmp_path / "media"
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
     return api_client
 

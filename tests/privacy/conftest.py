@@ -66,7 +66,8 @@ def subject(actors: dict[str, Any]) -> Subject:
         last_name="Quill",
         roles=["api_client"],
     )
-    model = RegisteredModel.objects.create(name="churn", description="Churn", owner=user)
+    model = RegisteredModel.objects.create(name="churn", description="Churn", created_by=user)
+    model.owners.add(user)
     PredictGrant.objects.create(model=model, user=user, granted_by=admin)
     totp = TOTPDevice.objects.create(user=user, name="Erin's phone", confirmed=True)
     recovery = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)

@@ -107,7 +107,8 @@ def test_what_happens_to_each_table(
     assert not PredictGrant.objects.filter(model=subject.model).exists()
     assert not Session.objects.filter(session_key=subject.session_key).exists()
     # What they owned or were assigned stays, without them.
-    assert RegisteredModel.objects.get(pk=subject.model.pk).owner is None
+    model = RegisteredModel.objects.get(pk=subject.model.pk)
+    assert model.created_by is None and not model.owners.exists()
     incident = Incident.objects.get(pk=subject.incident.pk)
     assert incident.assignee is None and incident.actions.get().owner is None
     assert TimelineEntry.objects.filter(pk=subject.note.pk).exists()

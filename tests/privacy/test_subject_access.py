@@ -197,9 +197,9 @@ def test_rows_of_other_apps_that_point_at_the_person_are_exported_generically(su
     monkeypatch.setattr(selectors, "COVERED", selectors.COVERED - {"registry.registeredmodel"})
     data = subject_data(user=subject.user)
     [row] = [row for row in data["other_records"] if row["model"] == "registry.registeredmodel"]
-    assert row["relation"] == "owner"
+    assert row["relation"] == "created_by"
     assert row["fields"]["name"] == "churn" and row["fields"]["id"] == str(subject.model.pk)
-    assert "owner" not in row["fields"]  # the person themselves, not data about them
+    assert "created_by" not in row["fields"]  # the person themselves, not data about them
 
 
 @pytest.mark.skipif(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,45 @@ def stored_files(root: Path) -> list[Path]:
     return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
 
 
+@cache
 def trained_bytes() -> bytes:
+    """A fitted LinearRegression as a joblib file: y = 2 rooms - area + 0.5."""
     rng = np.random.default_rng(3)
     inputs = rng.normal(size=(50, 2))
     model = LinearRegression().fit(inputs, inputs @ np.array([2.0, -1.0]) + 0.5)
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     return buffer.getvalue()
+
+
+def array_bytes(size: int) -> bytes:
+    """A joblib file of about `size` bytes that imports only trusted globals (an array)."""
+    buffer = io.BytesIO()
+    joblib.dump(np.zeros(size // 8), buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def loader_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each time a version's verified plaintext reached a loader (a runner's or this
+    process's): what any refusal before loading must leave empty."""
+    from apps.registry import services
+
+    calls: list[str] = []
+    for name in ("_isolated", "_inprocess"):
+        real = getattr(services, name)
+
+        def factory(version: Any, real: Any = real, name: str = name) -> Any:
+            load = real(version)
+
+            def spy(plaintext: Any) -> Any:
+                calls.append(name)
+                return load(plaintext)
+
+            return spy
+
+        monkeypatch.setattr(services, name, factory)
+    return calls
 
 
 def artifact(content: bytes, name: str = "model.joblib") -> io.BytesIO:
@@ -73,7 +106,9 @@ def upload(client: Any, model: str, content: bytes, **fields: Any) -> HttpRespon
 
 
 def make_model(owner: Any, name: str = "pricing") -> RegisteredModel:
-    return RegisteredModel.objects.create(name=name, owner=owner)
+    model = RegisteredModel.objects.create(name=name, created_by=owner)
+    model.owners.add(owner)
+    return model
 
 
 def audit_events(action: str | None = None) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from apps.registry.models import ModelVersion
 from apps.registry.uploads import InMemoryArtifactUploadHandler
 from tests.registry.conftest import (
     SCHEMA,
+    array_bytes,
     artifact,
     audit_events,
     make_model,
@@ -168,11 +169,12 @@ def test_the_admin_upload_keeps_the_artifact_in_memory_only(
 
     monkeypatch.setattr(registry_admin, "model_version_register", register)
 
-    response = admin_user_client.post(upload_url(model), form_data(b"\x80" * (3 * 1024 * 1024)))
+    content = array_bytes(3 * 1024 * 1024)
+    response = admin_user_client.post(upload_url(model), form_data(content))
 
     assert response.status_code == 302
     assert seen == [[InMemoryArtifactUploadHandler]]
-    assert ModelVersion.objects.get().size == 3 * 1024 * 1024
+    assert ModelVersion.objects.get().size == len(content) > 3 * 1024 * 1024
 
 
 @pytest.mark.django_db
@@ -193,7 +195,7 @@ def test_the_admin_upload_checks_csrf_after_setting_its_handler(
     # default handlers would have spilled it to a temporary file (`no_temp_files` fails that).
     accepted = client.post(
         upload_url(model),
-        form_data(b"\x80" * (3 * 1024 * 1024), csrfmiddlewaretoken=token.group(1)),
+        form_data(array_bytes(3 * 1024 * 1024), csrfmiddlewaretoken=token.group(1)),
     )
     assert accepted.status_code == 302 and ModelVersion.objects.count() == 1
 
@@ -226,7 +228,13 @@ def test_staff_without_models_write_are_refused(
 
 
 @pytest.mark.django_db
-def test_a_staff_ml_engineer_may_upload(client, actors, model, media_root, verified_login):
+def test_a_staff_ml_engineer_who_owns_the_model_may_upload(
+    client, actors, model, media_root, verified_login
+):
     verified_login(client, staff(actors["ml_engineer"]))
+    refused = client.post(upload_url(model), form_data(trained_bytes()))
+    assert refused.status_code == 200 and not ModelVersion.objects.exists()
+    assert "owners and admins" in refused.content.decode()
+    model.owners.add(actors["ml_engineer"])
     response = client.post(upload_url(model), form_data(trained_bytes()))
     assert response.status_code == 302 and ModelVersion.objects.count() == 1

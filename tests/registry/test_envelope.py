@@ -8,12 +8,13 @@ import io
 import os
 
 import joblib
-import joblib.numpy_pickle
 import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
 
 from apps.registry import envelope
+from apps.registry.artifacts.pickle_load import load_joblib
+from apps.registry.artifacts.pickle_scan import joblib_globals
 from apps.registry.envelope import ArtifactRejected, Reason
 
 CHUNK = 1024
@@ -23,25 +24,22 @@ OLD = ("mk1", os.urandom(32))
 NEW = ("mk2", os.urandom(32))
 
 
+CALLS: list[str] = []
+
+
+def restricted(plaintext: object) -> object:
+    """The joblib loader, recording that plaintext reached it."""
+    CALLS.append("load_joblib")
+    allowed = joblib_globals(plaintext, limit=1 << 30)
+    return load_joblib(plaintext, allowed=allowed, limit=1 << 30)
+
+
 @pytest.fixture
-def unpickled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every call into the unpickler, recorded; still loads, so round trips prove the spy sees
-    them."""
-    calls: list[str] = []
-    real_load = joblib.load
-    real_unpickle = joblib.numpy_pickle.NumpyUnpickler.load
-
-    def spy_load(*args: object, **kwargs: object) -> object:
-        calls.append("joblib.load")
-        return real_load(*args, **kwargs)
-
-    def spy_unpickle(self: joblib.numpy_pickle.NumpyUnpickler) -> object:
-        calls.append("NumpyUnpickler.load")
-        return real_unpickle(self)
-
-    monkeypatch.setattr(envelope.joblib, "load", spy_load)
-    monkeypatch.setattr(joblib.numpy_pickle.NumpyUnpickler, "load", spy_unpickle)
-    return calls
+def unpickled() -> list[str]:
+    """Every time plaintext reached the loader (which still loads, so round trips prove the
+    record sees them)."""
+    CALLS.clear()
+    return CALLS
 
 
 def trained_model(features: int = 512) -> LinearRegression:
@@ -79,7 +77,7 @@ def load(ciphertext: bytes | io.BytesIO, artifact: envelope.EncryptedArtifact, *
         "sha256": artifact.sha256,
         "master_keys": [OLD],
     } | overrides
-    return envelope.load_artifact(ciphertext, **arguments)
+    return envelope.load_artifact(ciphertext, loader=restricted, **arguments)
 
 
 def refused(unpickled: list[str], ciphertext, artifact, **overrides) -> Reason:
@@ -118,7 +116,7 @@ def test_a_trained_model_round_trips_with_the_default_chunk_size(unpickled):
 
     probe = np.arange(8.0).reshape(2, 4)
     np.testing.assert_array_equal(loaded.predict(probe), model.predict(probe))
-    assert unpickled == ["joblib.load", "NumpyUnpickler.load"]
+    assert unpickled == ["load_joblib"]
 
 
 @pytest.mark.parametrize("as_file", [False, True], ids=["bytes", "file"])
@@ -130,7 +128,7 @@ def test_a_multi_chunk_model_round_trips(unpickled, model, raw, sealed, as_file)
 
     probe = np.ones((3, 512))
     np.testing.assert_array_equal(loaded.predict(probe), model.predict(probe))
-    assert unpickled == ["joblib.load", "NumpyUnpickler.load"]
+    assert unpickled == ["load_joblib"]
 
 
 @pytest.mark.parametrize("size", [1, CHUNK - 1, CHUNK, 3 * CHUNK, 3 * CHUNK + 1])

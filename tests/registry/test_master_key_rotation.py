@@ -23,6 +23,7 @@ from apps.registry.models import ModelVersion, RegisteredModel
 from apps.registry.rotation import rotate_master_key
 from apps.registry.services import model_version_load, model_version_register
 from controlplane import secrets
+from tests.accounts.factories import UserFactory
 from tests.registry.conftest import SCHEMA, audit_events, stored_files, trained_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,12 +51,13 @@ def use_master_keys(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped
 
 def make_versions(count: int) -> list[ModelVersion]:
     model = RegisteredModel.objects.create(name="pricing")
+    admin = UserFactory(roles=["admin"])
     plaintext = trained_bytes()
     versions = []
     for _ in range(count):
         upload = io.BytesIO(plaintext)
         versions.append(
-            model_version_register(actor=None, model=model, artifact=upload, input_schema=SCHEMA)
+            model_version_register(actor=admin, model=model, artifact=upload, input_schema=SCHEMA)
         )
     return versions
 
@@ -64,6 +66,7 @@ def assert_all_load() -> None:
     for version in ModelVersion.objects.select_related("model"):
         model = model_version_load(version=version)
         assert model.predict([[1.0, 1.0]])[0] == pytest.approx(1.5)
+        model.close()
 
 
 @pytest.mark.django_db

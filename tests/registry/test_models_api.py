@@ -16,7 +16,10 @@ def test_engineer_registers_a_model_and_it_is_audited(api_client, actors):
     )
     assert response.status_code == 201, response.content
     assert response.json()["name"] == "pricing"
-    assert RegisteredModel.objects.get(name="pricing").owner == actors["ml_engineer"]
+    model = RegisteredModel.objects.get(name="pricing")
+    assert model.created_by == actors["ml_engineer"]
+    assert list(model.owners.all()) == [actors["ml_engineer"]]
+    assert response.json()["owners"] == [actors["ml_engineer"].username]
     [event] = audit_events("model.created")
     assert event["target"] == {"type": "model", "id": "pricing"}
 

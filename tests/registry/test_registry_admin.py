@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.registry.models import ModelVersion
-from tests.registry.conftest import make_model, upload
+from tests.registry.conftest import make_model, trained_bytes, upload
 
 
 @pytest.mark.django_db
@@ -14,7 +14,7 @@ def test_admin_lists_versions_read_only_without_key_material(
 ):
     make_model(actors["admin"])
     api_client.force_authenticate(actors["admin"])
-    upload(api_client, "pricing", b"model bytes")
+    upload(api_client, "pricing", trained_bytes())
     version = ModelVersion.objects.get()
     admin = actors["admin"]
     admin.is_staff = admin.is_superuser = True

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from apps.registry import envelope
 from apps.registry.errors import ArtifactRefused
 from apps.registry.models import ModelVersion, Stage
 from apps.registry.services import model_version_load
 from apps.registry.uploads import InMemoryArtifactUploadHandler
 from tests.registry.conftest import (
     SCHEMA,
+    array_bytes,
     assert_error,
     audit_events,
     make_model,
@@ -23,17 +22,8 @@ from tests.registry.conftest import (
 )
 
 
-@pytest.fixture
-def unpickled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    real_load = envelope.joblib.load
-
-    def spy(*args: object, **kwargs: object) -> object:
-        calls.append("joblib.load")
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(envelope.joblib, "load", spy)
-    return calls
+def version_globals() -> list[str]:
+    return ModelVersion.objects.get().allowed_globals
 
 
 def version_format_listed(api_client) -> list[str]:
@@ -43,9 +33,9 @@ def version_format_listed(api_client) -> list[str]:
 
 @pytest.mark.django_db
 def test_an_uploaded_version_is_stored_encrypted_and_loads_verified(
-    api_client, actors, media_root, no_temp_files, unpickled
+    api_client, actors, media_root, no_temp_files, loader_calls
 ):
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     plaintext = trained_bytes()
     api_client.force_authenticate(actors["ml_engineer"])
 
@@ -58,10 +48,16 @@ def test_an_uploaded_version_is_stored_encrypted_and_loads_verified(
         "sha256",
         "size",
         "stage",
+        "status",
         "format",
+        "allowed_globals",
+        "signed_by",
         "encrypted",
         "created_at",
     }
+    assert body["status"] == "ok" and body["signed_by"] is None
+    assert body["allowed_globals"]["beyond_default"] == []
+    assert body["allowed_globals"]["count"] == len(version_globals()) > 0
     assert body["version"] == 1 and body["stage"] == "staging" and body["encrypted"] is True
     assert body["format"] == "joblib" and version_format_listed(api_client) == ["joblib"]
     assert body["size"] == len(plaintext)
@@ -74,8 +70,9 @@ def test_an_uploaded_version_is_stored_encrypted_and_loads_verified(
 
     model = model_version_load(version=version)
 
-    assert unpickled == ["joblib.load"]
-    assert model.predict(np.array([[1.0, 1.0]]))[0] == pytest.approx(1.5)
+    assert loader_calls == ["_isolated"]
+    assert model.predict([[1.0, 1.0]])[0] == pytest.approx(1.5)
+    model.close()
     [event] = audit_events("model.version.created")
     assert event["target"] == {"type": "model_version", "id": "pricing:1"}
 
@@ -83,11 +80,12 @@ def test_an_uploaded_version_is_stored_encrypted_and_loads_verified(
 @pytest.mark.django_db
 def test_a_large_upload_stays_in_memory(api_client, actors, media_root, no_temp_files):
     # 3 MB: over Django's 2.5 MB threshold for spilling uploads to a temporary file.
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
-    response = upload(api_client, "pricing", b"\x80" * (3 * 1024 * 1024))
+    content = array_bytes(3 * 1024 * 1024)
+    response = upload(api_client, "pricing", content)
     assert response.status_code == 201, response.content
-    assert ModelVersion.objects.get().size == 3 * 1024 * 1024
+    assert ModelVersion.objects.get().size == len(content) > 3 * 1024 * 1024
 
 
 def test_the_upload_view_uses_only_the_in_memory_handler(rf):
@@ -104,9 +102,9 @@ def test_version_numbers_count_up_per_model(api_client, actors, media_root):
     make_model(actors["admin"])
     make_model(actors["admin"], name="other")
     api_client.force_authenticate(actors["admin"])
-    numbers = [upload(api_client, "pricing", b"first").json()["version"] for _ in range(3)]
+    numbers = [upload(api_client, "pricing", trained_bytes()).json()["version"] for _ in range(3)]
     assert numbers == [1, 2, 3]
-    assert upload(api_client, "other", b"first").json()["version"] == 1
+    assert upload(api_client, "other", trained_bytes()).json()["version"] == 1
     listed = api_client.get("/api/v1/models/pricing/versions").json()
     assert [item["version"] for item in listed["results"]] == [3, 2, 1]
 
@@ -116,7 +114,7 @@ def test_an_upload_over_the_limit_is_413_and_leaves_nothing(
     api_client, actors, media_root, settings
 ):
     settings.BULWARK_MAX_ARTIFACT_BYTES = 1000
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
     response = upload(api_client, "pricing", b"x" * 5000)
     assert_error(response, 413, "payload_too_large")
@@ -129,7 +127,7 @@ def test_an_upload_over_the_limit_is_413_and_leaves_nothing(
 def test_a_failure_after_storing_leaves_no_row_and_no_file(
     api_client, actors, media_root, monkeypatch
 ):
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -137,7 +135,7 @@ def test_a_failure_after_storing_leaves_no_row_and_no_file(
 
     monkeypatch.setattr("apps.registry.services.audit_event_record", broken)
     api_client.raise_request_exception = False
-    response = upload(api_client, "pricing", b"model bytes")
+    response = upload(api_client, "pricing", trained_bytes())
     assert response.status_code == 500
     assert not ModelVersion.objects.exists()
     assert stored_files(media_root) == []
@@ -162,9 +160,9 @@ def test_a_failure_after_storing_leaves_no_row_and_no_file(
 def test_bad_version_metadata_is_400_and_stores_nothing(
     api_client, actors, media_root, fields, path
 ):
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
-    response = upload(api_client, "pricing", b"model bytes", **fields)
+    response = upload(api_client, "pricing", trained_bytes(), **fields)
     error = assert_error(response, 400, response.json()["error"]["code"])
     assert error["code"] in {"invalid_input", "malformed_json"}
     assert path in [detail["path"] for detail in error["details"]]
@@ -174,12 +172,12 @@ def test_bad_version_metadata_is_400_and_stores_nothing(
 
 @pytest.mark.django_db
 def test_dp_parameters_and_feature_order_are_recorded(api_client, actors, media_root):
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
     response = upload(
         api_client,
         "pricing",
-        b"model bytes",
+        trained_bytes(),
         feature_order=json.dumps(["area", "rooms"]),
         dp_epsilon="0.5",
         dp_sensitivity="2",
@@ -195,7 +193,7 @@ def test_dp_parameters_and_feature_order_are_recorded(api_client, actors, media_
 
 @pytest.mark.django_db
 def test_a_json_body_on_upload_is_415(api_client, actors):
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
     response = api_client.post(
         "/api/v1/models/pricing/versions", {"input_schema": SCHEMA}, format="json"
@@ -220,10 +218,10 @@ def _staged(api_client, number, stage):
 
 @pytest.mark.django_db
 def test_promoting_moves_the_former_production_version_to_staging(api_client, actors, media_root):
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
     for _ in range(2):
-        upload(api_client, "pricing", b"model bytes")
+        upload(api_client, "pricing", trained_bytes())
 
     first = _staged(api_client, 1, "production")
     assert first.status_code == 200 and first.json()["stage"] == "production"
@@ -258,9 +256,9 @@ def test_the_database_allows_one_production_version_per_model(actors, media_root
 
 @pytest.mark.django_db
 def test_a_bad_stage_or_absent_version_is_refused(api_client, actors, media_root):
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
-    upload(api_client, "pricing", b"model bytes")
+    upload(api_client, "pricing", trained_bytes())
     assert_error(_staged(api_client, 1, "live"), 400, "invalid_input")
     assert_error(_staged(api_client, 9, "production"), 404, "not_found")
 
@@ -277,11 +275,11 @@ def test_a_bad_stage_or_absent_version_is_refused(api_client, actors, media_root
     ],
 )
 def test_who_may_upload_and_stage_versions(api_client, actors, media_root, role, expected):
-    make_model(actors["admin"])
+    make_model(actors["admin"]).owners.add(actors["ml_engineer"])
     api_client.force_authenticate(actors["admin"])
-    upload(api_client, "pricing", b"model bytes")
+    upload(api_client, "pricing", trained_bytes())
     api_client.force_authenticate(actors[role])
-    uploaded = upload(api_client, "pricing", b"model bytes")
+    uploaded = upload(api_client, "pricing", trained_bytes())
     staged = _staged(api_client, 1, "production")
     assert (uploaded.status_code, staged.status_code) == expected
     if expected[0] == 403:
@@ -292,14 +290,14 @@ def test_who_may_upload_and_stage_versions(api_client, actors, media_root, role,
 @pytest.mark.django_db
 def test_uploading_needs_a_signed_in_caller(api_client, actors, media_root):
     make_model(actors["admin"])
-    assert_error(upload(api_client, "pricing", b"model bytes"), 401, "authentication_required")
+    assert_error(upload(api_client, "pricing", trained_bytes()), 401, "authentication_required")
 
 
 @pytest.mark.django_db
 def test_a_tampered_artifact_is_refused_before_unpickling(
-    api_client, actors, media_root, unpickled
+    api_client, actors, media_root, loader_calls
 ):
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
     upload(api_client, "pricing", trained_bytes())
     version = ModelVersion.objects.get()
@@ -312,22 +310,22 @@ def test_a_tampered_artifact_is_refused_before_unpickling(
         model_version_load(version=version)
 
     assert refused.value.status_code == 503 and refused.value.code == "service_unavailable"
-    assert unpickled == []
+    assert loader_calls == []
     [event] = audit_events("model.version.rejected")
     assert event["outcome"] == "failure"
     assert event["details"] == {"reason": "tampered or truncated ciphertext"}
 
 
 @pytest.mark.django_db
-def test_a_missing_artifact_is_refused_with_an_event(api_client, actors, media_root, unpickled):
-    make_model(actors["admin"])
+def test_a_missing_artifact_is_refused_with_an_event(api_client, actors, media_root, loader_calls):
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
     upload(api_client, "pricing", trained_bytes())
     [stored] = stored_files(media_root)
     stored.unlink()
     with pytest.raises(ArtifactRefused):
         model_version_load(version=ModelVersion.objects.get())
-    assert unpickled == []
+    assert loader_calls == []
     assert [e["details"]["reason"] for e in audit_events("model.version.rejected")] == [
         "artifact missing"
     ]
@@ -336,7 +334,7 @@ def test_a_missing_artifact_is_refused_with_an_event(api_client, actors, media_r
 @pytest.mark.django_db
 def test_an_upload_declaring_a_body_over_the_limit_is_refused_unread(api_client, actors, settings):
     settings.BULWARK_MAX_ARTIFACT_BYTES = 1000
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
     declared = 1000 + settings.BULWARK_MAX_JSON_BODY + 1
     response = api_client.generic(

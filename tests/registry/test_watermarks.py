@@ -20,7 +20,6 @@ from django.db import connection
 from sklearn.tree import DecisionTreeClassifier
 
 from apps.accounts.models import Role
-from apps.registry import envelope
 from apps.registry.models import ModelVersion, Stage, WatermarkKind, WatermarkResult
 from apps.registry.tasks import watermark_verify_scheduled_task, watermark_verify_task
 from apps.registry.watermarks import (
@@ -63,7 +62,7 @@ def upload_watermarked(client: Any, content: bytes, watermark: Any = WATERMARK) 
 
 @pytest.fixture
 def engineer(api_client: Any, actors: dict[str, Any], media_root: Path) -> Any:
-    make_model(actors["admin"])
+    make_model(actors["ml_engineer"])
     api_client.force_authenticate(actors["ml_engineer"])
     return api_client
 
@@ -190,20 +189,18 @@ def test_a_model_that_disagrees_with_its_watermark_fails_and_calls_the_handlers(
 
 
 @pytest.mark.django_db
-def test_a_tampered_artifact_fails_the_job_without_unpickling(engineer, media_root, monkeypatch):
+def test_a_tampered_artifact_fails_the_job_without_unpickling(engineer, media_root, loader_calls):
     upload_watermarked(engineer, classifier_bytes())
     [stored] = stored_files(media_root)
     ciphertext = bytearray(stored.read_bytes())
     ciphertext[len(ciphertext) // 2] ^= 0x01
     stored.write_bytes(bytes(ciphertext))
-    calls: list[str] = []
-    monkeypatch.setattr(envelope.joblib, "load", lambda *a, **k: calls.append("load"))
 
     result = watermark_verify(result_id=WatermarkResult.objects.get().id)
 
     assert result.status == "failed" and result.agreement is None
     assert result.reason.startswith("artifact refused")
-    assert calls == []
+    assert loader_calls == []
     assert audit_events("model.version.rejected")
 
 

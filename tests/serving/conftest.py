@@ -57,7 +57,8 @@ def add_version(owner: Any, model: RegisteredModel, **fields: Any) -> ModelVersi
 def pricing(actors: dict[str, Any], media_root: Path) -> ModelVersion:
     """Model `pricing` with version 1 in production."""
     engineer = actors["ml_engineer"]
-    model = RegisteredModel.objects.create(name="pricing", owner=engineer)
+    model = RegisteredModel.objects.create(name="pricing", created_by=engineer)
+    model.owners.add(engineer)
     version = add_version(engineer, model)
     return model_version_stage(actor=engineer, version=version, stage="production")
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from apps.registry.artifacts.loading import ModelFacts
+from apps.registry.servable import InProcessModel
 from apps.registry.services import model_version_stage
 from apps.serving.model_cache import LoadedModel, ModelCache, models
 from tests.apikeys.factories import ApiKeyFactory
@@ -21,8 +23,22 @@ from tests.services import database_url_of, web_process
 from tests.serving.conftest import ROW, add_version, post
 
 
-def loaded(size: int) -> LoadedModel:
-    return LoadedModel(estimator=object(), size=size, feature_names=None)
+def loaded(size: int) -> InProcessModel:
+    return InProcessModel(
+        object(), facts=ModelFacts(feature_names=None, classifier=False), size=size
+    )
+
+
+def test_an_evicted_model_is_closed_and_an_expired_one_is_replaced():
+    cache = ModelCache(max_models=1, max_bytes=10**9)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    first = cache.get(a, lambda: loaded(1))
+    cache.get(b, lambda: loaded(1))
+    assert first.estimator is None  # closed: a runner behind it would have stopped
+    current = cache.get(b, lambda: pytest.fail("b is cached"))
+    current.expired = True  # its runner died, or is near its CPU limit
+    replacement = cache.get(b, lambda: loaded(1))
+    assert replacement is not current and current.estimator is None
 
 
 def test_lru_is_bounded_by_count():
