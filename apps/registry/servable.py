@@ -9,12 +9,19 @@ import logging
 import threading
 from typing import Any, Protocol
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import Subject
-from apps.registry.artifacts.loading import ModelFacts, PredictionRefused, predict_values
+from apps.registry.artifacts.loading import (
+    RAW_FROM,
+    ModelFacts,
+    PredictionRefused,
+    numeric_array_header,
+    predict_values,
+)
 from apps.registry.errors import ModelFailed, ModelRunnerFailed
 from apps.registry.isolation.client import Runner, RunnerFailed
 
@@ -76,9 +83,17 @@ class IsolatedModel:
         return not self.runner.alive or used >= RETIRE_AT
 
     def predict(self, values: list[list[Any]]) -> list[Any]:
+        # Rows cross as raw bytes when numpy makes a numeric array of them (the matrix the
+        # model would get in-process); a model fitted with feature names gets its DataFrame
+        # built in the runner from the values themselves.
+        rows: Any = values
+        if self.facts.feature_names is None and len(values) * len(values[0]) >= RAW_FROM:
+            matrix = np.array(values)
+            if numeric_array_header(matrix) is not None:
+                rows = matrix
         with self._lock:
             try:
-                reply = self.runner.predict(values, timeout=settings.MODEL_RUNNER_TIMEOUT)
+                reply = self.runner.predict(rows, timeout=settings.MODEL_RUNNER_TIMEOUT)
             except RunnerFailed as exc:
                 runner_failure_record(subject=self.subject, reason=exc.reason)
                 raise ModelRunnerFailed() from None

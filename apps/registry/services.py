@@ -162,7 +162,7 @@ def registered_model_update(
         owners is not UNSET
         or owner_group is not UNSET
         or extra_allowed_globals is not UNSET
-        or require_signed_artifacts is False
+        or (require_signed_artifacts is False and model.require_signed_artifacts)
     ):
         raise PermissionDenied(
             "Only admins change a model's owners and allow-list, or stop requiring signatures."

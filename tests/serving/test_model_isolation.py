@@ -83,6 +83,7 @@ def test_a_model_hunting_for_secrets_finds_none_of_them(client, actors, pricing,
         "OMP_NUM_THREADS",
         "OPENBLAS_NUM_THREADS",
         "MKL_NUM_THREADS",
+        "JOBLIB_MULTIPROCESSING",
         "PYTHONHASHSEED",
         "LC_CTYPE",
         "DJANGO_SETTINGS_MODULE",  # set by the model itself, to try

@@ -26,9 +26,13 @@ from apps.registry.artifacts.errors import ArtifactRejected
 from apps.registry.artifacts.loading import (
     ModelFacts,
     PredictionRefused,
+    as_values,
     describe,
+    feature_input,
     load_model,
-    predict_values,
+    numeric_array,
+    numeric_array_header,
+    predict_outputs,
 )
 from apps.registry.isolation import protocol, sandbox
 
@@ -59,6 +63,7 @@ def zygote_main() -> None:
     """Entry point: `python -I -c "...; zygote_main()" CONFIG_JSON`."""
     config = json.loads(sys.argv[1])
     control = socket.socket(fileno=config["control_fd"])
+    hello = protocol.Channel(control)
     os.chdir(config["directory"])
     failed = _preload(config["preload"])
     gc.freeze()  # the imports stay shared with every runner instead of being copied
@@ -69,10 +74,10 @@ def zygote_main() -> None:
         report["landlock_abi"] = sandbox.landlock_abi()
         report["baseline_address_space"] = sandbox.address_space_in_use()
     except (sandbox.SandboxError, OSError, KeyError) as exc:
-        protocol.send(control, protocol.HELLO, {"ready": False, "error": str(exc)})
+        hello.send(protocol.HELLO, {"ready": False, "error": str(exc)})
         return
     signal.signal(signal.SIGCHLD, _reap)
-    protocol.send(control, protocol.HELLO, {"ready": True, **report})
+    hello.send(protocol.HELLO, {"ready": True, **report})
     # From here on nothing may write to the parent's stderr (a pipe it stops reading).
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 2)
@@ -109,7 +114,7 @@ def _runner(
 ) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     control.close()
-    channel = socket.socket(fileno=channel_fd)
+    channel = protocol.Channel(socket.socket(fileno=channel_fd))
     zygote = report["pid"]
     applied: dict[str, Any] = {}
     try:
@@ -136,20 +141,20 @@ def _runner(
                 raise
             applied["seccomp_error"] = str(exc)
     except (sandbox.SandboxError, OSError, ValueError) as exc:
-        protocol.send(channel, protocol.HELLO, {"ready": False, "error": str(exc)})
+        channel.send(protocol.HELLO, {"ready": False, "error": str(exc)})
         return 1
-    protocol.send(channel, protocol.HELLO, {"ready": True, **applied})
+    channel.send(protocol.HELLO, {"ready": True, **applied})
     _serve(channel)
     return 0
 
 
-def _serve(channel: socket.socket) -> None:
+def _serve(channel: protocol.Channel) -> None:
     model: Any = None
     facts: ModelFacts | None = None
     while True:
         try:
-            kind, header, payload = protocol.receive(
-                channel, max_header=MAX_REQUEST_HEADER, max_payload=1 << 40
+            kind, header, payload = channel.receive(
+                max_header=MAX_REQUEST_HEADER, max_payload=1 << 40
             )
         except protocol.ChannelClosed:
             return
@@ -177,16 +182,38 @@ def _serve(channel: socket.socket) -> None:
             del payload
             gc.collect()
         elif kind == protocol.PREDICT and model is not None and facts is not None:
-            try:
-                reply = {"ok": True, "outputs": predict_values(model, header, facts.feature_names)}
-            except PredictionRefused as exc:
-                reply = {"ok": False, "refused": exc.kind}
-            except Exception as exc:  # the model's own failure: reported by kind only
-                reply = {"ok": False, "error": type(exc).__name__}
+            started = time.perf_counter_ns()
+            reply, body = _predict(model, facts, header, payload)
+            # The runner's own time and its CPU so far: the parent retires it near its limit
+            # and the benchmark tells the model's time from the handoff's.
+            reply["us"] = (time.perf_counter_ns() - started) // 1000
             reply["cpu"] = time.process_time()
+            try:
+                channel.send(protocol.REPLY, reply, body)
+            except (TypeError, ValueError):  # outputs JSON cannot carry
+                channel.send(protocol.REPLY, {"ok": False, "error": "unserialisable"})
+            continue
         else:
             reply = {"ok": False, "error": "unexpected message"}
-        try:
-            protocol.send(channel, protocol.REPLY, reply)
-        except (TypeError, ValueError):  # outputs JSON cannot carry
-            protocol.send(channel, protocol.REPLY, {"ok": False, "error": "unserialisable"})
+        channel.send(protocol.REPLY, reply)
+
+
+def _predict(
+    model: Any, facts: ModelFacts, header: Any, payload: bytearray
+) -> tuple[dict[str, Any], bytes]:
+    """The reply to a predict call: outputs as raw bytes when they are a numeric array,
+    else as JSON values."""
+    try:
+        if isinstance(header, dict):  # rows as a numeric array (raw bytes)
+            matrix = numeric_array(header, payload)
+        else:  # rows as JSON values
+            matrix = feature_input(header, facts.feature_names)
+        outputs = predict_outputs(model, matrix)
+    except PredictionRefused as exc:
+        return {"ok": False, "refused": exc.kind}, b""
+    except Exception as exc:  # the model's own failure: reported by kind only
+        return {"ok": False, "error": type(exc).__name__}, b""
+    described = numeric_array_header(outputs)
+    if described is not None:
+        return {"ok": True, **described}, outputs.tobytes()
+    return {"ok": True, "outputs": as_values(outputs)}, b""

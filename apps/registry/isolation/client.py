@@ -34,22 +34,37 @@ from typing import Any
 from django.conf import settings
 
 from apps.registry.artifacts.errors import ArtifactRejected, Reason
-from apps.registry.artifacts.loading import ModelFacts
+from apps.registry.artifacts.loading import ModelFacts, numeric_array, numeric_array_header
 from apps.registry.isolation import protocol
 
 logger = logging.getLogger("bulwark.registry.isolation")
 
 MAX_REPLY_HEADER = 64 * 1024 * 1024
-# Everything a runner's environment holds. Numerical libraries run one thread per runner.
+MAX_REPLY_PAYLOAD = 256 * 1024 * 1024
+# Everything a runner's environment holds. Numerical libraries run one thread per runner,
+# and joblib runs a model's n_jobs=-1 sequentially (its pools need named semaphores in
+# /dev/shm, which a runner may not touch).
 RUNNER_ENVIRONMENT = {
     "PATH": "/usr/bin:/bin",
     "LANG": "C.UTF-8",
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
+    "JOBLIB_MULTIPROCESSING": "0",
     "PYTHONHASHSEED": "random",
 }
 START_TIMEOUT = 60.0
+# Read-only system paths runners need: shared libraries an extension module may still load
+# lazily, and the CPU count and quota that joblib and OpenMP read (joblib opens the cgroup's
+# cpu.max even for n_jobs=-1 in predict). Never /proc: other processes' environments.
+SYSTEM_READ_PATHS = (
+    "/usr/lib",
+    "/usr/lib64",
+    "/lib",
+    "/lib64",
+    "/sys/fs/cgroup",
+    "/sys/devices/system/cpu",
+)
 
 
 class RunnerFailed(Exception):
@@ -76,8 +91,7 @@ def _python_paths() -> list[str]:
         for lib in ("lib", "lib64"):
             if (prefix / lib).is_dir():
                 paths.add(str(prefix / lib))
-    # Shared libraries an extension module may still load lazily.
-    paths.update(p for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64") if os.path.isdir(p))
+    paths.update(p for p in SYSTEM_READ_PATHS if os.path.isdir(p))
     return sorted(paths)
 
 
@@ -91,7 +105,7 @@ def _preload_modules() -> list[str]:
     return sorted(modules)
 
 
-def _release(channel: socket.socket, pidfd: int) -> None:
+def _release(channel: protocol.Channel, pidfd: int) -> None:
     # A runner whose handle was dropped without close(): closing the channel makes it exit.
     channel.close()
     with contextlib.suppress(OSError):
@@ -102,24 +116,31 @@ def _release(channel: socket.socket, pidfd: int) -> None:
 class Runner:
     """One runner process and its channel; not thread-safe (callers hold their own lock)."""
 
-    channel: socket.socket
+    channel: protocol.Channel
     pid: int
     pidfd: int
     alive: bool = True
-    cpu: float = 0.0
+    cpu: float = 0.0  # the runner's CPU seconds so far, as it last reported them
+    work_us: int = 0  # how long the runner itself took over the last call (for benchmarks)
 
     def __post_init__(self) -> None:
         self._finalizer = weakref.finalize(self, _release, self.channel, self.pidfd)
 
     def _call(self, kind: bytes, header: Any, payload: Any = b"", *, timeout: float) -> Any:
+        return self._exchange(kind, header, payload, timeout=timeout)[0]
+
+    def _exchange(
+        self, kind: bytes, header: Any, payload: Any = b"", *, timeout: float
+    ) -> tuple[Any, bytearray]:
         if not self.alive:
             raise RunnerFailed("the runner was stopped")
         deadline = time.monotonic() + timeout
         try:
-            self.channel.settimeout(timeout)
-            protocol.send(self.channel, kind, header, payload)
-            self.channel.settimeout(max(0.001, deadline - time.monotonic()))
-            answer_kind, reply, _ = protocol.receive(self.channel, max_header=MAX_REPLY_HEADER)
+            self.channel.set_timeout(timeout)
+            self.channel.send(kind, header, payload)
+            answer_kind, reply, body = self.channel.receive(
+                max_header=MAX_REPLY_HEADER, max_payload=MAX_REPLY_PAYLOAD, deadline=deadline
+            )
         except TimeoutError:
             self.kill()
             raise RunnerFailed(f"no answer within {timeout:g} s") from None
@@ -132,7 +153,7 @@ class Runner:
         if answer_kind != protocol.REPLY or not isinstance(reply, dict):
             self.kill()
             raise RunnerFailed("the runner broke the protocol (not a reply)")
-        return reply
+        return reply, body
 
     def load(
         self,
@@ -167,16 +188,33 @@ class Runner:
             feature_names=None if names is None else tuple(names), classifier=classifier
         )
 
-    def predict(self, values: list[list[Any]], *, timeout: float) -> dict[str, Any]:
-        """The runner's reply: {"ok": True, "outputs": [...]} or {"ok": False, "refused":
-        kind} (the model refused the values) or {"ok": False, "error": kind}."""
-        reply = self._call(protocol.PREDICT, values, timeout=timeout)
-        cpu = reply.get("cpu")
+    def predict(self, values: Any, *, timeout: float) -> dict[str, Any]:
+        """The runner's reply to rows given as JSON values or as a numeric array (sent as raw
+        bytes): {"ok": True, "outputs": [...]} (a numeric answer is read back from raw
+        bytes), {"ok": False, "refused": kind} (the model refused the values) or
+        {"ok": False, "error": kind}."""
+        described = numeric_array_header(values)
+        if described is not None:
+            rows = len(values)
+            reply, payload = self._exchange(
+                protocol.PREDICT, described, values.tobytes(), timeout=timeout
+            )
+        else:
+            rows = len(values)
+            reply, payload = self._exchange(protocol.PREDICT, values, timeout=timeout)
+        cpu, work = reply.get("cpu"), reply.get("us")
         if isinstance(cpu, int | float) and not isinstance(cpu, bool):
             self.cpu = float(cpu)
+        if isinstance(work, int) and not isinstance(work, bool):
+            self.work_us = work
         if reply.get("ok") is True:
-            outputs = reply.get("outputs")
-            if not isinstance(outputs, list) or len(outputs) != len(values):
+            try:
+                if "dtype" in reply:
+                    reply["outputs"] = numeric_array(reply, payload).tolist()
+                outputs = reply["outputs"]
+            except (KeyError, TypeError, ValueError):
+                outputs = None
+            if not isinstance(outputs, list) or len(outputs) != rows:
                 self.kill()
                 raise RunnerFailed("the runner broke the protocol (outputs for other rows)")
         elif not isinstance(reply.get("refused", reply.get("error")), str):
@@ -200,8 +238,8 @@ class Runner:
         """Ask the runner to quit, then make sure it has."""
         if self.alive:
             try:
-                self.channel.settimeout(0.5)
-                protocol.send(self.channel, protocol.QUIT, {})
+                self.channel.set_timeout(0.5)
+                self.channel.send(protocol.QUIT, {})
             except OSError:
                 pass
             self.kill()
@@ -247,9 +285,10 @@ class Zygote:
             start_new_session=True,
         )
         child_end.close()
-        parent_end.settimeout(START_TIMEOUT)
+        control = protocol.Channel(parent_end)
+        control.set_timeout(START_TIMEOUT)
         try:
-            kind, hello, _ = protocol.receive(parent_end, max_header=64 * 1024)
+            kind, hello, _ = control.receive(max_header=64 * 1024)
         except (protocol.ChannelClosed, protocol.BadFrame, OSError) as exc:
             parent_end.close()
             process.kill()
@@ -306,10 +345,11 @@ class Zygote:
                     os.close(fd)
                 self._forget()
                 raise RunnerFailed("the model runner zygote stopped")
-            runner = Runner(channel=runner_end, pid=json.loads(message)["pid"], pidfd=fds[0])
-        runner_end.settimeout(START_TIMEOUT)
+            channel = protocol.Channel(runner_end)
+            runner = Runner(channel=channel, pid=json.loads(message)["pid"], pidfd=fds[0])
+        channel.set_timeout(START_TIMEOUT)
         try:
-            kind, hello, _ = protocol.receive(runner_end, max_header=64 * 1024)
+            kind, hello, _ = channel.receive(max_header=64 * 1024)
         except (protocol.ChannelClosed, protocol.BadFrame, OSError):
             runner.kill()
             raise RunnerFailed("a model runner could not start") from None
