@@ -37,6 +37,8 @@ run: $(VENV)/.runtime-installed
 	@echo "  admin     http://$(HOST):$(PORT)/admin/"
 	@echo "  API docs  http://$(HOST):$(PORT)/api/docs"
 	@echo "  health    http://$(HOST):$(PORT)/healthz   readiness http://$(HOST):$(PORT)/readyz"
+	@echo "Models run in this process (MODEL_ISOLATION=inprocess, the embedded default only);"
+	@echo "production runs each in a sandboxed model runner that holds no secret."
 	@echo "Stop it with Ctrl-C."
 	@echo ""
 	@# One process: the embedded default keeps rate-limit windows in its in-process cache.
