@@ -11,6 +11,7 @@ from pathlib import Path
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from apps.registry.artifacts.trusted import global_name_problem
 from controlplane.env import (
     StartupError,
     database_from_url,
@@ -228,6 +229,9 @@ BULWARK_SKOPS_TRUSTED_TYPES = env_list(
 # apps/registry/artifacts/trusted.py (`module.name`, comma-separated). A name that reaches the
 # OS, the interpreter or the import system is refused at startup (NEVER_TRUSTED there).
 PICKLE_TRUSTED_GLOBALS_EXTRA = env_list("PICKLE_TRUSTED_GLOBALS_EXTRA")
+for _name in PICKLE_TRUSTED_GLOBALS_EXTRA:
+    if _problem := global_name_problem(_name):
+        raise StartupError(f"PICKLE_TRUSTED_GLOBALS_EXTRA: {_problem}.")
 
 # --- Model runners (apps/registry/isolation) -------------------------------------------------
 # `process`: models are unpickled, verified and predicted in runner processes that hold no

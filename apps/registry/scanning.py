@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -17,9 +16,10 @@ from apps.audit.services import audit_event_record
 from apps.core.errors import InvalidInput
 from apps.registry.artifacts.errors import ArtifactRejected
 from apps.registry.artifacts.pickle_scan import joblib_globals
-from apps.registry.envelope import decrypt_artifact, master_keys_from_secrets
+from apps.registry.envelope import master_keys_from_secrets
 from apps.registry.formats import skops_check_upload
 from apps.registry.models import ArtifactFormat, ModelVersion, Stage, VersionStatus
+from apps.registry.services import model_version_open
 from apps.registry.trust import deployment_globals
 
 logger = logging.getLogger("bulwark.registry")
@@ -108,18 +108,11 @@ def artifacts_scan(*, quarantine: bool, actor: Any = SCAN_ACTOR) -> ScanReport:
     for version in versions.iterator(chunk_size=100):
         report.scanned += 1
         try:
-            with default_storage.open(version.artifact, "rb") as stream:
-                plaintext = decrypt_artifact(
-                    stream,
-                    wrapped_key=bytes(version.wrapped_data_key),
-                    master_key_id=version.master_key_id,
-                    model=version.model.name,
-                    version=version.number,
-                    sha256=version.sha256,
-                    master_keys=master_keys,
-                )
-            with plaintext:
-                why, found = _verdict(version, plaintext)
+            why, found = model_version_open(
+                version=version,
+                loader=lambda plaintext, version=version: _verdict(version, plaintext),
+                master_keys=master_keys,
+            )
         except ArtifactRejected as exc:
             why, found = f"integrity: {exc.reason.value}", None
         except FileNotFoundError:

@@ -558,6 +558,28 @@ def _announce_inprocess() -> None:
     )
 
 
+def model_version_open(
+    *,
+    version: ModelVersion,
+    loader: Callable[[mmap.mmap], Any],
+    master_keys: Sequence[tuple[str, bytes]] | None = None,
+) -> Any:
+    """`loader(plaintext)` on the version's stored artifact, once its ciphertext is
+    authenticated and its digest checked (apps.registry.envelope). ArtifactRejected or
+    FileNotFoundError otherwise; nothing reaches the loader."""
+    with default_storage.open(version.artifact, "rb") as stream:
+        return load_artifact(
+            stream,
+            wrapped_key=bytes(version.wrapped_data_key),
+            master_key_id=version.master_key_id,
+            model=version.model.name,
+            version=version.number,
+            sha256=version.sha256,
+            master_keys=master_keys_from_secrets() if master_keys is None else master_keys,
+            loader=loader,
+        )
+
+
 def model_version_load(*, version: ModelVersion) -> Servable:
     """The version's model, ready to predict, loaded only after its ciphertext is
     authenticated and its plaintext digest matches the recorded one, and only with what it
@@ -577,17 +599,7 @@ def model_version_load(*, version: ModelVersion) -> Servable:
         raise _refused(version, "quarantined", version.quarantine_reason)
     loader = _isolated(version) if settings.MODEL_ISOLATION == "process" else _inprocess(version)
     try:
-        with default_storage.open(version.artifact, "rb") as stream:
-            loaded = load_artifact(
-                stream,
-                wrapped_key=bytes(version.wrapped_data_key),
-                master_key_id=version.master_key_id,
-                model=version.model.name,
-                version=version.number,
-                sha256=version.sha256,
-                master_keys=master_keys_from_secrets(),
-                loader=loader,
-            )
+        loaded = model_version_open(version=version, loader=loader)
     except ArtifactRejected as exc:
         raise _refused(version, exc.reason.value, exc.detail) from None
     except FileNotFoundError:

@@ -4,26 +4,17 @@ signed by a trusted publisher only, the names an admin added to that model's own
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from apps.registry.artifacts.trusted import DEFAULT_TRUSTED_GLOBALS, never_trusted
-
-GLOBAL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
-MAX_GLOBAL_NAME = 300
-
-
-def global_name_problem(name: object) -> str | None:
-    """Why `name` cannot be on an allow-list, or None."""
-    if not isinstance(name, str) or len(name) > MAX_GLOBAL_NAME or not GLOBAL_NAME.fullmatch(name):
-        return f"{str(name)[:80]!r} is not a `module.name`"
-    if never_trusted(name):
-        return f"{name} reaches the OS, the interpreter or the import system: never allowed"
-    return None
+from apps.registry.artifacts.trusted import (
+    DEFAULT_TRUSTED_GLOBALS,
+    global_name_problem,
+    never_trusted,
+)
 
 
 @cache

@@ -86,6 +86,20 @@ def test_production_needs_allowed_hosts():
     assert_refused(manage("check", env=env), naming="ALLOWED_HOSTS")
 
 
+def test_production_runs_models_in_runners_only():
+    result = manage("check", env=production_env(MODEL_ISOLATION="inprocess"))
+    assert_refused(result, naming="MODEL_ISOLATION")
+    code = "from django.conf import settings as s; print(s.MODEL_ISOLATION, s.MODEL_RUNNER_SANDBOX)"
+    shown = manage("shell", "--no-imports", "-c", code, env=production_env())
+    assert shown.stdout.split() == ["process", "required"], shown.stderr
+
+
+@pytest.mark.parametrize("name", ["os.system", "builtins.eval", "not a name"])
+def test_an_allow_list_addition_that_is_never_allowed_stops_startup(name):
+    result = manage("check", env=production_env(PICKLE_TRUSTED_GLOBALS_EXTRA=f"numpy.int8,{name}"))
+    assert_refused(result, naming="PICKLE_TRUSTED_GLOBALS_EXTRA")
+
+
 def test_a_malformed_setting_is_one_sentence_not_a_traceback():
     result = manage("check", env=production_env(TRUSTED_PROXIES="10.0.0.0/8,nonsense"))
     assert_refused(result, naming="TRUSTED_PROXIES")

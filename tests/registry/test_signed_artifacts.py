@@ -399,3 +399,52 @@ def test_the_readme_signing_command_signs_an_artifact_bulwark_accepts(engineer, 
     assert response.status_code == 201, response.content
     assert response.json()["signed_by"] == "ml-platform"
     assert np.isfinite(ModelVersion.objects.get().size)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"name": "p\u0000", "public_key": "x"}, 400, "invalid_input"),  # NUL
+        ({"name": "p"}, 400, "invalid_input"),  # no key
+        ({"name": "", "public_key": "x"}, 400, "invalid_input"),
+        ({"name": "p" * 101, "public_key": "x"}, 400, "invalid_input"),
+        ({"name": "p", "public_key": "A" * 5000}, 400, "invalid_input"),
+        ({"name": ["p"], "public_key": "x"}, 400, "invalid_input"),
+    ],
+)
+def test_a_bad_publisher_is_refused_with_its_code(api_client, actors, body, status, code):
+    api_client.force_authenticate(actors["security_officer"])
+    assert_error(api_client.post("/api/v1/publishers", body, format="json"), status, code)
+    assert not Publisher.objects.exists() and audit_events("publisher.created") == []
+
+
+@pytest.mark.django_db
+def test_publisher_ids_and_bodies_that_are_not_json_are_refused(api_client, actors):
+    api_client.force_authenticate(actors["admin"])
+    assert_error(api_client.delete("/api/v1/publishers/not-a-uuid"), 404, "not_found")
+    assert_error(
+        api_client.generic(
+            "POST", "/api/v1/publishers", '{"name": "a", "name": "b"}', "application/json"
+        ),
+        400,
+        "malformed_json",
+    )
+    assert_error(
+        api_client.generic("POST", "/api/v1/publishers", "name=a", "text/plain"),
+        415,
+        "unsupported_media_type",
+    )
+
+
+@pytest.mark.django_db
+def test_a_signature_bundle_too_large_or_not_text_is_refused(engineer, media_root):
+    for bundle in (
+        artifact(b"{" + b" " * (64 * 1024) + b"}", "m.sig"),
+        artifact(b"\xff\xfe", "m.sig"),
+    ):
+        error = assert_error(
+            upload(engineer, "pricing", trained_bytes(), signature=bundle), 400, "invalid_input"
+        )
+        assert error["details"][0]["path"] == "signature"
+    assert not ModelVersion.objects.exists() and stored_files(media_root) == []

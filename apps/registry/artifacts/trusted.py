@@ -27,6 +27,8 @@ interpreter, the import system or Bulwark itself. No setting and no model may al
 
 from __future__ import annotations
 
+import re
+
 DEFAULT_TRUSTED_GLOBALS: tuple[str, ...] = (
     # Python values, and how protocols 0 to 2 spell them (bytes via _codecs.encode, objects
     # via copyreg._reconstructor). _codecs.encode is replaced by a latin-1-only function.
@@ -332,3 +334,16 @@ def never_trusted(name: str) -> bool:
         else name == entry or name.startswith(entry + ".")
         for entry in NEVER_TRUSTED
     )
+
+
+GLOBAL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+MAX_GLOBAL_NAME = 300
+
+
+def global_name_problem(name: object) -> str | None:
+    """Why `name` cannot be on an allow-list (a setting or a model's extension), or None."""
+    if not isinstance(name, str) or len(name) > MAX_GLOBAL_NAME or not GLOBAL_NAME.fullmatch(name):
+        return f"{str(name)[:80]!r} is not a `module.name`"
+    if never_trusted(name):
+        return f"{name} reaches the OS, the interpreter or the import system: never allowed"
+    return None
