@@ -43,5 +43,14 @@ def post_worker_init(worker: Any) -> None:
     """Move everything loaded at start (Django, DRF, numpy, scikit-learn, the app) into the
     permanent generation, so that a full collection no longer walks it: without this a
     worker's full collections paused it for 100-500 ms in the bench, with it for 10-30 ms
-    (the issue: p99 ~50 ms before, ~11 ms after, on the FastAPI baseline)."""
+    (the issue: p99 ~50 ms before, ~11 ms after, on the FastAPI baseline).
+
+    With models in runners, the worker's zygote starts now, in the background, so the first
+    predict does not wait about a second for it to import numpy and scikit-learn."""
     gc.freeze()
+    from django.conf import settings
+
+    if settings.MODEL_ISOLATION == "process":
+        from apps.registry.isolation.client import zygote
+
+        zygote.warm()

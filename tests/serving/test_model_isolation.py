@@ -178,6 +178,12 @@ def test_garbage_or_a_crash_inside_the_model_is_a_503_never_a_500(client, actors
     assert_error(response, 503, "service_unavailable")
     [event] = [e for e in _events() if e["action"] == "predict.rejected"]
     assert event["details"]["code"] == "service_unavailable"
+    failures = [e["details"]["reason"] for e in _events() if e["action"] == "model.runner.failed"]
+    if kind == "WrongLengthModel":  # a runner that breaks the protocol is stopped and replaced
+        assert failures == ["the runner broke the protocol (outputs for other rows)"]
+        assert all(servable.expired for servable in servables())
+    else:  # the model's own failure (MemoryError under the runner's limit): the runner lives on
+        assert failures == []
 
 
 def _events() -> list[dict[str, Any]]:

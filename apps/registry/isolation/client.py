@@ -369,6 +369,20 @@ class Zygote:
             shutil.rmtree(self._directory, ignore_errors=True)
         self._process = self._control = self._directory = None
 
+    def warm(self) -> None:
+        """Start the zygote in the background (a web or worker process at start), so the
+        first load does not wait for it; a failure is left for that load to report."""
+
+        def start() -> None:
+            with self._lock:
+                if self._process is None:
+                    try:
+                        self._start()
+                    except RunnerFailed:
+                        logger.warning("model runner zygote did not start in advance")
+
+        threading.Thread(target=start, name="bulwark-zygote-warm", daemon=True).start()
+
     def stop(self) -> None:
         with self._lock:
             self._forget()
