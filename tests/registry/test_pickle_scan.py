@@ -408,3 +408,32 @@ def test_corrupted_streams_are_refused_cleanly_and_never_run_a_call(flips, at, i
     with contextlib.suppress(ArtifactRejected):
         load(bytes(data), DEFAULT if found is None else frozenset(found) & DEFAULT)
     assert CALLED == []
+
+
+def _global(module: str, name: str) -> bytes:
+    return unicode(module) + unicode(name) + b"\x93"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # numpy.ndarray((100000,)): uninitialised memory, which a model's outputs could carry out
+        proto(4) + _global("numpy", "ndarray") + b"J\xa0\x86\x01\x00\x85\x85R.",
+        proto(4) + _global("numpy", "ndarray") + b"J\xa0\x86\x01\x00\x85\x85\x81.",  # NEWOBJ
+        # _reconstruct(ndarray, (100000,), b'b') with no BUILD to fill it
+        proto(4)
+        + _global("numpy._core.multiarray", "_reconstruct")
+        + _global("numpy", "ndarray")
+        + b"J\xa0\x86\x01\x00\x85C\x01b\x87R.",
+        # copyreg._reconstructor(ndarray, ndarray, (100000,))
+        proto(4)
+        + _global("copyreg", "_reconstructor")
+        + _global("numpy", "ndarray")
+        + _global("numpy", "ndarray")
+        + b"J\xa0\x86\x01\x00\x85\x87R.",
+    ],
+    ids=["ndarray-call", "ndarray-newobj", "reconstruct-shape", "reconstructor-base"],
+)
+def test_no_call_hands_out_uninitialised_memory(data):
+    assert walk(data) <= DEFAULT  # every name is trusted: only how they are called is wrong
+    assert load_refusal(data).reason == Reason.UNSAFE_CONTENT

@@ -11,8 +11,11 @@ the same rules the walk checks:
 - every dtype that gets a pickled state must equal the dtype numpy builds from its fields
   (`dtypes.checked_dtype`), so raw bytes are never read as object pointers;
 - persistent ids, extension codes and out-of-band buffers are refused;
-- `numpy.dtype` always makes a copy (never changes numpy's shared dtypes) and
-  `_codecs.encode` only turns a Python 2 byte string back into bytes (latin-1).
+- `numpy.dtype` always makes a copy (never changes numpy's shared dtypes),
+  `_codecs.encode` only turns a Python 2 byte string back into bytes (latin-1), and no call
+  may allocate an uninitialised array (`numpy.ndarray` is never called; `_reconstruct` and
+  `copyreg._reconstructor` only as numpy's and Python's picklers use them), so a model
+  cannot carry out what its process's memory held.
 
 It is built on the standard library's pure-Python unpickler (as joblib's is) and reads
 joblib's array data itself: the array bytes after a NumpyArrayWrapper, and an object array as
@@ -22,6 +25,7 @@ a nested pickle read by another restricted unpickler.
 from __future__ import annotations
 
 import codecs
+import copyreg
 import importlib
 import io
 import pickle
@@ -52,6 +56,23 @@ def _dtype(description: Any, align: Any = False, copy: Any = False) -> np.dtype[
     return np.dtype(description, align, True)
 
 
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
+    """numpy's `_reconstruct` as its own pickles call it: an empty array that BUILD then fills.
+    Any other shape would hand out uninitialised memory (whatever the process held there)."""
+    if subtype is not np.ndarray or shape != (0,):
+        raise _refuse("makes an array other than the way numpy's pickles do")
+    return np.ndarray.__new__(np.ndarray, (0,), dtype)
+
+
+def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
+    """copyreg's `_reconstructor` (protocols 0 and 1) for the bases Python's own pickler
+    uses for the objects models hold; another base (numpy.ndarray, say) could allocate
+    uninitialised memory."""
+    if base not in (object, dict, list) or not isinstance(cls, type):
+        raise _refuse("rebuilds an object on a base other than object, dict or list")
+    return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
+
+
 def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
     """`_codecs.encode` as Python 2 byte strings need it (protocols 0 to 2), and no more."""
     if not isinstance(text, str) or encoding not in {"latin1", "latin-1"}:
@@ -63,8 +84,14 @@ def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
 SUBSTITUTES: dict[str, Any] = {
     "numpy.dtype": _dtype,
     "_codecs.encode": _latin1,
+    "numpy._core.multiarray._reconstruct": _reconstruct,
+    "numpy.core.multiarray._reconstruct": _reconstruct,
+    "copyreg._reconstructor": _reconstructor,
     WRAPPER: _ArrayWrapper,
 }
+# Allowed as values (an array wrapper's class), never called: calling them allocates
+# uninitialised memory.
+NOT_CALLABLE = (np.ndarray,)
 
 
 def _import(name: str) -> Any:
@@ -116,6 +143,8 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]  # the p
     def _callee(self, target: Any, opcode: str) -> Any:
         if id(target) not in self._imported:
             raise _refuse(f"{opcode} calls something that is not a named global")
+        if any(target is forbidden for forbidden in NOT_CALLABLE):
+            raise _refuse(f"{opcode} calls a global that only describes values")
         return target
 
     def _made_now(self, obj: Any) -> Any:
