@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from tests.controlplane.startup import base_env, good_secrets, manage
@@ -124,6 +127,20 @@ def test_development_generates_missing_secrets_once_into_a_private_dotenv(tmp_pa
     assert second.returncode == 0, second.stderr
     assert "generated" not in second.stderr
     assert dotenv.read_text() == content  # generated once, then reused
+
+
+def test_generated_secrets_never_touch_a_dotenv_that_is_not_a_regular_file():
+    # BULWARK_DOTENV=/dev/null (as the tests and the image's build step set it): generating
+    # secrets must neither write to it nor chmod it (0600 on /dev/null breaks the machine).
+    before = os.stat(os.devnull).st_mode
+    try:
+        result = manage("check", env=base_env(BULWARK_DOTENV=os.devnull))
+        assert result.returncode == 0, result.stderr
+        assert "into this process only" in result.stderr
+        assert os.stat(os.devnull).st_mode == before
+    finally:
+        if os.stat(os.devnull).st_mode != before:
+            os.chmod(os.devnull, stat.S_IMODE(before))
 
 
 def test_environment_wins_over_dotenv(tmp_path):
