@@ -95,6 +95,8 @@ MIDDLEWARE = [
     "apps.core.middleware.SecurityHeadersMiddleware",
     # Probes answer here: after the security headers, before host validation (CommonMiddleware).
     "apps.core.middleware.ProbeMiddleware",
+    # NUL and invalid UTF-8 in URLs and forms, chunked bodies: for pages and API alike.
+    "apps.core.middleware.InputHardeningMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.ApiRequestGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

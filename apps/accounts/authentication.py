@@ -11,7 +11,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from apps.accounts.errors import TokenInvalid
+from apps.accounts.errors import BAD_TIME, TokenInvalid, times_are_valid
 from apps.accounts.user_cache import lookup
 from apps.core import ratelimit
 from apps.core.auth_failures import failure_bucket, failure_limit
@@ -31,7 +31,9 @@ class JwtAuthentication(JWTAuthentication):
         bucket = failure_bucket(request)
         try:
             token = AccessToken(raw)
-        except (TokenError, InvalidToken):
+        except (TokenError, InvalidToken, *BAD_TIME):
+            self._fail(bucket)
+        if not times_are_valid(token.payload):
             self._fail(bucket)
         user_id = token.get(api_settings.USER_ID_CLAIM)
         family_id = token.get("fam")

@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from apps.accounts.errors import TokenInvalid
+from apps.accounts.errors import BAD_TIME, TokenInvalid, times_are_valid
 from apps.accounts.models import IssuedRefreshToken, TokenFamily, User
 from apps.accounts.user_cache import mark_family_revoked
 from apps.audit.services import audit_event_record
@@ -55,9 +55,12 @@ def token_pair_issue(
 
 def _decode_refresh(raw: str) -> RefreshToken:
     try:
-        return RefreshToken(raw)  # signature (HS256 only), exp, iss, aud and type checked
-    except TokenError:
+        token = RefreshToken(raw)  # signature (HS256 only), exp, iss, aud and type checked
+    except (TokenError, *BAD_TIME):
         raise TokenInvalid() from None
+    if not times_are_valid(token.payload):
+        raise TokenInvalid()
+    return token
 
 
 def _revoke_family(

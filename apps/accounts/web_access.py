@@ -10,14 +10,14 @@ from typing import Any
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django_otp import user_has_device
 
 from apps.accounts.admin_site import mfa_required_for
-from apps.core.errors import ApplicationError, request_id_of
+from apps.core.errors import ApplicationError
 from apps.core.permissions import may
+from apps.core.views import error_answer
 
 View = Callable[..., HttpResponse]
 
@@ -53,16 +53,4 @@ def ui_view(capability: str, *, home: str) -> Callable[[View], View]:
 
 def error_page(request: HttpRequest, error: ApplicationError) -> HttpResponse:
     """A service's refusal as a page, with its status, message and headers."""
-    response = render(
-        request,
-        "error.html",
-        {
-            "status": error.status_code,
-            "message": error.message,
-            "request_id": request_id_of(request),
-        },
-        status=error.status_code,
-    )
-    for name, value in error.headers.items():
-        response[name] = value
-    return response
+    return error_answer(request, error)

@@ -1,15 +1,19 @@
 """Middleware shared by every endpoint: request ids and access log, trusted proxies,
-security headers, and the cheap refusals of API.md's "Everywhere" (413, 415)."""
+security headers, input hardening for pages and API alike (NUL and invalid UTF-8 in URLs and
+forms, chunked bodies), and the cheap refusals of API.md's "Everywhere" (413, 415)."""
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import logging
 import re
 import time
 from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
+from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 
 from apps.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType, error_response
@@ -153,6 +157,116 @@ class SecurityHeadersMiddleware:
         return response
 
 
+def body_limit(request: HttpRequest) -> int:
+    """The most bytes a request body may hold: the JSON limit, or an artifact's or an
+    evidence file's (plus the form's other fields) on the two multipart upload paths."""
+    media_type = request.META.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    if request.method == "POST" and media_type in UPLOAD_TYPES:
+        if ARTIFACT_UPLOAD_PATH.match(request.path):
+            return settings.BULWARK_MAX_ARTIFACT_BYTES + settings.BULWARK_MAX_JSON_BODY
+        if EVIDENCE_UPLOAD_PATH.match(request.path):
+            return settings.COMPLIANCE_EVIDENCE_MAX_BYTES + settings.BULWARK_MAX_JSON_BODY
+    return int(settings.BULWARK_MAX_JSON_BODY)
+
+
+class InputHardeningMiddleware:
+    """What no page, form or endpoint should ever see, refused before any of them runs, with
+    the error page for pages and the JSON envelope for the API:
+
+    - NUL (raw or `%00`) in the path or the query string, or a query string whose escapes do
+      not decode to UTF-8: 400 (PostgreSQL refuses NUL with an error that would be a 500);
+    - the same in an `application/x-www-form-urlencoded` body (the admin's and the pages'
+      forms); multipart fields are each form field's to validate (Django's refuse NUL);
+    - a body sent with `Transfer-Encoding: chunked` and no Content-Length is read here, at
+      most to the path's limit (413 past it), and handed on with its length: Django would
+      otherwise read it as empty. A chunked upload is held in memory whole while it is
+      parsed (send Content-Length for large artifacts).
+    """
+
+    FORM_TYPES = frozenset({"application/x-www-form-urlencoded"})
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        from apps.core.views import error_answer
+
+        self.error_answer = error_answer
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        refusal = self.refusal(request)
+        if refusal is not None:
+            return self.error_answer(request, refusal)
+        return self.get_response(request)
+
+    def refusal(self, request: HttpRequest) -> InvalidInput | PayloadTooLarge | None:
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or not _clean_text(query):
+            return InvalidInput(
+                "The URL may not contain the NUL character (%00) or bytes that are not UTF-8."
+            )
+        if _is_chunked(request):
+            refused = self._read_chunked(request)
+            if refused is not None:
+                return refused
+        media_type = request.META.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        if (
+            request.method == "POST"
+            and media_type in self.FORM_TYPES
+            and not request.path.startswith("/api/")
+        ):
+            try:
+                body = request.body.decode("latin-1")  # escapes decoded below, as bytes
+            except Exception:  # RequestDataTooBig: Django's own limit, answered by its handler
+                return None
+            if not _clean_text(body):
+                return InvalidInput(
+                    "A form field may not contain the NUL character or bytes that are not UTF-8."
+                )
+        return None
+
+    def _read_chunked(self, request: HttpRequest) -> PayloadTooLarge | None:
+        environ = getattr(request, "environ", None)
+        if environ is None:
+            return None  # ASGI: the server hands Django the whole body, chunked or not
+        limit = body_limit(request)
+        stream = environ["wsgi.input"]
+        parts: list[bytes] = []
+        size = 0
+        while size <= limit:
+            part = stream.read(min(1 << 16, limit + 1 - size))
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+        if size > limit:
+            return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        body = b"".join(parts)
+        request.META["CONTENT_LENGTH"] = str(len(body))
+        request.META.pop("HTTP_TRANSFER_ENCODING", None)
+        # Django read its stream's length from CONTENT_LENGTH when the request was made (0 here).
+        request._stream = LimitedStream(io.BytesIO(body), len(body))  # type: ignore[attr-defined]
+        return None
+
+
+def _is_chunked(request: HttpRequest) -> bool:
+    encoding = request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    return "chunked" in encoding and not request.META.get("CONTENT_LENGTH")
+
+
+def _clean_text(encoded: str) -> bool:
+    """Whether a URL-encoded string (a query string, a form body) holds no NUL and decodes to
+    UTF-8 once its escapes are undone."""
+    if not encoded:
+        return True
+    raw = unquote_to_bytes(encoded.replace("+", " "))
+    if b"\x00" in raw:
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 JSON_TYPES = frozenset({"application/json"})
 UPLOAD_TYPES = frozenset({"multipart/form-data"})
 # Where a body may exceed the JSON limit: a multipart artifact upload (API.md "Models
@@ -167,20 +281,13 @@ class ApiRequestGuardMiddleware:
 
     413 when Content-Length is over BULWARK_MAX_JSON_BODY (the body is never read), 415 when a
     body comes in anything but JSON (or multipart, which views accept only where they upload).
-    Bodies sent without Content-Length are still bounded: DATA_UPLOAD_MAX_MEMORY_SIZE and the
-    strict JSON parser stop reading at the limit.
+    A chunked body has been read and given its length by InputHardeningMiddleware already.
     """
 
     BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
-        self.limit = settings.BULWARK_MAX_JSON_BODY
-        # The artifact plus the other form fields (each bounded by the JSON limit as a whole).
-        self.upload_limit = settings.BULWARK_MAX_ARTIFACT_BYTES + settings.BULWARK_MAX_JSON_BODY
-        self.evidence_limit = (
-            settings.COMPLIANCE_EVIDENCE_MAX_BYTES + settings.BULWARK_MAX_JSON_BODY
-        )
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/"):
@@ -192,9 +299,6 @@ class ApiRequestGuardMiddleware:
     def refusal(
         self, request: HttpRequest
     ) -> InvalidInput | PayloadTooLarge | UnsupportedMediaType | None:
-        # NUL in a path or query value would reach PostgreSQL, which refuses it with a 500.
-        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
-            return InvalidInput("The URL may not contain the NUL character (%00).")
         raw_length = request.META.get("CONTENT_LENGTH") or "0"
         try:
             length = int(raw_length)
@@ -204,12 +308,7 @@ class ApiRequestGuardMiddleware:
             return InvalidInput("The Content-Length header is negative.")
         media_type, _, params = request.META.get("CONTENT_TYPE", "").partition(";")
         media_type = media_type.strip().lower()
-        limit = self.limit
-        if request.method == "POST" and media_type in UPLOAD_TYPES:
-            if ARTIFACT_UPLOAD_PATH.match(request.path):
-                limit = self.upload_limit
-            elif EVIDENCE_UPLOAD_PATH.match(request.path):
-                limit = self.evidence_limit
+        limit = body_limit(request)
         if length > limit:
             return PayloadTooLarge(f"The request body is {length} bytes; the limit is {limit}.")
         chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()

@@ -72,7 +72,9 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/") or request.path in {"/healthz", "/readyz"}
 
 
-def _page(request: HttpRequest, error: errors.ApplicationError) -> HttpResponse:
+def error_answer(request: HttpRequest, error: errors.ApplicationError) -> HttpResponse:
+    """A refusal as the caller expects it: the JSON envelope for the API and the probes,
+    the error page (status, message, request id) for everything else."""
     if _is_api(request):
         return errors.error_response(error, request)
     response = render(
@@ -92,16 +94,18 @@ def _page(request: HttpRequest, error: errors.ApplicationError) -> HttpResponse:
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if isinstance(exception, RequestDataTooBig):
-        return _page(request, errors.PayloadTooLarge("The request body is larger than allowed."))
-    return _page(request, errors.InvalidInput("The request could not be understood."))
+        return error_answer(
+            request, errors.PayloadTooLarge("The request body is larger than allowed.")
+        )
+    return error_answer(request, errors.InvalidInput("The request could not be understood."))
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return _page(request, errors.PermissionDenied())
+    return error_answer(request, errors.PermissionDenied())
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return _page(request, errors.NotFound(f"Nothing is at {request.path}."))
+    return error_answer(request, errors.NotFound(f"Nothing is at {request.path}."))
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
@@ -110,8 +114,8 @@ def server_error(request: HttpRequest) -> HttpResponse:
     exc = sys.exc_info()[1]
     dependency = failed_dependency(exc) if exc is not None else None
     if dependency is not None:
-        return _page(request, as_service_unavailable(exc, dependency))
-    return _page(request, errors.InternalError())
+        return error_answer(request, as_service_unavailable(exc, dependency))
+    return error_answer(request, errors.InternalError())
 
 
 def home(request: HttpRequest) -> HttpResponse:

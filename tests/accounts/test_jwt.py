@@ -427,3 +427,19 @@ def test_clearing_a_role_from_the_role_side_applies_at_once(
     with django_capture_on_commit_callbacks(execute=True):
         Role.objects.get(name="auditor").users.clear()
     assert me(api_client, access).json()["roles"] == []
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", [1e20, "9999999999", -1e20, 10**30, None, [1]])
+def test_a_time_claim_that_is_no_valid_time_is_token_invalid_never_a_500(api_client, claim, value):
+    # Signed with the real key, as a leaked or mis-minted token would be.
+    user = UserFactory()
+    pair = pair_for(api_client, user)
+    claims = {**good_claims(user, pair), claim: value}
+    response = me(api_client, forge(claims))
+    assert response.status_code == 401 and code_of(response) == "token_invalid"
+    refresh = {**jwt.decode(pair["refresh"], options={"verify_signature": False}), claim: value}
+    refreshed = api_client.post(
+        "/api/v1/auth/token/refresh", {"refresh": forge(refresh)}, format="json"
+    )
+    assert refreshed.status_code == 401 and code_of(refreshed) == "token_invalid"

@@ -1,0 +1,74 @@
+"""A body sent with `Transfer-Encoding: chunked` and no Content-Length is read within the
+path's limit (413 past it) instead of being taken for empty (README "Behaviour shared by
+every endpoint")."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from tests.apikeys.factories import ApiKeyFactory
+from tests.services import database_url_of, web_process
+from tests.serving.conftest import PREDICT, ROW
+
+
+@pytest.mark.django_db
+def test_a_small_chunked_body_is_read_and_a_large_one_is_413(actors, pricing):
+    _, key = ApiKeyFactory.issue(owner=actors["ml_engineer"])
+    client = Client()
+    small = json.dumps({"inputs": [ROW]}).encode()
+    response = _without_length(client, PREDICT, small, HTTP_X_API_KEY=key)
+    assert response.status_code == 200, response.content
+    assert len(response.json()["predictions"]) == 1
+    big = b'{"inputs": [' + b" " * (2 * 1024 * 1024) + b"]}"
+    refused = _without_length(client, PREDICT, big, HTTP_X_API_KEY=key)
+    assert refused.status_code == 413
+    assert refused.json()["error"]["code"] == "payload_too_large"
+
+
+def _without_length(client: Client, path: str, body: bytes, **headers: Any) -> Any:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "CONTENT_TYPE": "application/json",
+        "HTTP_TRANSFER_ENCODING": "chunked",
+        "wsgi.input": io.BytesIO(body),
+        **headers,
+    }
+    return client.request(**environ)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn_hands_over_a_chunked_body_which_is_read_within_the_limit(
+    actors, pricing, media_root: Path, tmp_path: Path
+):
+    _, key = ApiKeyFactory.issue(owner=actors["ml_engineer"])
+    env = {"DATABASE_URL": database_url_of(connection.settings_dict), "MEDIA_ROOT": str(media_root)}
+    small = json.dumps({"inputs": [ROW]}).encode()
+    big = b'{"inputs": [' + b" " * (2 * 1024 * 1024) + b"]}"
+    with web_process(env, tmp_path / "web.log") as port:
+        statuses = []
+        for body in (small, big):
+            connection_ = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            try:
+                connection_.request(
+                    "POST",
+                    PREDICT,
+                    body=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+                    headers={"Content-Type": "application/json", "X-API-Key": key},
+                    encode_chunked=True,
+                )
+                answer = connection_.getresponse()
+                statuses.append((answer.status, json.loads(answer.read())))
+            finally:
+                connection_.close()
+    (ok, body_ok), (too_large, body_large) = statuses
+    assert ok == 200 and len(body_ok["predictions"]) == 1, body_ok
+    assert too_large == 413 and body_large["error"]["code"] == "payload_too_large"
