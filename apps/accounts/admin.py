@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -13,6 +14,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.mfa import mfa_reset, mfa_status_get
 from apps.accounts.models import Role, User
+from apps.accounts.roles import RoleName
+from apps.accounts.safety import Change, access_change_check
 from apps.core.errors import ApplicationError
 from apps.core.permissions import may
 from apps.privacy.services import subject_erase
@@ -61,8 +64,53 @@ class MfaEnabledFilter(admin.SimpleListFilter):
         return queryset
 
 
+class UserAccessForm(UserChangeForm):  # type: ignore[type-arg]
+    """The admin's user form, holding the same safety rails as the API (apps.accounts.safety):
+    no deactivating or demoting oneself or the last active administrator; superuser status
+    is given and taken by superusers only, and only superusers touch a superuser's access."""
+
+    actor: Any = None
+    request: HttpRequest | None = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        user = self.instance
+        if user.pk is None or self.actor is None:
+            return cleaned
+        superuser_after = cleaned.get("is_superuser", user.is_superuser)
+        if superuser_after != user.is_superuser and not self.actor.is_superuser:
+            raise forms.ValidationError("Only a superuser may give or take superuser status.")
+        roles_after = {role.name for role in cleaned.get("roles", user.roles.all())}
+        active_after = cleaned.get("is_active", user.is_active)
+        administrator_after = bool(
+            active_after and (superuser_after or RoleName.ADMIN in roles_after)
+        )
+        roles_before = set(user.roles.values_list("name", flat=True))
+        lost_admin_role = RoleName.ADMIN in roles_before and RoleName.ADMIN not in roles_after
+        changes = []
+        if user.is_active and not active_after:
+            changes.append(Change.DEACTIVATE)
+        elif (user.is_superuser and not superuser_after) or lost_admin_role:
+            changes.append(Change.DEMOTE)
+        elif user.is_superuser and not self.actor.is_superuser and self.has_changed():
+            changes.append(Change.DEMOTE)  # any change to a superuser's access is theirs
+        for change in changes:
+            try:
+                access_change_check(
+                    actor=self.actor,
+                    user=user,
+                    change=change,
+                    still_administrator=administrator_after,
+                    request=self.request,
+                )
+            except ApplicationError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return cleaned
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    form = UserAccessForm
     list_display = (
         "username",
         "email",
@@ -82,6 +130,13 @@ class UserAdmin(DjangoUserAdmin):
     )
     readonly_fields = ("mfa_summary",)
     actions = ["reset_mfa", "erase_gdpr"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):  # type: ignore[no-untyped-def]
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None:
+            return form
+        # The rails need to know who is acting: a subclass per request carries it.
+        return type(form.__name__, (form,), {"actor": request.user, "request": request})
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         # A user leaves only through erasure (below): keys revoked, pseudonym unlinked, tokens
@@ -130,6 +185,9 @@ class UserAdmin(DjangoUserAdmin):
         )
         if request.method == "POST" and form.is_valid():
             try:
+                access_change_check(
+                    actor=request.user, user=user, change=Change.ERASE, request=request
+                )
                 receipt = subject_erase(actor=request.user, user=user, request=request)
             except ApplicationError as exc:
                 form.add_error(None, exc.message)

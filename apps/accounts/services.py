@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from apps.accounts.models import Role, User
 from apps.accounts.roles import RoleName
 from apps.audit.services import audit_event_record
-from apps.core.errors import Conflict, InvalidInput
+from apps.core.errors import Conflict, InvalidInput, PermissionDenied
 
 
 @transaction.atomic
@@ -60,10 +60,17 @@ def user_deactivate(
 ) -> User:
     """Deactivate now (a containment action): the next request with any of the user's tokens,
     sessions or keys is refused, because the cached user record is rewritten as this commits.
-    Conflict if already inactive. Audited as user.deactivated."""
+    Conflict if already inactive; PermissionDenied for oneself, the last active administrator
+    or (unless the actor is one) a superuser (apps.accounts.safety: entry points audit that
+    refusal before their transaction). Audited as user.deactivated."""
+    from apps.accounts.safety import Change, access_change_refusal
+
     locked = User.objects.select_for_update().get(pk=user.pk)
     if not locked.is_active:
         raise Conflict("This user is already deactivated.")
+    refusal = access_change_refusal(actor=actor, user=locked, change=Change.DEACTIVATE)
+    if refusal is not None:
+        raise PermissionDenied(refusal[1])
     locked.is_active = False
     locked.save(update_fields=["is_active"])
     audit_event_record(

@@ -336,7 +336,6 @@ def _int(value: Any) -> int:
         raise _invalid("target/version", "must be a version number") from None
 
 
-@transaction.atomic
 def incident_contain(
     *,
     actor: Any,
@@ -349,7 +348,25 @@ def incident_contain(
     one step: the owning app's service does it (and audits it), effective on the next request;
     the incident links the resource and records it on its timeline (incident.containment).
     NotFound for an unknown target; Conflict (409) when the incident is closed or the target
-    already is revoked, archived or deactivated; nothing is written then."""
+    already is revoked, archived or deactivated; nothing is written then. Deactivating
+    oneself, the last active administrator, or (unless a superuser) a superuser is 403
+    `permission_denied`, audited `user.change_refused` (apps.accounts.safety) before the
+    transaction, so the refusal stays on record."""
+    if action == "deactivate_user":
+        from apps.accounts.safety import Change, access_change_check
+
+        user = get_user_model().objects.filter(username=str(target)).first()
+        if user is not None:
+            access_change_check(actor=actor, user=user, change=Change.DEACTIVATE, request=request)
+    with transaction.atomic():
+        return _contain_in_transaction(
+            actor=actor, incident=incident, action=action, target=target, request=request
+        )
+
+
+def _contain_in_transaction(
+    *, actor: Any, incident: Incident, action: str, target: Any, request: HttpRequest | None
+) -> TimelineEntry:
     incident = _locked(incident)
     if incident.status == Status.CLOSED:
         raise Conflict("The incident is closed; reopen it before taking containment actions.")

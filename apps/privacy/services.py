@@ -26,6 +26,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.models import TokenFamily, User
+from apps.accounts.safety import Change, access_change_refusal
 from apps.accounts.user_cache import mark_family_revoked, refresh_user
 from apps.apikeys.services import api_key_erase_owner
 from apps.audit.services import audit_event_record, pseudonym_erase
@@ -102,19 +103,17 @@ def subject_erase(*, actor: User, user: User, request: HttpRequest | None = None
       only: no username, e-mail address, user id or pseudonym.
 
     Raises PermissionDenied (403) for erasing oneself (another officer must do it: it would
-    end the caller's own access mid-request, and could remove the last administrator) and
-    for a non-superuser erasing a superuser; NotFound (404) if the user is already gone;
-    Conflict (409) when another app keeps rows that block the delete (PROTECT).
+    end the caller's own access mid-request), the last active administrator, or (for a
+    non-superuser) a superuser (apps.accounts.safety; the entry points audit the refusal);
+    NotFound (404) if the user is already gone; Conflict (409) when another app keeps rows
+    that block the delete (PROTECT).
     """
-    if actor.pk == user.pk:
-        raise PermissionDenied(
-            "You cannot erase your own account; ask another administrator or security officer."
-        )
     locked = User.objects.select_for_update().filter(pk=user.pk).first()
     if locked is None:
         raise NotFound("No user with this username.")
-    if locked.is_superuser and not getattr(actor, "is_superuser", False):
-        raise PermissionDenied("Only a superuser may erase a superuser.")
+    refusal = access_change_refusal(actor=actor, user=locked, change=Change.ERASE)
+    if refusal is not None:
+        raise PermissionDenied(refusal[1])
     user_id = locked.pk
     needles = _identifiers(locked)
 

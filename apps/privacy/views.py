@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.safety import Change, access_change_check
 from apps.core.permissions import Allows
 from apps.privacy.selectors import subject_get
 from apps.privacy.services import subject_access_export, subject_erase
@@ -105,7 +106,9 @@ class SubjectErasureApi(APIView):
             "The user and their pseudonym mapping are deleted, their API keys revoked and "
             "deleted, their tokens and sessions end at once; the audit chain is untouched and "
             "still verifies. Audited as privacy.erasure with a new random reference, never the "
-            "username, e-mail address or id. Erasing oneself is refused (403)."
+            "username, e-mail address or id. Erasing oneself, the last active administrator, or "
+            "(unless the caller is one) a superuser is 403 `permission_denied`, audited "
+            "`user.change_refused`."
         ),
         request=UsernameSerializer,
         responses={200: OutputSerializer},
@@ -114,6 +117,9 @@ class SubjectErasureApi(APIView):
         payload = UsernameSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         user = subject_get(username=payload.validated_data["username"])
+        access_change_check(
+            actor=request.user, user=user, change=Change.ERASE, request=request._request
+        )
         receipt = subject_erase(actor=request.user, user=user, request=request._request)
         return Response(
             self.OutputSerializer(
