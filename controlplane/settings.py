@@ -347,6 +347,12 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
 }
+# A token family (one sign-in and its rotations) ends this long after the sign-in however
+# often it is refreshed, and after this long without a refresh: then the user signs in again.
+JWT_FAMILY_MAX_AGE = timedelta(hours=env_int("JWT_FAMILY_MAX_AGE_HOURS", default=168, minimum=1))
+JWT_FAMILY_IDLE_TIMEOUT = timedelta(
+    minutes=env_int("JWT_FAMILY_IDLE_MINUTES", default=1440, minimum=5)
+)
 # Roles whose members (and every superuser) must have a verified TOTP device to use the admin.
 MFA_REQUIRED_ROLES = env_list("MFA_REQUIRED_ROLES", default=["admin", "security_officer"])
 OTP_TOTP_ISSUER = "Bulwark"

@@ -4,14 +4,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import UserChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.credentials import Cause, credentials_revoke
 from apps.accounts.mfa import mfa_reset, mfa_status_get
 from apps.accounts.models import Role, User
 from apps.accounts.roles import RoleName
@@ -71,12 +73,28 @@ class UserAccessForm(UserChangeForm):  # type: ignore[type-arg]
 
     actor: Any = None
     request: HttpRequest | None = None
+    # What the change takes away, if anything: UserAdmin.save_related then ends the user's
+    # credentials (apps.accounts.credentials) in the same transaction.
+    access_cause: Cause | None = None
+
+    def _access_lost(self, cleaned: dict[str, Any]) -> Cause | None:
+        user = self.instance
+        if user.is_active and not cleaned.get("is_active", user.is_active):
+            return Cause.DEACTIVATED
+        for flag in ("is_superuser", "is_staff"):
+            if getattr(user, flag) and not cleaned.get(flag, True):
+                return Cause.ROLE_LOST
+        for relation in ("roles", "groups", "user_permissions"):
+            if relation in cleaned and set(getattr(user, relation).all()) - set(cleaned[relation]):
+                return Cause.ROLE_LOST
+        return None
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         user = self.instance
         if user.pk is None or self.actor is None:
             return cleaned
+        self.access_cause = self._access_lost(cleaned)
         superuser_after = cleaned.get("is_superuser", user.is_superuser)
         if superuser_after != user.is_superuser and not self.actor.is_superuser:
             raise forms.ValidationError("Only a superuser may give or take superuser status.")
@@ -137,6 +155,37 @@ class UserAdmin(DjangoUserAdmin):
             return form
         # The rails need to know who is acting: a subclass per request carries it.
         return type(form.__name__, (form,), {"actor": request.user, "request": request})
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        cause = getattr(form, "access_cause", None)
+        if change and cause is not None:  # the changeform's transaction is still open
+            credentials_revoke(user=form.instance, cause=cause, actor=request.user, request=request)
+
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
+        # One transaction for the new password, its audit event and the end of every
+        # credential made under the old one (log_change below).
+        with transaction.atomic():
+            return super().user_change_password(request, id, form_url)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        entry = super().log_change(request, obj, message)
+        if isinstance(getattr(request, "_bulwark_admin_form", None), AdminPasswordChangeForm):
+            # A password set by someone else (a reset) or by the user: nothing made with the
+            # old one survives. Django then carries the actor's own session over, if it was
+            # their password.
+            credentials_revoke(
+                user=obj, cause=Cause.PASSWORD_CHANGED, actor=request.user, request=request
+            )
+        return entry
+
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> Any:
+        request._bulwark_admin_form = form  # type: ignore[attr-defined]
+        return super().construct_change_message(request, form, formsets, add)
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         # A user leaves only through erasure (below): keys revoked, pseudonym unlinked, tokens

@@ -47,6 +47,9 @@ class JwtAuthentication(JWTAuthentication):
             raise RateLimited(retry_after=window)
         if family_revoked or user is None or not user.is_active:
             self._fail(bucket)
+        if token.get("ep", 0) != user.access_epoch:
+            # Issued before the user's access was taken away (apps.accounts.credentials).
+            self._fail(bucket)
         return user, token
 
     @staticmethod

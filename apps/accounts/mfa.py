@@ -25,6 +25,7 @@ from django_otp.models import Device, VerifyNotAllowed
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.credentials import Cause, credentials_revoke
 from apps.accounts.models import User
 from apps.audit.services import audit_event_record
 
@@ -341,4 +342,6 @@ def mfa_reset(*, actor: Any, user: User, request: HttpRequest | None = None) -> 
         details={"reason": "admin_reset"},
         request=request,
     )
+    # Whoever asked for the reset may not be the user: nothing signed in before it survives.
+    credentials_revoke(user=user, cause=Cause.MFA_RESET, actor=actor, request=request)
     return True

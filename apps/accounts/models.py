@@ -4,6 +4,7 @@ import uuid
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils.crypto import salted_hmac
 
 from apps.accounts.roles import RoleName
 
@@ -26,12 +27,28 @@ class User(AbstractUser):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     roles = models.ManyToManyField(Role, blank=True, related_name="users")
+    # Moves on whenever the user's access is taken away (apps.accounts.credentials): every
+    # session, token family and access token made under an earlier epoch is refused from then
+    # on, so reactivating the user revives none of them.
+    access_epoch = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
 
     def __str__(self) -> str:
         return self.username
+
+    def get_session_auth_hash(self) -> str:
+        """Django's session check (the password hash, keyed), with the access epoch in it: a
+        session started before the epoch moved no longer matches and is flushed. Epoch 0 keeps
+        Django's own value, so sessions made before this field existed survive its migration."""
+        if not self.access_epoch:
+            return super().get_session_auth_hash()
+        return salted_hmac(
+            "bulwark.accounts.User.get_session_auth_hash",
+            f"{self.password}:{self.access_epoch}",
+            algorithm="sha256",
+        ).hexdigest()
 
     def role_names(self) -> set[str]:
         return {role.name for role in self.roles.all()}
@@ -47,6 +64,10 @@ class TokenFamily(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="token_families")
     created_at = models.DateTimeField(auto_now_add=True)
+    # The last sign-in or rotation: the idle timeout counts from here.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    # The user's access epoch when the family began; an older one is dead (see User).
+    access_epoch = models.PositiveIntegerField(default=0)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_reason = models.CharField(max_length=32, blank=True)
 

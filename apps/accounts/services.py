@@ -6,6 +6,7 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest
 
+from apps.accounts.credentials import Cause, credentials_revoke
 from apps.accounts.models import Role, User
 from apps.accounts.roles import RoleName
 from apps.audit.services import audit_event_record
@@ -60,6 +61,8 @@ def user_deactivate(
 ) -> User:
     """Deactivate now (a containment action): the next request with any of the user's tokens,
     sessions or keys is refused, because the cached user record is rewritten as this commits.
+    Every session, token and API key of theirs ends with it and stays dead if they are
+    reactivated (apps.accounts.credentials).
     Conflict if already inactive; PermissionDenied for oneself, the last active administrator
     or (unless the actor is one) a superuser (apps.accounts.safety: entry points audit that
     refusal before their transaction). Audited as user.deactivated."""
@@ -76,4 +79,5 @@ def user_deactivate(
     audit_event_record(
         "user.deactivated", actor=actor, target=locked, details={"reason": reason}, request=request
     )
+    credentials_revoke(user=locked, cause=Cause.DEACTIVATED, actor=actor, request=request)
     return locked

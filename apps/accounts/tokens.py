@@ -20,10 +20,43 @@ from apps.audit.services import audit_event_record
 from apps.audit.subjects import Subject
 
 
-def _pair(user: User, family: TokenFamily) -> dict[str, Any]:
+def family_ends_at(family: TokenFamily) -> datetime:
+    """The absolute end of a family: JWT_FAMILY_MAX_AGE after its sign-in, however often it
+    is refreshed. Read at each use, so shortening the setting shortens live families too."""
+    return family.created_at + settings.JWT_FAMILY_MAX_AGE
+
+
+def family_end_reason(family: TokenFamily, user: User, now: datetime) -> str | None:
+    """Why the family may not be refreshed any more at `now`, or None if it may."""
+    if not user.is_active:
+        return "user_inactive"
+    if family.access_epoch != user.access_epoch:
+        return "access_changed"  # its user's access was taken away since (credentials.py)
+    if now >= family_ends_at(family):
+        return "max_age"
+    if now >= (family.last_used_at or family.created_at) + settings.JWT_FAMILY_IDLE_TIMEOUT:
+        return "idle_timeout"
+    return None
+
+
+def _pair(user: User, family: TokenFamily, now: datetime) -> dict[str, Any]:
+    """A refresh and an access token of `family`. Neither outlives the family: the refresh
+    token ends at the idle timeout (or its own lifetime, if shorter), both at the family's
+    absolute end. Both carry the family (`fam`) and the user's access epoch (`ep`)."""
+    lifetimes = settings.SIMPLE_JWT
+    family_end = family_ends_at(family)
     refresh = RefreshToken.for_user(user)
     refresh["fam"] = str(family.id)
-    access = refresh.access_token  # copies `fam`; gets its own jti and a shorter exp
+    refresh["ep"] = family.access_epoch
+    refresh.set_exp(
+        from_time=now,
+        lifetime=min(
+            lifetimes["REFRESH_TOKEN_LIFETIME"], settings.JWT_FAMILY_IDLE_TIMEOUT, family_end - now
+        ),
+    )
+    access = refresh.access_token  # copies `fam` and `ep`; gets its own jti and a shorter exp
+    access_lifetime = min(lifetimes["ACCESS_TOKEN_LIFETIME"], family_end - now)
+    access.set_exp(from_time=now, lifetime=access_lifetime)
     IssuedRefreshToken.objects.create(
         jti=refresh["jti"],
         family=family,
@@ -32,7 +65,7 @@ def _pair(user: User, family: TokenFamily) -> dict[str, Any]:
     return {
         "access": str(access),
         "refresh": str(refresh),
-        "access_expires_in": int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()),
+        "access_expires_in": int(access_lifetime.total_seconds()),
     }
 
 
@@ -41,8 +74,9 @@ def token_pair_issue(
     *, user: User, request: HttpRequest | None = None, method: str = "password"
 ) -> dict[str, Any]:
     """A new family and its first pair; audited as auth.token.issued."""
-    family = TokenFamily.objects.create(user=user)
-    pair = _pair(user, family)
+    now = timezone.now()
+    family = TokenFamily.objects.create(user=user, last_used_at=now, access_epoch=user.access_epoch)
+    pair = _pair(user, family, now)
     audit_event_record(
         "auth.token.issued",
         actor=user,
@@ -89,9 +123,12 @@ def _revoke_family(
 def token_refresh(*, raw: str, request: HttpRequest | None = None) -> dict[str, Any]:
     """Rotate: the presented refresh token is used up and a new pair issued in its family.
     A refresh token presented a second time is a theft signal: its whole family is revoked
-    (access tokens included) and the event audited; the caller gets 401 token_invalid."""
+    (access tokens included) and the event audited; the caller gets 401 token_invalid. So is
+    one whose family has ended (its user deactivated or their access taken away, its absolute
+    lifetime or idle timeout over): the family is revoked, with that reason."""
     token = _decode_refresh(raw)
     jti, family_id = token["jti"], token.get("fam")
+    now = timezone.now()
     with transaction.atomic():
         # The one place a token is spent: a plain UPDATE on its own row, which PostgreSQL
         # re-checks after waiting for the row lock, so of many parallel refreshes with one
@@ -99,11 +136,13 @@ def token_refresh(*, raw: str, request: HttpRequest | None = None) -> dict[str, 
         # from the old snapshot and let several through.)
         spent = IssuedRefreshToken.objects.filter(
             jti=jti, family_id=family_id, used_at__isnull=True
-        ).update(used_at=timezone.now())
+        ).update(used_at=now)
         if spent:
             family = TokenFamily.objects.select_related("user").get(pk=family_id)
-            if family.revoked_at is None and family.user.is_active:
-                pair = _pair(family.user, family)
+            if family.revoked_at is None and family_end_reason(family, family.user, now) is None:
+                family.last_used_at = now
+                family.save(update_fields=["last_used_at"])
+                pair = _pair(family.user, family, now)
                 audit_event_record(
                     "auth.token.issued",
                     actor=family.user,
@@ -117,14 +156,12 @@ def token_refresh(*, raw: str, request: HttpRequest | None = None) -> dict[str, 
         raise TokenInvalid()
     with transaction.atomic():
         family = TokenFamily.objects.select_for_update().get(pk=record.family_id)
-        if not record.family.user.is_active:
-            _revoke_family(
-                family, reason="user_inactive", actor=record.family.user, request=request
-            )
+        user = record.family.user
+        if not user.is_active:
+            _revoke_family(family, reason="user_inactive", actor=user, request=request)
         elif family.revoked_at is None:
-            _revoke_family(
-                family, reason="refresh_reused", actor=record.family.user, request=request
-            )
+            reason = "refresh_reused" if not spent else family_end_reason(family, user, now)
+            _revoke_family(family, reason=reason or "revoked", actor=user, request=request)
     raise TokenInvalid()
 
 

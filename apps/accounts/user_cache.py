@@ -28,7 +28,7 @@ from apps.core.signed_json import derive_key, dumps_signed, loads_signed
 RECORD_TTL = 300
 _PREFIX = "bulwark:auth:"
 _TOMBSTONE = "-"
-_FIELDS = ("id", "username", "is_active", "is_staff", "is_superuser")
+_FIELDS = ("id", "username", "is_active", "is_staff", "is_superuser", "access_epoch")
 
 
 def _user_key(user_id: Any) -> str:
@@ -61,8 +61,8 @@ def decode(raw: str | bytes) -> User | bool | None:
     if text == _TOMBSTONE:
         return None
     payload = loads_signed(text, _mac_key())
-    if payload is None:
-        return False
+    if payload is None or not all(name in payload for name in _FIELDS):
+        return False  # forged, or written by an older release: read again from the database
     payload["id"] = User._meta.pk.to_python(payload["id"])
     user = instance_from_values(User, {name: payload[name] for name in _FIELDS})
     user._bulwark_roles = set(payload["roles"])

@@ -104,15 +104,17 @@ class ApiKeyAuthentication(BaseAuthentication):
             refuse(request, ApiKeyInvalid(), reason="unknown")
         if not secret_matches(parsed[1], api_key.secret_hash):
             refuse(request, ApiKeyInvalid(), reason="wrong_secret", api_key=api_key)
+        now = timezone.now()
+        status = api_key.status_at(now)
+        # Revoked first: taking a user's access away revokes their keys, and a revoked key
+        # says so whatever its owner's state (API.md: reactivation revives none of them).
+        if status == ApiKeyStatus.REVOKED:
+            refuse(request, ApiKeyRevoked(), reason="revoked", api_key=api_key, key_proven=True)
         owner = api_key.owner
         if not owner.is_active:
             refuse(
                 request, ApiKeyInvalid(), reason="owner_inactive", api_key=api_key, key_proven=True
             )
-        now = timezone.now()
-        status = api_key.status_at(now)
-        if status == ApiKeyStatus.REVOKED:
-            refuse(request, ApiKeyRevoked(), reason="revoked", api_key=api_key, key_proven=True)
         if status == ApiKeyStatus.EXPIRED:
             grace_over = api_key.grace_ends_at is not None and now >= api_key.grace_ends_at
             reason = "grace_over" if grace_over else "expired"

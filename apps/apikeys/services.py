@@ -266,6 +266,31 @@ def api_key_revoke(
 
 
 @transaction.atomic
+def api_key_revoke_owner(
+    *, actor: Any, owner: Any, reason: str, request: HttpRequest | None = None
+) -> int:
+    """Revoke every key of `owner` that still authenticates (their access was taken away:
+    apps.accounts.credentials), each audited `apikey.revoked` with `reason`. Revoked keys stay
+    revoked: a reactivated owner is issued new ones. Returns how many were revoked."""
+    now = timezone.now()
+    revoked = 0
+    for api_key in ApiKey.objects.select_for_update().live_at(now).filter(owner=owner):
+        status_before = api_key.status_at(now)
+        api_key.revoked_at = now
+        api_key.save(update_fields=["revoked_at", "updated_at"])
+        audit_event_record(
+            "apikey.revoked",
+            actor=actor,
+            target=api_key,
+            details={"reason": reason, "status_before": status_before},
+            request=request,
+        )
+        _publish(api_key)
+        revoked += 1
+    return revoked
+
+
+@transaction.atomic
 def api_key_erase_owner(*, actor: Any, owner: Any, request: HttpRequest | None = None) -> int:
     """GDPR erasure, key side (the owner FK is PROTECT, so the privacy app calls this before
     deleting the user): revoke every live key of `owner` (audited, reason "erasure"), then

@@ -8,24 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission
 
 from apps.accounts.models import User
+from tests.accounts.access_changes import admin_client, contain, post_change
 from tests.accounts.factories import UserFactory
 from tests.registry.conftest import assert_error, audit_events
-
-
-def contain(client: Any, actor: Any, username: str) -> Any:
-    client.force_authenticate(actor)
-    opened = client.post(
-        "/api/v1/incidents", {"title": "stolen token", "severity": "sev2"}, format="json"
-    )
-    assert opened.status_code == 201, opened.content
-    return client.post(
-        f"/api/v1/incidents/{opened.json()['id']}/actions",
-        {"action": "deactivate_user", "target": username},
-        format="json",
-    )
 
 
 def refused(actor: Any, user: Any, change: str, reason: str) -> None:
@@ -84,44 +71,6 @@ def test_erasure_holds_the_same_rails(api_client, actors):
         assert User.objects.filter(pk=user.pk).exists()
     reasons = [event["details"]["reason"] for event in audit_events("user.change_refused")]
     assert reasons == ["self", "last_administrator"]
-
-
-def admin_client(client: Any, user: Any, verified_login: Any, *, superuser: bool = False) -> Any:
-    user.is_staff = True
-    user.is_superuser = superuser
-    user.save()
-    if not superuser:  # staff who were given the user pages, as a team might
-        user.user_permissions.add(
-            *Permission.objects.filter(
-                content_type__app_label="accounts", codename__in=["view_user", "change_user"]
-            )
-        )
-    return verified_login(client, user)
-
-
-def change_form(user: Any, **overrides: Any) -> dict[str, Any]:
-    data = {
-        "username": user.username,
-        "email": user.email,
-        "first_name": "",
-        "last_name": "",
-        "is_active": "on" if user.is_active else "",
-        "is_staff": "on" if user.is_staff else "",
-        "is_superuser": "on" if user.is_superuser else "",
-        "roles": [role.pk for role in user.roles.all()],
-        "groups": [],
-        "user_permissions": [],
-        "date_joined_0": "2026-01-01",
-        "date_joined_1": "00:00:00",
-        "last_login_0": "",
-        "last_login_1": "",
-    }
-    data.update(overrides)
-    return {key: value for key, value in data.items() if value not in ("", None)}
-
-
-def post_change(client: Any, user: Any, **overrides: Any) -> Any:
-    return client.post(f"/admin/accounts/user/{user.pk}/change/", change_form(user, **overrides))
 
 
 @pytest.mark.django_db

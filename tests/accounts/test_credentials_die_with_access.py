@@ -1,0 +1,313 @@
+"""Credentials die with access (API.md "Credential lifecycle"): deactivation, a password
+change or reset, losing a role and an MFA reset each end every token family, access token,
+session and API key of the user at once, audited with the cause; reactivation revives none
+of them. A token family ends at its absolute lifetime and its idle timeout."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import jwt
+import pytest
+import time_machine
+from django.db import transaction
+from django.test import Client
+from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from apps.accounts.credentials import Cause, credentials_revoke
+from apps.accounts.models import TokenFamily, User
+from apps.apikeys.models import ApiKey
+from tests.accounts.access_changes import admin_client, change_form, contain, post_change
+from tests.accounts.factories import UserFactory
+from tests.apikeys.conftest import KEYED
+from tests.apikeys.factories import ApiKeyFactory
+from tests.registry.conftest import assert_error, audit_events
+
+PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "a new and longer passphrase 7"
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.apikeys.urls")]
+
+
+class Credentials:
+    """Everything a user can hold: a token pair, an API key, a signed-in browser session."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+        self.api = Client()
+        response = self.api.post(
+            "/api/v1/auth/token",
+            {"username": user.username, "password": PASSWORD},
+            content_type="application/json",
+        )
+        assert response.status_code == 200, response.content
+        self.access, self.refresh = response.json()["access"], response.json()["refresh"]
+        self.api_key, self.key = ApiKeyFactory.issue(owner=user, scopes=["predict:*"])
+        self.browser = Client()
+        self.browser.force_login(user)
+
+    def me(self) -> Any:
+        return self.api.get("/api/v1/auth/me", HTTP_AUTHORIZATION=f"Bearer {self.access}")
+
+    def rotate(self) -> Any:
+        return self.api.post(
+            "/api/v1/auth/token/refresh", {"refresh": self.refresh}, content_type="application/json"
+        )
+
+    def keyed(self) -> Any:
+        return self.api.get(KEYED, HTTP_X_API_KEY=self.key)
+
+    def page(self) -> Any:
+        return self.browser.get("/account/mfa/")
+
+    def all_work(self) -> None:
+        assert self.me().status_code == 200
+        assert self.keyed().status_code == 200
+        assert self.page().status_code == 200
+
+    def all_refused(self) -> None:
+        assert_error(self.me(), 401, "token_invalid")
+        assert_error(self.rotate(), 401, "token_invalid")
+        assert_error(self.keyed(), 401, "api_key_revoked")
+        page = self.page()
+        assert page.status_code == 302 and page["Location"].startswith("/account/login")
+
+
+def revoked_for(user: User, cause: str) -> dict[str, Any]:
+    [event] = [
+        event
+        for event in audit_events("user.credentials_revoked")
+        if event["details"]["cause"] == cause
+    ]
+    assert event["outcome"] == "success"
+    return event
+
+
+def reactivate(client: Client, root: User, user: User) -> None:
+    user.refresh_from_db()
+    response = post_change(client, user, is_active="on")
+    assert response.status_code == 302, response.content.decode()[:2000]
+    user.refresh_from_db()
+    assert user.is_active
+
+
+def test_after_containment_and_reactivation_no_old_credential_works(
+    client, api_client, actors, verified_login
+):
+    victim = UserFactory(roles=["ml_engineer"])
+    held = Credentials(victim)
+    held.all_work()
+
+    assert contain(api_client, actors["security_officer"], victim.username).status_code == 200
+    held.all_refused()
+    event = revoked_for(victim, "deactivated")
+    assert event["details"] == {
+        "cause": "deactivated",
+        "sign_in_families": 1,
+        "keys_revoked": 1,
+        "sessions": "ended",
+    }
+    [key_event] = audit_events("apikey.revoked")
+    assert key_event["details"]["reason"] == "deactivated"
+    assert key_event["target"]["id"] == held.api_key.prefix
+
+    root = UserFactory(roles=["admin"])
+    admin_client(client, root, verified_login, superuser=True)
+    reactivate(client, root, victim)
+    held.all_refused()  # the access token, the refresh token, the key and the session
+    assert ApiKey.objects.get(pk=held.api_key.pk).status == "revoked"
+
+    fresh = Credentials(User.objects.get(pk=victim.pk))  # what a reactivated user does
+    fresh.all_work()
+
+
+def test_a_password_reset_in_the_admin_ends_every_credential(client, actors, verified_login):
+    victim = UserFactory(roles=["security_officer"])
+    held = Credentials(victim)
+    root = UserFactory(roles=["admin"])
+    admin_client(client, root, verified_login, superuser=True)
+    response = client.post(
+        f"/admin/accounts/user/{victim.pk}/password/",
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "set_usable_password": "true"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    held.all_refused()
+    assert revoked_for(victim, "password_changed")["details"]["keys_revoked"] == 1
+    assert client.get("/admin/").status_code == 200  # the administrator's own session lives on
+
+
+def test_changing_ones_own_password_in_the_admin_keeps_only_that_session(
+    client, actors, verified_login
+):
+    root = UserFactory(roles=["admin"])
+    admin_client(client, root, verified_login, superuser=True)
+    other_browser = Client()
+    other_browser.force_login(root)
+    assert other_browser.get("/account/mfa/").status_code == 200
+    response = client.post(
+        f"/admin/accounts/user/{root.pk}/password/",
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "set_usable_password": "true"},
+    )
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 200
+    assert other_browser.get("/account/mfa/").status_code == 302  # a stolen session ends
+    revoked_for(root, "password_changed")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "cause"),
+    [
+        ({"roles": []}, "role_lost"),
+        ({"is_staff": ""}, "role_lost"),
+        ({"is_active": ""}, "deactivated"),
+    ],
+)
+def test_taking_access_away_in_the_admin_ends_every_credential(
+    client, actors, verified_login, overrides, cause
+):
+    victim = UserFactory(roles=["ml_engineer"])
+    victim.is_staff = True
+    victim.save()
+    held = Credentials(victim)
+    root = UserFactory(roles=["admin"])
+    admin_client(client, root, verified_login, superuser=True)
+    victim.refresh_from_db()
+    response = post_change(client, victim, **overrides)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    held.all_refused()
+    revoked_for(victim, cause)
+
+
+def test_giving_a_role_or_editing_a_name_ends_nothing(client, actors, verified_login):
+    victim = UserFactory(roles=["ml_engineer"])
+    held = Credentials(victim)
+    root = UserFactory(roles=["admin"])
+    admin_client(client, root, verified_login, superuser=True)
+    roles = [*victim.roles.values_list("pk", flat=True), "auditor"]
+    response = client.post(
+        f"/admin/accounts/user/{victim.pk}/change/",
+        change_form(victim, roles=roles, first_name="Ada"),
+    )
+    assert response.status_code == 302
+    held.all_work()
+    assert audit_events("user.credentials_revoked") == []
+
+
+def test_an_mfa_reset_ends_every_credential(client, actors, verified_login):
+    victim = UserFactory(roles=["auditor"])
+    held = Credentials(victim)
+    TOTPDevice.objects.create(user=victim, name="phone", confirmed=True)
+    root = UserFactory(roles=["admin"])
+    admin_client(client, root, verified_login, superuser=True)
+    response = client.post(
+        "/admin/accounts/user/",
+        {"action": "reset_mfa", "_selected_action": [str(victim.pk)]},
+    )
+    assert response.status_code == 302
+    held.all_refused()
+    assert revoked_for(victim, "mfa_reset")["details"]["sign_in_families"] == 1
+
+
+def test_a_revocation_ends_families_a_sign_in_made_meanwhile(api_client):
+    # Credentials revoked while another request signs in: that family carries the old epoch
+    # and is refused even though the revoking UPDATE never saw it.
+    victim = UserFactory(roles=["auditor"])
+    held = Credentials(victim)
+    family = TokenFamily.objects.get(user=victim)
+    with transaction.atomic():
+        credentials_revoke(user=victim, cause=Cause.ROLE_LOST, actor=None)
+    TokenFamily.objects.filter(pk=family.pk).update(revoked_at=None, revoked_reason="")
+    assert_error(held.me(), 401, "token_invalid")  # the epoch in the token is old
+    assert_error(held.rotate(), 401, "token_invalid")  # so is the family's
+    family.refresh_from_db()
+    assert family.revoked_reason == "access_changed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_credentials_revoke_refuses_to_run_outside_a_transaction():
+    victim = UserFactory(roles=["auditor"])
+    with pytest.raises(RuntimeError, match="inside the change's transaction"):
+        credentials_revoke(user=victim, cause=Cause.ROLE_LOST, actor=None)
+
+
+# --- Token family lifetimes, on a clock the test moves -----------------------------------------
+
+
+def test_a_family_ends_at_its_absolute_lifetime_however_often_it_is_refreshed(settings):
+    settings.JWT_FAMILY_MAX_AGE = timedelta(days=7)
+    settings.JWT_FAMILY_IDLE_TIMEOUT = timedelta(hours=24)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        victim = UserFactory(roles=["auditor"])
+        held = Credentials(victim)
+        for _ in range(13):  # every 12 hours: never idle, 6.5 days in all
+            clock.shift(timedelta(hours=12))
+            rotated = held.rotate()
+            assert rotated.status_code == 200, rotated.content
+            held.access, held.refresh = rotated.json()["access"], rotated.json()["refresh"]
+        # 6.5 days in. Ten minutes before the family's end, a refresh gets an access token
+        # that ends with the family, not 15 minutes later.
+        clock.shift(timedelta(hours=11, minutes=50))
+        rotated = held.rotate()
+        assert rotated.status_code == 200
+        claims = jwt.decode(rotated.json()["access"], options={"verify_signature": False})
+        assert claims["exp"] == int(time.time()) + 600  # the moved clock
+        held.access, held.refresh = rotated.json()["access"], rotated.json()["refresh"]
+        assert held.me().status_code == 200
+        clock.shift(timedelta(minutes=10))
+        assert_error(held.me(), 401, "token_invalid")
+        assert_error(held.rotate(), 401, "token_invalid")
+    family = TokenFamily.objects.get(user=victim)
+    assert family.created_at == start  # the clock really was fixed
+
+
+def test_a_family_past_its_absolute_lifetime_is_revoked_with_that_reason(settings):
+    settings.JWT_FAMILY_MAX_AGE = timedelta(days=7)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        victim = UserFactory(roles=["auditor"])
+        held = Credentials(victim)
+        clock.shift(timedelta(hours=23))
+        # An operator shortens the lifetime: live families end by the new rule at once.
+        settings.JWT_FAMILY_MAX_AGE = timedelta(hours=12)
+        assert_error(held.rotate(), 401, "token_invalid")
+    family = TokenFamily.objects.get(user=victim)
+    assert family.revoked_reason == "max_age"
+    [event] = [
+        event
+        for event in audit_events("auth.token.revoked")
+        if event["details"]["reason"] == "max_age"
+    ]
+    assert event["outcome"] == "denied"
+
+
+def test_a_family_left_idle_ends(settings):
+    settings.JWT_FAMILY_IDLE_TIMEOUT = timedelta(hours=8)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        victim = UserFactory(roles=["auditor"])
+        held = Credentials(victim)
+        clock.shift(timedelta(hours=7, minutes=59))
+        rotated = held.rotate()
+        assert rotated.status_code == 200  # used within the timeout: the count starts again
+        held.refresh = rotated.json()["refresh"]
+        clock.shift(timedelta(hours=7, minutes=59))
+        rotated = held.rotate()
+        assert rotated.status_code == 200
+        held.refresh = rotated.json()["refresh"]
+        clock.shift(timedelta(hours=8))
+        assert_error(held.rotate(), 401, "token_invalid")  # the refresh token's exp says so
+
+
+def test_an_idle_timeout_shortened_by_the_operator_applies_to_live_families(settings):
+    settings.JWT_FAMILY_IDLE_TIMEOUT = timedelta(hours=24)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        victim = UserFactory(roles=["auditor"])
+        held = Credentials(victim)
+        clock.shift(timedelta(hours=2))
+        settings.JWT_FAMILY_IDLE_TIMEOUT = timedelta(hours=1)
+        assert_error(held.rotate(), 401, "token_invalid")
+    assert TokenFamily.objects.get(user=victim).revoked_reason == "idle_timeout"
