@@ -106,6 +106,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that its process_exception sees a page view's refusal first.
+    "apps.core.middleware.PageErrorMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"

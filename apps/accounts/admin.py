@@ -18,6 +18,7 @@ from apps.accounts.mfa import mfa_reset, mfa_status_get
 from apps.accounts.models import Role, User
 from apps.accounts.roles import RoleName
 from apps.accounts.safety import Change, access_change_check
+from apps.audit.admin_trail import admin_form_of
 from apps.core.errors import ApplicationError
 from apps.core.permissions import may
 from apps.privacy.services import subject_erase
@@ -172,7 +173,7 @@ class UserAdmin(DjangoUserAdmin):
 
     def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
         entry = super().log_change(request, obj, message)
-        if isinstance(getattr(request, "_bulwark_admin_form", None), AdminPasswordChangeForm):
+        if isinstance(admin_form_of(request), AdminPasswordChangeForm):
             # A password set by someone else (a reset) or by the user: nothing made with the
             # old one survives. Django then carries the actor's own session over, if it was
             # their password.
@@ -180,12 +181,6 @@ class UserAdmin(DjangoUserAdmin):
                 user=obj, cause=Cause.PASSWORD_CHANGED, actor=request.user, request=request
             )
         return entry
-
-    def construct_change_message(
-        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
-    ) -> Any:
-        request._bulwark_admin_form = form  # type: ignore[attr-defined]
-        return super().construct_change_message(request, form, formsets, add)
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         # A user leaves only through erasure (below): keys revoked, pseudonym unlinked, tokens

@@ -14,6 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django_otp import user_has_device
 
 from apps.accounts.forms import BulwarkAdminAuthenticationForm
+from apps.audit.admin_trail import audited_admin
+from apps.audit.services import audit_event_record
 from apps.core.permissions import roles_of
 
 # Models whose admin pages would show TOTP secrets or recovery codes (django-otp registers
@@ -63,8 +65,46 @@ class BulwarkAdminSite(admin.AdminSite):
     def login(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        """Django's sign-in view, audited like the UI's (/account/login): a refusal is
+        `auth.session.failed` (recorded by the form, which sees why), a success that starts a
+        new session `auth.session.started`."""
         context = {"mfa_state": _mfa_login_state(request), **(extra_context or {})}
-        return super().login(request, extra_context=context)
+        session_before = request.session.session_key
+        response = super().login(request, extra_context=context)
+        user = request.user
+        started = (
+            request.method == "POST"
+            and response.status_code == 302
+            and user.is_authenticated
+            and request.session.session_key != session_before  # login() cycles the key
+        )
+        if started:
+            audit_event_record(
+                "auth.session.started",
+                actor=user,
+                target=user,
+                details={
+                    "method": "password+otp" if hasattr(user, "otp_device") else "password",
+                    "site": "admin",
+                },
+                request=request,
+            )
+        return response
+
+    def logout(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        user = request.user
+        response = super().logout(request, extra_context=extra_context)
+        if user.is_authenticated and not request.user.is_authenticated:  # it did sign out
+            audit_event_record(
+                "auth.session.ended",
+                actor=user,
+                target=user,
+                details={"site": "admin"},
+                request=request,
+            )
+        return response
 
     def register(
         self,
@@ -81,4 +121,6 @@ class BulwarkAdminSite(admin.AdminSite):
             model for model in models if model._meta.label_lower not in SECRET_BEARING_MODELS
         ]
         if allowed:
-            super().register(allowed, admin_class, **options)
+            # Every write and action of every model's admin goes to the audit chain.
+            audited = audited_admin(admin_class or admin.ModelAdmin)
+            super().register(allowed, audited, **options)

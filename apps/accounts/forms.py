@@ -13,6 +13,7 @@ from apps.accounts import login, mfa
 from apps.accounts.errors import LoginLocked
 from apps.accounts.models import User
 
+SESSION_FAILED = "auth.session.failed"
 _CODE_ATTRS = {
     "autocomplete": "one-time-code",
     "autocapitalize": "off",
@@ -104,7 +105,9 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
         except forms.ValidationError:
             if counted:
                 known = User.objects.filter(username=username).first()
-                login.record_failure(self.request, username, known, "bad_credentials")
+                login.record_failure(
+                    self.request, username, known, "bad_credentials", action=SESSION_FAILED
+                )
             raise
         user = self.get_user()
         if user is None or not user_has_device(user, confirmed=True):
@@ -120,7 +123,7 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
             device = mfa.mfa_code_verify(user=user, code=code, request=self.request)
         except mfa.MfaCodeRejected as exc:
             if self.request is not None:
-                login.record_failure(self.request, username, user, "bad_otp")
+                login.record_failure(self.request, username, user, "bad_otp", action=SESSION_FAILED)
             raise forms.ValidationError(str(exc), code="otp_invalid") from None
         if counted:
             login.attempt_succeeded(self.request, username)

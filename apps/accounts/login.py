@@ -62,10 +62,18 @@ def attempt_not_counted(request: HttpRequest, username: str) -> None:
         ratelimit.hit(key, limit=limit, window=settings.LOGIN_FAILURE_WINDOW, cost=-1)
 
 
-def record_failure(request: HttpRequest, username: str, user: User | None, reason: str) -> None:
-    """Audit a failed sign-in (it was counted when it began)."""
+def record_failure(
+    request: HttpRequest,
+    username: str,
+    user: User | None,
+    reason: str,
+    *,
+    action: str = "auth.token.failed",
+) -> None:
+    """Audit a failed sign-in (it was counted when it began): `auth.token.failed` for the
+    token endpoint, `auth.session.failed` for the sign-in pages and the admin's."""
     audit_event_record(
-        "auth.token.failed",
+        action,
         actor=user,  # None (the system) when nobody has that username: we never store it
         outcome="failure",
         details={"reason": reason},

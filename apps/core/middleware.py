@@ -16,8 +16,15 @@ from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 
-from apps.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType, error_response
+from apps.core.errors import (
+    ApplicationError,
+    InvalidInput,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    error_response,
+)
 from apps.core.request_context import current_request_id, request_id_from_header
+from apps.core.views import error_answer
 
 access_logger = logging.getLogger("bulwark.access")
 
@@ -330,3 +337,21 @@ def _charset(params: str) -> str | None:
         if name.strip().lower() == "charset":
             return value.strip().strip('"').lower()
     return None
+
+
+class PageErrorMiddleware:
+    """A refusal raised by a page's view (the admin's included), not only by the API's: an
+    ApplicationError that escapes a view is answered with its status and message on the error
+    page (a 503 with Retry-After when the audit trail cannot record a change) instead of a
+    500. The API's views answer their own errors (the DRF exception handler)."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, ApplicationError):
+            return error_answer(request, exception)
+        return None

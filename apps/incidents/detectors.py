@@ -8,10 +8,11 @@ one kind of event per subject; a subject whose events within the window reach th
 is a hit (thresholds and windows are settings):
 
 - `auth_failures_network` (SEV3): failed authentication from one client network (the event's
-  IP, truncated by the audit trail to its /24 or /48): `auth.token.failed` with outcome
-  failure, `apikey.rejected` and `predict.rejected` with a 401 code. INCIDENT_AUTH_FAILURE_BURST
-  within INCIDENT_DETECTOR_WINDOW seconds.
-- `auth_failures_account` (SEV3): failed sign-ins for one account (`auth.token.failed` naming
+  IP, truncated by the audit trail to its /24 or /48): `auth.token.failed` and
+  `auth.session.failed` (the sign-in pages and the admin's) with outcome failure,
+  `apikey.rejected` and `predict.rejected` with a 401 code. INCIDENT_AUTH_FAILURE_BURST within
+  INCIDENT_DETECTOR_WINDOW seconds.
+- `auth_failures_account` (SEV3): failed sign-ins for one account (either failure event naming
   the user, by pseudonym). INCIDENT_USERNAME_FAILURE_BURST within LOGIN_FAILURE_WINDOW.
 - `rate_limit_flood` (SEV3): `predict.rejected` with code `rate_limited` by one API key.
   INCIDENT_RATE_LIMIT_FLOOD within INCIDENT_DETECTOR_WINDOW.
@@ -58,7 +59,8 @@ MAX_LINKED_EVENTS = 20  # audit events linked per hit (the evidence names up to 
 MAX_SEQS = 100
 # Failed authentication: every 401 of API.md except the first step of an MFA sign-in.
 AUTH_FAILURE_CODES = UNAUTHENTICATED_CODES - {"mfa_required"}
-AUDITED_REFUSALS = ("auth.token.failed", "apikey.rejected", "predict.rejected")
+FAILED_SIGN_INS = ("auth.token.failed", "auth.session.failed")
+AUDITED_REFUSALS = (*FAILED_SIGN_INS, "apikey.rejected", "predict.rejected")
 
 Link = tuple[str, str, str]
 
@@ -75,7 +77,7 @@ def _actor(event: dict[str, Any], kind: str) -> str | None:
 
 
 def _failed_login(event: dict[str, Any]) -> bool:
-    return event.get("action") == "auth.token.failed" and event.get("outcome") == "failure"
+    return event.get("action") in FAILED_SIGN_INS and event.get("outcome") == "failure"
 
 
 def _failed_authentication(event: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -245,12 +246,7 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
         form = VersionUploadForm(request.POST, request.FILES)
         if form.is_valid():
             try:
-                version = model_version_register(
-                    actor=request.user,
-                    model=model,
-                    request=request,
-                    **version_arguments(form.cleaned_data),
-                )
+                version = self._register_and_log(request, model, form)
             except ApplicationError as exc:
                 form.add_application_error(exc)
             else:
@@ -264,6 +260,24 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
                     reverse("admin:registry_modelversion_change", args=[version.pk])
                 )
         return self._upload_page(request, model, form)
+
+    def _register_and_log(
+        self, request: HttpRequest, model: RegisteredModel, form: VersionUploadForm
+    ) -> ModelVersion:
+        """The API's service, and the admin's record of the addition (its log entry and
+        `admin.add` in the audit chain), in one transaction."""
+        with transaction.atomic():
+            arguments = version_arguments(form.cleaned_data)
+            version = model_version_register(
+                actor=request.user, model=model, request=request, **arguments
+            )
+            try:
+                message = self.construct_change_message(request, form, None, add=True)
+                self.log_addition(request, version, message)
+            except BaseException:
+                default_storage.delete(version.artifact)  # the row rolls back; the file not
+                raise
+        return version
 
     def _upload_page(
         self,

@@ -83,7 +83,7 @@ def test_a_wrong_password_is_refused_and_audited(client, officer):
     assert response.status_code == 400
     assert "The username or password is wrong." in response.content.decode()
     assert signed_in_as(client) is None
-    [event] = audit_events("auth.token.failed")
+    [event] = audit_events("auth.session.failed")
     assert event["details"] == {"reason": "bad_credentials"}
 
 
@@ -99,7 +99,7 @@ def test_a_wrong_code_is_refused_and_audited(client, officer):
     assert response.status_code == 400
     assert "That code is wrong or was already used." in response.content.decode()
     assert signed_in_as(client) is None
-    [event] = audit_events("auth.token.failed")
+    [event] = audit_events("auth.session.failed")
     assert event["details"] == {"reason": "bad_otp"}
 
 

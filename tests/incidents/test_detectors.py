@@ -90,6 +90,28 @@ def test_a_burst_of_failed_sign_ins_opens_exactly_one_incident(client):
     assert DetectorCursor.objects.get(name="audit").last_seq == chain_head()[0]
 
 
+def test_failed_sign_ins_at_the_admin_and_the_pages_count_with_the_api_ones(client):
+    fail_logins(client, 10)
+    for n in range(5):
+        response = client.post(
+            "/admin/login/",
+            {"username": f"admin-guess{n}", "password": "wrong password, surely"},
+            REMOTE_ADDR="203.0.113.7",
+        )
+        assert response.status_code == 200
+        response = client.post(
+            "/account/login",
+            {"username": f"page-guess{n}", "password": "wrong password, surely"},
+            REMOTE_ADDR="203.0.113.8",
+        )
+        assert response.status_code == 400
+    assert len(audit_events("auth.session.failed")) == 10
+    assert audit_detectors_run() == 1
+    [incident] = detector_incidents("auth_failures_network")
+    [evidence] = hits(incident)
+    assert evidence["count"] == 20 and evidence["ip"] == NETWORK
+
+
 def test_below_the_threshold_nothing_opens(client):
     fail_logins(client, 19)
     assert audit_detectors_run() == 0
