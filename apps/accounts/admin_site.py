@@ -16,11 +16,19 @@ from django_otp import user_has_device
 from apps.accounts.forms import BulwarkAdminAuthenticationForm
 from apps.core.permissions import roles_of
 
-# Models whose admin pages would show TOTP secrets or recovery codes (django-otp registers
-# such pages on the default site, which is this one). They are never registered here; MFA is
-# shown and reset from the user's page instead (apps/accounts/admin.py).
+# Models whose admin pages would show TOTP secrets, recovery codes or what protects them (sealed
+# seeds, code hashes, sealed hash keys). They are never registered here; MFA is shown and reset
+# from the user's page instead (apps/accounts/admin.py). django-otp's plugin models stay listed
+# in case a plugin is ever installed again (their admin modules register on this site).
 SECRET_BEARING_MODELS = frozenset(
-    {"otp_totp.totpdevice", "otp_static.staticdevice", "otp_static.statictoken"}
+    {
+        "accounts.totpdevice",
+        "accounts.recoverycodedevice",
+        "accounts.recoverycode",
+        "otp_totp.totpdevice",
+        "otp_static.staticdevice",
+        "otp_static.statictoken",
+    }
 )
 
 
