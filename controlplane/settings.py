@@ -76,9 +76,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "apps.core",
     "apps.privacy",
+    # django-otp's core only: the devices are apps.accounts' own (TotpDevice, RecoveryCodeDevice),
+    # whose secrets are sealed or hashed; its plugins stored them in plain text.
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
     "apps.accounts",
     "apps.audit",
     "apps.apikeys",

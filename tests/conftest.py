@@ -61,10 +61,11 @@ def verified_login():  # type: ignore[no-untyped-def]
     """Sign a user in to a test client with a confirmed TOTP device that this session has
     verified, as the admin requires of superusers and privileged roles."""
     from django_otp import DEVICE_ID_SESSION_KEY
-    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from apps.accounts.models import TotpDevice
 
     def sign_in(client, user):  # type: ignore[no-untyped-def]
-        device = TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+        device = TotpDevice.objects.create(user=user, name="test", confirmed=True)
         client.force_login(user)
         session = client.session
         session[DEVICE_ID_SESSION_KEY] = device.persistent_id

@@ -11,11 +11,10 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.credentials import Cause, credentials_revoke
 from apps.accounts.mfa import mfa_reset, mfa_status_get
-from apps.accounts.models import Role, User
+from apps.accounts.models import Role, TotpDevice, User
 from apps.accounts.roles import RoleName
 from apps.accounts.safety import Change, access_change_check
 from apps.audit.admin_trail import admin_form_of
@@ -262,7 +261,7 @@ class UserAdmin(DjangoUserAdmin):
         return TemplateResponse(request, ERASE_TEMPLATE, context)
 
     def get_queryset(self, request):  # type: ignore[no-untyped-def]
-        confirmed_totp = TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
+        confirmed_totp = TotpDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
         return (
             super()
             .get_queryset(request)

@@ -18,11 +18,19 @@ from apps.audit.admin_trail import audited_admin
 from apps.audit.services import audit_event_record
 from apps.core.permissions import roles_of
 
-# Models whose admin pages would show TOTP secrets or recovery codes (django-otp registers
-# such pages on the default site, which is this one). They are never registered here; MFA is
-# shown and reset from the user's page instead (apps/accounts/admin.py).
+# Models whose admin pages would show TOTP secrets, recovery codes or what protects them (sealed
+# seeds, code hashes, sealed hash keys). They are never registered here; MFA is shown and reset
+# from the user's page instead (apps/accounts/admin.py). django-otp's plugin models stay listed
+# in case a plugin is ever installed again (their admin modules register on this site).
 SECRET_BEARING_MODELS = frozenset(
-    {"otp_totp.totpdevice", "otp_static.staticdevice", "otp_static.statictoken"}
+    {
+        "accounts.totpdevice",
+        "accounts.recoverycodedevice",
+        "accounts.recoverycode",
+        "otp_totp.totpdevice",
+        "otp_static.staticdevice",
+        "otp_static.statictoken",
+    }
 )
 
 

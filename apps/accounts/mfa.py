@@ -1,19 +1,19 @@
 """TOTP multi-factor authentication on django-otp: enrolment, recovery codes, removal, reset,
 and the one code check the sign-in paths share.
 
-A user's MFA is one TOTP device (an authenticator app) plus one static device holding the
-recovery codes. "Enabled" means the TOTP device is confirmed, i.e. the user proved once that
-their app produces our codes. Every change here is one transaction that locks the user's row,
+A user's MFA is one TOTP device (an authenticator app) plus one recovery-code device.
+"Enabled" means the TOTP device is confirmed, i.e. the user proved once that their app
+produces our codes. Every change here is one transaction that locks the user's row,
 so two tabs (or an admin and the user) cannot interleave enrolment, regeneration and removal.
 
-django-otp stores the TOTP secret (`TOTPDevice.key`) as plaintext hex and the recovery codes
-as plaintext rows; encrypting them needs a custom device model (a later change). Nothing here
-ever writes a secret or a code to the audit trail or a log.
+The devices are apps.accounts.devices': the TOTP seed is sealed under the master key and the
+recovery codes are stored as keyed hashes, so the codes exist in clear only in the response
+that shows them once. Nothing here ever writes a secret or a code to the audit trail or a log.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from base64 import b32encode
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,20 +22,25 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest
 from django_otp.models import Device, VerifyNotAllowed
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.credentials import Cause, credentials_revoke
+from apps.accounts.devices import (
+    RecoveryCode,
+    RecoveryCodeDevice,
+    TotpDevice,
+    new_recovery_code,
+    new_sealed_hash_key,
+    normalize_code,
+)
 from apps.accounts.models import User
 from apps.audit.services import audit_event_record
+from apps.core.sealing import SealError
+
+logger = logging.getLogger("bulwark.accounts")
 
 RECOVERY_CODE_COUNT = 10
 TOTP_DEVICE_NAME = "Authenticator app"
 RECOVERY_DEVICE_NAME = "Recovery codes"
-
-# Users type codes with spaces ("123 456") or copy recovery codes in capitals; neither changes
-# what they mean.
-_SEPARATORS = re.compile(r"[\s-]+")
 
 
 class MfaCodeRejected(Exception):
@@ -73,19 +78,15 @@ class PendingEnrolment:
         return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
 
 
-def normalize_code(code: str) -> str:
-    return _SEPARATORS.sub("", code).lower()
-
-
 def mfa_status_get(*, user: User) -> MfaStatus:
     """The user's MFA state, without any secret."""
     device = (
-        TOTPDevice.objects.filter(user=user, confirmed=True)
+        TotpDevice.objects.filter(user=user, confirmed=True)
         .order_by("created_at")
         .only("created_at")
         .first()
     )
-    remaining = StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+    remaining = RecoveryCode.objects.filter(device__user=user, device__confirmed=True).count()
     return MfaStatus(
         enabled=device is not None,
         enabled_since=device.created_at if device is not None else None,
@@ -126,13 +127,13 @@ def _matching_device(user: User, code: str) -> tuple[Device | None, str]:
     against the app, which would throttle the app's next, correct code. Call inside a
     transaction (the devices are locked for update)."""
     totp_devices = list(
-        TOTPDevice.objects.filter(user=user, confirmed=True).select_for_update().order_by("pk")
+        TotpDevice.objects.filter(user=user, confirmed=True).select_for_update().order_by("pk")
     )
     if any(_is_totp_shaped(code, device.digits) for device in totp_devices):
         candidates: list[Device] = totp_devices
     else:
         candidates = list(
-            StaticDevice.objects.filter(user=user, confirmed=True)
+            RecoveryCodeDevice.objects.filter(user=user, confirmed=True)
             .select_for_update()
             .order_by("pk")
         )
@@ -146,7 +147,7 @@ def _matching_device(user: User, code: str) -> tuple[Device | None, str]:
 
 
 def _record_recovery_code_use(user: User, device: Device, request: HttpRequest | None) -> None:
-    remaining = StaticToken.objects.filter(device=device).count()
+    remaining = RecoveryCode.objects.filter(device=device).count()
     audit_event_record(
         "auth.mfa.recovery_code_used",
         actor=user,
@@ -167,7 +168,7 @@ def mfa_code_verify(*, user: User, code: str, request: HttpRequest | None = None
     code = normalize_code(code)
     with transaction.atomic():
         device, reason = _matching_device(user, code)
-        if isinstance(device, StaticDevice):
+        if isinstance(device, RecoveryCodeDevice):
             _record_recovery_code_use(user, device, request)
     if device is None:
         raise MfaCodeRejected(reason)
@@ -177,16 +178,31 @@ def mfa_code_verify(*, user: User, code: str, request: HttpRequest | None = None
 def totp_device_pending_get_or_create(*, user: User) -> PendingEnrolment:
     """The secret for the user's app: an unconfirmed TOTP device, created on first call and
     reused after (so reloading the page keeps the secret the user may already have scanned).
-    Raises MfaAlreadyEnabled when the user has a confirmed one."""
+    A pending device whose seed no longer unseals is replaced by a new one (it was never
+    confirmed, so nothing depends on it). Raises MfaAlreadyEnabled when the user has a
+    confirmed one."""
     with transaction.atomic():
         _lock_user(user)
-        if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+        if TotpDevice.objects.filter(user=user, confirmed=True).exists():
             raise MfaAlreadyEnabled()
-        device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
-        if device is None:
-            device = TOTPDevice(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
-            device.full_clean()
-            device.save()
+        device = TotpDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
+        if device is not None:
+            try:
+                return _pending_enrolment(device)
+            except SealError:
+                logger.warning(
+                    "MFA: a pending TOTP seed does not unseal; replacing the pending device",
+                    extra={"device": device.persistent_id, "user_id": str(user.pk)},
+                )
+                device.delete()
+        device = TotpDevice(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+        device.full_clean()
+        device.save()
+        return _pending_enrolment(device)
+
+
+def _pending_enrolment(device: TotpDevice) -> PendingEnrolment:
+    """What the enrolment page shows of `device`. Raises SealError."""
     return PendingEnrolment(
         config_url=device.config_url,
         secret_base32=b32encode(device.bin_key).decode("ascii").rstrip("="),
@@ -196,19 +212,29 @@ def totp_device_pending_get_or_create(*, user: User) -> PendingEnrolment:
 
 
 def _recovery_codes_replace(user: User) -> list[str]:
-    """Delete every recovery code the user had and create a new set; the codes, once."""
-    device = StaticDevice.objects.filter(user=user).order_by("pk").first()
-    StaticDevice.objects.filter(user=user).exclude(pk=getattr(device, "pk", None)).delete()
+    """Delete every recovery code the user had and create a new set, stored as keyed hashes
+    under a new hash key of the device; the codes, once. The device itself stays (a session
+    it verified stays verified); its new key means the new set never depends on a key that
+    may have stopped unsealing."""
+    device = RecoveryCodeDevice.objects.filter(user=user).order_by("pk").first()
+    RecoveryCodeDevice.objects.filter(user=user).exclude(pk=getattr(device, "pk", None)).delete()
     if device is None:
-        device = StaticDevice(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
+        device = RecoveryCodeDevice(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
         device.full_clean()
         device.save()
-    elif not device.confirmed:
+    else:
+        device.codes.all().delete()
         device.confirmed = True
-        device.save(update_fields=["confirmed"])
-    device.token_set.all().delete()
-    codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
-    StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+        device.hash_key_sealed = new_sealed_hash_key()
+        device.save(update_fields=["confirmed", "hash_key_sealed"])
+    codes: list[str] = []
+    while len(codes) < RECOVERY_CODE_COUNT:  # distinct: each hash is unique per device
+        code = new_recovery_code()
+        if code not in codes:
+            codes.append(code)
+    RecoveryCode.objects.bulk_create(
+        RecoveryCode(device=device, code_hash=device.code_hash(code)) for code in codes
+    )
     return codes
 
 
@@ -227,7 +253,7 @@ def _recovery_codes_issue(user: User, request: HttpRequest | None) -> list[str]:
 
 def mfa_enrol_confirm(
     *, user: User, code: str, request: HttpRequest | None = None
-) -> tuple[TOTPDevice, list[str]]:
+) -> tuple[TotpDevice, list[str]]:
     """Confirm the user's pending authenticator with a code from it; then issue recovery codes.
 
     Returns the confirmed device and the recovery codes (the only time they are readable by
@@ -238,10 +264,10 @@ def mfa_enrol_confirm(
     code = normalize_code(code)
     with transaction.atomic():
         _lock_user(user)
-        if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+        if TotpDevice.objects.filter(user=user, confirmed=True).exists():
             raise MfaAlreadyEnabled()
         device = (
-            TOTPDevice.objects.filter(user=user, confirmed=False)
+            TotpDevice.objects.filter(user=user, confirmed=False)
             .select_for_update()
             .order_by("pk")
             .first()
@@ -253,7 +279,7 @@ def mfa_enrol_confirm(
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             # Abandoned secrets from other tabs must not linger as half-made devices.
-            TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+            TotpDevice.objects.filter(user=user, confirmed=False).delete()
             audit_event_record(
                 "auth.mfa.enrolled",
                 actor=user,
@@ -278,7 +304,7 @@ def mfa_recovery_codes_regenerate(
     with transaction.atomic():
         _lock_user(user)
         devices = list(
-            TOTPDevice.objects.filter(user=user, confirmed=True).select_for_update().order_by("pk")
+            TotpDevice.objects.filter(user=user, confirmed=True).select_for_update().order_by("pk")
         )
         if not devices:
             raise MfaNotEnabled()
@@ -297,7 +323,7 @@ def mfa_recovery_codes_regenerate(
 
 def _delete_devices(user: User) -> int:
     deleted = 0
-    for model in (TOTPDevice, StaticDevice):
+    for model in (TotpDevice, RecoveryCodeDevice):
         count, _ = model.objects.filter(user=user).delete()
         deleted += count
     return deleted
@@ -311,7 +337,7 @@ def mfa_remove(*, user: User, code: str, request: HttpRequest | None = None) -> 
     code = normalize_code(code)
     with transaction.atomic():
         _lock_user(user)
-        if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+        if not TotpDevice.objects.filter(user=user, confirmed=True).exists():
             raise MfaNotEnabled()
         device, refusal = _matching_device(user, code)
         if device is not None:

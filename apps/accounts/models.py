@@ -6,6 +6,13 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils.crypto import salted_hmac
 
+# The MFA devices (django-otp Devices with sealed secrets) live in their own module; importing
+# them here registers them with the app, as if they were defined here.
+from apps.accounts.devices import (  # noqa: F401  # re-exported models
+    RecoveryCode,
+    RecoveryCodeDevice,
+    TotpDevice,
+)
 from apps.accounts.roles import RoleName
 
 

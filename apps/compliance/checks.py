@@ -19,8 +19,8 @@ from django.core.files.storage import default_storage
 from django.db.models import Exists, F, OuterRef, Q
 from django.urls import NoReverseMatch, resolve, reverse
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.models import TotpDevice
 from apps.apikeys.models import ApiKey
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_chain_pending
@@ -252,7 +252,7 @@ def mfa_privileged() -> Outcome:
         .filter(Q(roles__name__in=PRIVILEGED_ROLES) | Q(is_superuser=True))
         .distinct()
     )
-    confirmed = TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
+    confirmed = TotpDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
     total = privileged.count()
     without = privileged.exclude(Exists(confirmed)).count()
     if without:

@@ -24,10 +24,15 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from apps.accounts.models import IssuedRefreshToken, TokenFamily, User
+from apps.accounts.models import (
+    IssuedRefreshToken,
+    RecoveryCode,
+    RecoveryCodeDevice,
+    TokenFamily,
+    TotpDevice,
+    User,
+)
 from apps.apikeys.models import ApiKey
 from apps.audit.models import ActorPseudonym, AuditEvent
 from apps.audit.selectors import event_as_dict
@@ -46,8 +51,8 @@ COVERED = frozenset(
         "accounts.tokenfamily",
         "apikeys.apikey",
         "audit.actorpseudonym",
-        "otp_totp.totpdevice",
-        "otp_static.staticdevice",
+        "accounts.totpdevice",
+        "accounts.recoverycodedevice",
         "registry.registeredmodel",
         "registry.modelversion",
         "registry.predictgrant",
@@ -120,7 +125,7 @@ def _account(user: User) -> dict[str, Any]:
 
 
 def _mfa_devices(user: User) -> list[dict[str, Any]]:
-    # Names, states and dates only: never `key` (the TOTP seed) nor a recovery code.
+    # Names, states and dates only: never a seed, a recovery code, a code hash or a sealed key.
     devices: list[dict[str, Any]] = [
         {
             "type": "totp",
@@ -129,12 +134,12 @@ def _mfa_devices(user: User) -> list[dict[str, Any]]:
             "created_at": _iso(created),
             "last_used_at": _iso(used),
         }
-        for name, confirmed, created, used in TOTPDevice.objects.filter(user=user)
+        for name, confirmed, created, used in TotpDevice.objects.filter(user=user)
         .order_by("pk")
         .values_list("name", "confirmed", "created_at", "last_used_at")
     ]
     for pk, name, confirmed, created, used in (
-        StaticDevice.objects.filter(user=user)
+        RecoveryCodeDevice.objects.filter(user=user)
         .order_by("pk")
         .values_list("pk", "name", "confirmed", "created_at", "last_used_at")
     ):
@@ -145,7 +150,7 @@ def _mfa_devices(user: User) -> list[dict[str, Any]]:
                 "confirmed": confirmed,
                 "created_at": _iso(created),
                 "last_used_at": _iso(used),
-                "codes_remaining": StaticToken.objects.filter(device_id=pk).count(),
+                "codes_remaining": RecoveryCode.objects.filter(device_id=pk).count(),
             }
         )
     return devices

@@ -22,10 +22,8 @@ from django.db import models, transaction
 from django.db.models import ProtectedError, Q, RestrictedError
 from django.db.models.functions import Cast
 from django.http import HttpRequest
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from apps.accounts.models import TokenFamily, User
+from apps.accounts.models import RecoveryCodeDevice, TokenFamily, TotpDevice, User
 from apps.accounts.safety import Change, access_change_refusal
 from apps.accounts.user_cache import mark_family_revoked, refresh_user
 from apps.apikeys.services import api_key_erase_owner
@@ -132,8 +130,8 @@ def subject_erase(*, actor: User, user: User, request: HttpRequest | None = None
     transaction.on_commit(families_revoked)
     counts["sign_in_families"] = len(families)
     counts["mfa_devices"] = (
-        TOTPDevice.objects.filter(user=locked).count()
-        + StaticDevice.objects.filter(user=locked).count()
+        TotpDevice.objects.filter(user=locked).count()
+        + RecoveryCodeDevice.objects.filter(user=locked).count()
     )
     counts["sessions"] = _sessions_end(str(user_id))
     counts["admin_log_entries"] = _admin_log_erase(locked, needles)

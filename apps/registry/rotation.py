@@ -1,4 +1,5 @@
-"""Master-key rotation: re-wrap every version's data key under the current master key.
+"""Master-key rotation: re-wrap every version's data key, and re-seal every registered sealed
+secret (TOTP seeds, recovery-code hash keys: apps.core.resealing), under the current master key.
 
 A deployment creates a new master-key version by putting a new `id:base64-32-bytes` entry
 *first* in BULWARK_MASTER_KEYS (environment or Key Vault), keeping the old entries after it.
@@ -16,8 +17,14 @@ the one statement in flight rolls back; a rerun picks up every row not yet under
 (idempotent and resumable). One round trip per version: 10,000 versions take about 6 s
 (bench/master_key_rotation.py). Call it outside a transaction, or the rows commit together.
 
+Sealed secrets kept in model fields (each app registers its fields with
+`apps.core.resealing.sealed_field_register`) are re-sealed after the versions, the same way:
+one compare-and-set UPDATE per row, resumable, idempotent. Their counts join the versions' in
+`still_in_use`, so an old key is retirable only when neither a version nor a secret uses it.
+
 Retiring: an old entry may leave BULWARK_MASTER_KEYS only when the report says no version uses
-it any more (`still_in_use[id] == 0`); removing it earlier makes those versions undecryptable.
+it any more (`still_in_use[id] == 0`); removing it earlier makes those versions (and secrets)
+undecryptable.
 
 BULWARK_ROTATION_PAUSE_SECONDS (default 0) sleeps that long after each row: an operations
 throttle for a busy database, and how the tests make a run slow enough to kill mid-way.
@@ -34,6 +41,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 
 from apps.audit.services import audit_event_record
+from apps.core.resealing import sealed_fields_reseal, sealed_in_use
 from apps.registry.envelope import ArtifactRejected, master_keys_from_secrets, rewrap_data_key
 from apps.registry.models import ModelVersion
 
@@ -43,12 +51,14 @@ PAUSE_ENV = "BULWARK_ROTATION_PAUSE_SECONDS"
 
 
 class MasterKeyMissing(Exception):
-    """Versions are wrapped under master-key ids that BULWARK_MASTER_KEYS no longer holds."""
+    """Versions or sealed secrets are under master-key ids that BULWARK_MASTER_KEYS no longer
+    holds."""
 
     def __init__(self, missing: list[str]) -> None:
         self.missing = missing
         super().__init__(
-            f"Versions are still wrapped under master key id(s) {', '.join(missing)}, which "
+            "Versions or sealed secrets are still wrapped under master key id(s) "
+            f"{', '.join(missing)}, which "
             "BULWARK_MASTER_KEYS no longer holds: put them back (after the current key) and "
             "run the rotation again; nothing was changed."
         )
@@ -57,20 +67,23 @@ class MasterKeyMissing(Exception):
 @dataclass
 class RotationReport:
     current_id: str
-    rotated: int = 0
+    rotated: int = 0  # model versions re-wrapped
+    sealed_rotated: int = 0  # sealed secrets (TOTP seeds, recovery-code keys) re-sealed
     from_ids: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)  # versions whose key did not unwrap
-    still_in_use: dict[str, int] = field(default_factory=dict)  # old id -> versions using it
+    failed: list[str] = field(default_factory=list)  # versions or secrets that did not open
+    # old id -> versions and sealed secrets still using it
+    still_in_use: dict[str, int] = field(default_factory=dict)
 
     @property
     def retirable(self) -> list[str]:
-        """Old ids configured in BULWARK_MASTER_KEYS that no version uses any more."""
+        """Old ids configured in BULWARK_MASTER_KEYS that nothing uses any more."""
         return [key_id for key_id, count in self.still_in_use.items() if count == 0]
 
     def as_dict(self) -> dict[str, object]:
         return {
             "current_id": self.current_id,
             "rotated": self.rotated,
+            "sealed_rotated": self.sealed_rotated,
             "from_ids": self.from_ids,
             "failed": self.failed,
             "still_in_use": self.still_in_use,
@@ -87,14 +100,17 @@ def _pause() -> float:
 
 
 def _in_use(current_id: str) -> dict[str, int]:
-    """Versions per master-key id other than the current one (one grouped query)."""
+    """Versions and sealed secrets per master-key id other than the current one."""
     rows = (
         ModelVersion.objects.exclude(master_key_id=current_id)
         .order_by()  # the model's default ordering would split the groups
         .values_list("master_key_id")
         .annotate(versions=Count("pk"))
     )
-    return dict(rows)
+    counts = dict(rows)
+    for key_id, count in sealed_in_use(current_id).items():
+        counts[key_id] = counts.get(key_id, 0) + count
+    return counts
 
 
 Row = tuple[object, bytes, str, int, str]  # pk, wrapped key, master-key id, number, model
@@ -152,12 +168,14 @@ def _rewrap_row(row: Row, *, current_id: str, master_keys: list[tuple[str, bytes
 
 def rotate_master_key(*, batch: int = 100, actor: object = "rotate_master_key") -> RotationReport:
     """Re-wrap, under the first key of BULWARK_MASTER_KEYS, every data key wrapped under
-    another; one transaction per version, `batch` ids fetched at a time. Records one
-    `masterkey.rotated` audit event (ids and counts, never key material).
+    another, then re-seal every registered sealed secret sealed under another; one
+    transaction per row, `batch` rows fetched at a time. Records one `masterkey.rotated`
+    audit event (ids and counts, never key material).
 
-    Raises MasterKeyMissing, before changing anything, when a version's master-key id is not
-    configured. A version whose wrapped key does not unwrap under its recorded key is left as
-    it is and listed in `failed` (it was already undecryptable; its old id stays in use)."""
+    Raises MasterKeyMissing, before changing anything, when a version's or a secret's
+    master-key id is not configured. A version or secret that does not open under its
+    recorded key is left as it is and listed in `failed` (it was already undecryptable; its
+    old id stays in use)."""
     if batch < 1:
         raise ValueError("batch must be at least 1")
     master_keys = master_keys_from_secrets()
@@ -188,6 +206,13 @@ def rotate_master_key(*, batch: int = 100, actor: object = "rotate_master_key") 
             if pause:
                 time.sleep(pause)
 
+    resealed = sealed_fields_reseal(master_keys=master_keys, batch=batch, pause=pause)
+    report.sealed_rotated = resealed.rotated
+    from_ids |= resealed.from_ids
+    for failure in resealed.failed:
+        logger.error("master-key rotation: a sealed secret did not open", extra={"row": failure})
+    report.failed.extend(resealed.failed)
+
     report.from_ids = sorted(from_ids)
     in_use = _in_use(current_id)
     report.still_in_use = {key_id: in_use.get(key_id, 0) for key_id, _ in master_keys[1:]} | in_use
@@ -200,6 +225,7 @@ def rotate_master_key(*, batch: int = 100, actor: object = "rotate_master_key") 
                 "to": current_id,
                 "from": report.from_ids,
                 "rotated": report.rotated,
+                "sealed_rotated": report.sealed_rotated,
                 "failed": len(report.failed),
                 "still_in_use": report.still_in_use,
             },

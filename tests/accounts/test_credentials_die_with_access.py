@@ -15,10 +15,9 @@ import time_machine
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.credentials import Cause, credentials_revoke
-from apps.accounts.models import TokenFamily, User
+from apps.accounts.models import TokenFamily, TotpDevice, User
 from apps.apikeys.models import ApiKey
 from tests.accounts.access_changes import admin_client, change_form, contain, post_change
 from tests.accounts.factories import UserFactory
@@ -198,7 +197,7 @@ def test_giving_a_role_or_editing_a_name_ends_nothing(client, actors, verified_l
 def test_an_mfa_reset_ends_every_credential(client, actors, verified_login):
     victim = UserFactory(roles=["auditor"])
     held = Credentials(victim)
-    TOTPDevice.objects.create(user=victim, name="phone", confirmed=True)
+    TotpDevice.objects.create(user=victim, name="phone", confirmed=True)
     root = UserFactory(roles=["admin"])
     admin_client(client, root, verified_login, superuser=True)
     response = client.post(

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from django.test import Client
 from django_otp.oath import TOTP, totp
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.devices import new_recovery_code
 from apps.accounts.mfa import mfa_code_verify, mfa_status_get
+from apps.accounts.models import RecoveryCode, RecoveryCodeDevice, TotpDevice
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_chain_pending
 from tests.accounts.factories import UserFactory
@@ -28,12 +28,12 @@ pytestmark = pytest.mark.django_db
 # --- helpers (test_mfa_admin.py uses them too) ------------------------------------------
 
 
-def current_code(device: TOTPDevice) -> str:
+def current_code(device: TotpDevice) -> str:
     """What the app shows now."""
     return f"{totp(device.bin_key, step=device.step, digits=device.digits):0{device.digits}d}"
 
 
-def fresh_code(device: TOTPDevice) -> str:
+def fresh_code(device: TotpDevice) -> str:
     """A code the device will accept: the current one, or, if that step was already used
     (each step's code is accepted once), the next step's, which the one-step tolerance
     accepts too."""
@@ -44,7 +44,7 @@ def fresh_code(device: TOTPDevice) -> str:
     return f"{generator.token():0{device.digits}d}"
 
 
-def wrong_code(device: TOTPDevice) -> str:
+def wrong_code(device: TotpDevice) -> str:
     """Six digits that match none of the steps the device would accept now."""
     generator = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     near = set()
@@ -54,25 +54,33 @@ def wrong_code(device: TOTPDevice) -> str:
     return next(c for c in ("000000", "111111", "222222", "333333") if c not in near)
 
 
-def confirmed_device(user: Any) -> TOTPDevice:
-    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+def confirmed_device(user: Any) -> TotpDevice:
+    return TotpDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
 
 
 def recovery_codes_for(user: Any, count: int = 3) -> list[str]:
-    device = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
-    codes = [StaticToken.random_token() for _ in range(count)]
+    device = RecoveryCodeDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
+    codes = [new_recovery_code() for _ in range(count)]
     for code in codes:
-        device.token_set.create(token=code)
+        device.codes.create(code_hash=device.code_hash(code))
     return codes
 
 
-def enrol(client: Client, user: Any) -> tuple[TOTPDevice, list[str]]:
+def stored_codes_are(user: Any, codes: list[str]) -> bool:
+    """Whether the user's unspent recovery codes are exactly `codes` (as their keyed hashes:
+    the codes themselves are stored nowhere)."""
+    [device] = RecoveryCodeDevice.objects.filter(user=user)
+    stored = sorted(device.codes.values_list("code_hash", flat=True))
+    return stored == sorted(device.code_hash(code) for code in codes)
+
+
+def enrol(client: Client, user: Any) -> tuple[TotpDevice, list[str]]:
     """Drive the enrolment pages as a person would; the device and the codes shown once."""
     assert client.get(MFA_URL).status_code == 200
-    device = TOTPDevice.objects.get(user=user, confirmed=False)
+    device = TotpDevice.objects.get(user=user, confirmed=False)
     response = client.post(MFA_URL, {"code": current_code(device)})
     assert response.status_code == 200, response.content
-    return TOTPDevice.objects.get(pk=device.pk), list(response.context["codes"])
+    return TotpDevice.objects.get(pk=device.pk), list(response.context["codes"])
 
 
 def audit_events(action: str) -> list[dict[str, Any]]:
@@ -114,13 +122,13 @@ def test_the_mfa_page_sends_a_visitor_who_is_not_signed_in_to_the_sign_in_page(c
     response = client.get(MFA_URL)
     assert response.status_code == 302
     assert response["Location"] == "/account/login?next=/account/mfa/"
-    assert not TOTPDevice.objects.exists()
+    assert not TotpDevice.objects.exists()
 
 
 def test_the_page_shows_the_otpauth_uri_and_secret_and_keeps_them_across_visits(client, person):
     first = client.get(MFA_URL)
     assert first.status_code == 200
-    device = TOTPDevice.objects.get(user=person)
+    device = TotpDevice.objects.get(user=person)
     assert not device.confirmed
     assert device.config_url.startswith("otpauth://totp/")
     page = first.content.decode()
@@ -132,28 +140,28 @@ def test_the_page_shows_the_otpauth_uri_and_secret_and_keeps_them_across_visits(
     assert "<script" not in page
 
     client.get(MFA_URL)
-    assert list(TOTPDevice.objects.filter(user=person).values_list("pk", "key")) == [
-        (device.pk, device.key)
+    assert list(TotpDevice.objects.filter(user=person).values_list("pk", "key_sealed")) == [
+        (device.pk, device.key_sealed)
     ]
     assert not mfa_status_get(user=person).enabled
 
 
 def test_a_wrong_code_is_refused_and_the_device_stays_unconfirmed(client, person):
     client.get(MFA_URL)
-    device = TOTPDevice.objects.get(user=person)
+    device = TotpDevice.objects.get(user=person)
     response = client.post(MFA_URL, {"code": wrong_code(device)})
     assert response.status_code == 400
     assert "That code is wrong" in response.content.decode()
     device.refresh_from_db()
     assert not device.confirmed
-    assert not StaticDevice.objects.filter(user=person).exists()
+    assert not RecoveryCodeDevice.objects.filter(user=person).exists()
     assert "otp_device_id" not in client.session
     assert audit_events("auth.mfa.enrolled") == []
 
 
 def test_the_right_code_confirms_and_shows_ten_recovery_codes_once(client, person):
     client.get(MFA_URL)
-    pending = TOTPDevice.objects.get(user=person)
+    pending = TotpDevice.objects.get(user=person)
     session_key = client.session.session_key
     response = client.post(MFA_URL, {"code": current_code(pending)})
 
@@ -163,8 +171,7 @@ def test_the_right_code_confirms_and_shows_ten_recovery_codes_once(client, perso
     assert len(codes) == len(set(codes)) == 10
     page = response.content.decode()
     assert all(f"<code>{code}</code>" in page for code in codes)
-    stored = StaticToken.objects.filter(device__user=person, device__confirmed=True)
-    assert sorted(stored.values_list("token", flat=True)) == sorted(codes)
+    assert stored_codes_are(person, codes)
     pending.refresh_from_db()
     assert pending.confirmed
     # The session is verified by the new device, under a new session key.
@@ -177,11 +184,11 @@ def test_the_right_code_confirms_and_shows_ten_recovery_codes_once(client, perso
     assert "Recovery codes left: <strong>10</strong>" in later_page
     assert not any(code in later_page for code in codes)
     assert b32encode(pending.bin_key).decode()[:8] not in later_page
-    assert pending.key not in later_page
+    assert pending.bin_key.hex() not in later_page and pending.key_sealed not in later_page
     # Posting the enrolment form again shows nothing new.
     again = client.post(MFA_URL, {"code": fresh_code(pending)})
     assert again.status_code == 302 and again["Location"] == MFA_URL
-    assert StaticToken.objects.filter(device__user=person).count() == 10
+    assert RecoveryCode.objects.filter(device__user=person).count() == 10
 
 
 def test_enrolment_is_audited_without_the_secret_or_the_codes(client, person):
@@ -193,7 +200,7 @@ def test_enrolment_is_audited_without_the_secret_or_the_codes(client, person):
     assert enrolled[0]["outcome"] == "success" and enrolled[0]["target"]["type"] == "user"
     bodies = all_audit_bodies()
     secret = b32encode(device.bin_key).decode()
-    assert device.key not in bodies and secret[:16] not in bodies
+    assert device.bin_key.hex() not in bodies and secret[:16] not in bodies
     assert not any(code in bodies for code in codes)
     assert person.username not in bodies
 
@@ -202,7 +209,7 @@ def test_the_forms_refuse_a_post_without_the_csrf_token(person):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(person)
     browser.get(MFA_URL)
-    device = TOTPDevice.objects.get(user=person)
+    device = TotpDevice.objects.get(user=person)
     response = browser.post(MFA_URL, {"code": current_code(device)})
     assert response.status_code == 403
     device.refresh_from_db()
@@ -218,21 +225,21 @@ def test_new_recovery_codes_need_an_app_code_and_replace_the_old_set(client, per
     # A recovery code is not enough to mint new ones: that needs the app.
     with_recovery_code = client.post(url, {"code": old_codes[0]})
     assert with_recovery_code.status_code == 400
-    assert sorted(StaticToken.objects.values_list("token", flat=True)) == sorted(old_codes)
+    assert stored_codes_are(person, old_codes)
 
-    TOTPDevice.objects.filter(pk=device.pk).update(  # the wrong code's 1-second backoff
+    TotpDevice.objects.filter(pk=device.pk).update(  # the wrong code's 1-second backoff
         throttling_failure_count=0, throttling_failure_timestamp=None
     )
     response = client.post(url, {"code": fresh_code(device)})
     assert response.status_code == 200
     new_codes = response.context["codes"]
     assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
-    assert sorted(StaticToken.objects.values_list("token", flat=True)) == sorted(new_codes)
-    assert StaticDevice.objects.filter(user=person).count() == 1
+    assert stored_codes_are(person, new_codes)
+    assert RecoveryCodeDevice.objects.filter(user=person).count() == 1
     assert len(audit_events("auth.mfa.recovery_codes_issued")) == 2
 
     assert obtain(client, person.username, otp=old_codes[1]).status_code == 401
-    StaticDevice.objects.filter(user=person).update(  # that failure's 1-second backoff
+    RecoveryCodeDevice.objects.filter(user=person).update(  # that failure's 1-second backoff
         throttling_failure_count=0, throttling_failure_timestamp=None
     )
     assert obtain(client, person.username, otp=new_codes[0]).status_code == 200
@@ -246,9 +253,9 @@ def test_removing_mfa_needs_a_current_code_and_is_audited(client, person):
     refused = client.post(url, {"code": "not-a-code"})
     assert refused.status_code == 400
     assert mfa_status_get(user=person).enabled
-    assert StaticToken.objects.filter(device__user=person).count() == 10
+    assert RecoveryCode.objects.filter(device__user=person).count() == 10
 
-    StaticDevice.objects.filter(user=person).update(  # the wrong code's 1-second backoff
+    RecoveryCodeDevice.objects.filter(user=person).update(  # the wrong code's 1-second backoff
         throttling_failure_count=0, throttling_failure_timestamp=None
     )
 
@@ -256,12 +263,12 @@ def test_removing_mfa_needs_a_current_code_and_is_audited(client, person):
     response = client.post(url, {"code": codes[0].upper()}, follow=True)
     assert response.status_code == 200
     assert "Two-factor authentication is off" in response.content.decode()
-    assert not TOTPDevice.objects.filter(user=person, confirmed=True).exists()
-    assert not StaticDevice.objects.filter(user=person).exists()
+    assert not TotpDevice.objects.filter(user=person, confirmed=True).exists()
+    assert not RecoveryCodeDevice.objects.filter(user=person).exists()
     assert [e["details"] for e in audit_events("auth.mfa.removed")] == [{"reason": "self"}]
     # The page offers enrolment again, with a new secret.
-    fresh = TOTPDevice.objects.get(user=person)
-    assert not fresh.confirmed and fresh.key != device.key
+    fresh = TotpDevice.objects.get(user=person)
+    assert not fresh.confirmed and fresh.bin_key != device.bin_key
     assert obtain(client, person.username).status_code == 200
 
 
@@ -270,8 +277,8 @@ def test_without_mfa_the_code_forms_change_nothing(client, person):
         assert client.get(url).status_code == 405
         response = client.post(url, {"code": "123456"})
         assert response.status_code == 302 and response["Location"] == MFA_URL
-    assert not TOTPDevice.objects.filter(user=person).exists()
-    assert not StaticDevice.objects.filter(user=person).exists()
+    assert not TotpDevice.objects.filter(user=person).exists()
+    assert not RecoveryCodeDevice.objects.filter(user=person).exists()
     assert audit_events("auth.mfa.recovery_codes_issued") == []
     assert audit_events("auth.mfa.removed") == []
 
@@ -318,7 +325,7 @@ def test_a_totp_code_signs_in_once(api_client):
 
 def test_an_unconfirmed_device_alone_does_not_ask_for_otp(api_client):
     user = UserFactory()
-    TOTPDevice.objects.create(user=user, name="half-made", confirmed=False)
+    TotpDevice.objects.create(user=user, name="half-made", confirmed=False)
     response = obtain(api_client, user.username)
     assert response.status_code == 200, response.content
     me = api_client.get("/api/v1/auth/me", HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
@@ -331,7 +338,7 @@ def test_a_recovery_code_from_enrolment_signs_in_once(client, person, api_client
     assert first.status_code == 200, first.content
     second = obtain(api_client, person.username, otp=codes[0])
     assert second.status_code == 401 and error_code(second) == "mfa_required"
-    assert StaticToken.objects.filter(device__user=person).count() == 9
+    assert RecoveryCode.objects.filter(device__user=person).count() == 9
 
 
 # --- the shared code check ----------------------------------------------------------------
@@ -341,7 +348,7 @@ def test_a_recovery_code_does_not_count_against_the_app(client, person):
     """django_otp.match_token tries every device, so a recovery code would count as a failed
     attempt on the app and throttle its next, correct code; mfa_code_verify does not."""
     device, codes = enrol(client, person)
-    assert isinstance(mfa_code_verify(user=person, code=codes[0]), StaticDevice)
+    assert isinstance(mfa_code_verify(user=person, code=codes[0]), RecoveryCodeDevice)
     device.refresh_from_db()
     assert device.throttling_failure_count == 0
     assert mfa_code_verify(user=person, code=fresh_code(device)) == device

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from django.contrib import admin
 from django.test import Client
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.models import RecoveryCode, RecoveryCodeDevice, TotpDevice
 from tests.accounts.factories import UserFactory
 from tests.accounts.test_mfa import (
     PASSWORD,
@@ -97,7 +96,7 @@ def test_a_user_with_a_device_must_give_its_code(client):
     assert wrong.status_code == 200 and not signed_in(client)
     assert "That code is wrong" in wrong.content.decode()
 
-    TOTPDevice.objects.filter(pk=device.pk).update(  # the wrong code's 1-second backoff
+    TotpDevice.objects.filter(pk=device.pk).update(  # the wrong code's 1-second backoff
         throttling_failure_count=0, throttling_failure_timestamp=None
     )
     right = admin_login(client, staff, otp=current_code(device))
@@ -146,7 +145,7 @@ def test_the_user_list_shows_and_filters_by_mfa(superuser_client):
     with_mfa = UserFactory(username="with-mfa")
     confirmed_device(with_mfa)
     without = UserFactory(username="without-mfa")
-    TOTPDevice.objects.create(user=without, name="half-made", confirmed=False)
+    TotpDevice.objects.create(user=without, name="half-made", confirmed=False)
 
     listing = superuser_client.get("/admin/accounts/user/")
     assert listing.status_code == 200
@@ -167,20 +166,27 @@ def test_no_admin_page_shows_a_totp_secret_or_a_recovery_code(superuser_client):
     device = confirmed_device(person)
     codes = recovery_codes_for(person)
 
-    for model in (TOTPDevice, StaticDevice, StaticToken):
+    for model in (TotpDevice, RecoveryCodeDevice, RecoveryCode):
         assert not admin.site.is_registered(model)
-    assert superuser_client.get("/admin/otp_totp/totpdevice/").status_code == 404
-    assert superuser_client.get("/admin/otp_static/staticdevice/").status_code == 404
+    for path in (
+        "accounts/totpdevice",
+        "accounts/recoverycodedevice",
+        "accounts/recoverycode",
+        "otp_totp/totpdevice",
+        "otp_static/staticdevice",
+    ):
+        assert superuser_client.get(f"/admin/{path}/").status_code == 404
 
     change = superuser_client.get(f"/admin/accounts/user/{person.pk}/change/")
     assert change.status_code == 200
     page = change.content.decode()
     assert "Enabled (authenticator app); 3 recovery codes left" in page
-    assert device.key not in page
+    assert device.bin_key.hex() not in page and device.key_sealed not in page
     assert b32encode(device.bin_key).decode()[:16] not in page
     assert not any(code in page for code in codes)
     index = superuser_client.get("/admin/").content.decode()
     assert "otp_totp" not in index and "otp_static" not in index
+    assert "totpdevice" not in index and "recoverycode" not in index
 
 
 def test_an_admin_resets_a_users_mfa_and_it_is_audited(superuser_client):
@@ -197,13 +203,13 @@ def test_an_admin_resets_a_users_mfa_and_it_is_audited(superuser_client):
     )
     assert response.status_code == 200
     assert "MFA reset for 1 user(s)." in response.content.decode()
-    assert not TOTPDevice.objects.filter(user=person).exists()
-    assert not StaticDevice.objects.filter(user=person).exists()
-    assert TOTPDevice.objects.filter(pk=untouched_device.pk).exists()
+    assert not TotpDevice.objects.filter(user=person).exists()
+    assert not RecoveryCodeDevice.objects.filter(user=person).exists()
+    assert TotpDevice.objects.filter(pk=untouched_device.pk).exists()
     [event] = audit_events("auth.mfa.removed")
     assert event["details"] == {"reason": "admin_reset"}
     assert event["actor"]["ref"] != event["target"]["id"]  # the admin did it, to the user
-    assert device.key not in str(event)
+    assert device.bin_key.hex() not in str(event)
 
     # The reset user signs in with the password alone, and (an admin) is sent to enrol.
     other = Client()
@@ -219,8 +225,8 @@ def test_an_admin_cannot_reset_their_own_mfa_from_the_list(superuser_client):
         follow=True,
     )
     assert "cannot reset your own MFA" in response.content.decode()
-    assert TOTPDevice.objects.filter(user=boss, confirmed=True).exists()
+    assert TotpDevice.objects.filter(user=boss, confirmed=True).exists()
     assert audit_events("auth.mfa.removed") == []
     # Still verified: the next code opens a fresh sign-in too.
-    device = TOTPDevice.objects.get(user=boss)
+    device = TotpDevice.objects.get(user=boss)
     assert admin_login(Client(), boss, otp=fresh_code(device)).status_code == 302

@@ -74,7 +74,7 @@ def test_a_recovery_code_signs_in_too(client, officer):
     [code, *_] = recovery_codes_for(officer)
     response = sign_in(client, officer, otp=code)
     assert response.status_code == 302
-    assert client.session[DEVICE_ID_SESSION_KEY].startswith("otp_static")
+    assert client.session[DEVICE_ID_SESSION_KEY].startswith("accounts.recoverycodedevice/")
 
 
 def test_a_wrong_password_is_refused_and_audited(client, officer):

@@ -20,9 +20,8 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client, RequestFactory
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from apps.accounts.models import Role, User
+from apps.accounts.models import Role, TotpDevice, User
 from apps.apikeys.models import ApiKey
 from apps.audit.subjects import pseudonym_for, target_of
 from apps.registry.models import ModelVersion, PredictGrant, Publisher, RegisteredModel
@@ -127,7 +126,7 @@ def _acted(make: Callable[[User], Any], action: str, **extra: str) -> Callable[.
 
 def _person(root: User) -> User:
     user = UserFactory(roles=["ml_engineer"])
-    TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    TotpDevice.objects.create(user=user, name="phone", confirmed=True)
     return user
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.models import TotpDevice
 from apps.apikeys.models import ApiKey
 from apps.audit.services import audit_chain_pending, audit_event_record
 from apps.compliance.checks import CHECKS, check_run
@@ -201,7 +201,7 @@ def test_jwt_lifetimes_beyond_policy_fail(settings):
 @pytest.mark.django_db
 def test_mfa_passes_when_every_privileged_user_has_a_confirmed_device(actors):
     for role in ("admin", "security_officer"):
-        TOTPDevice.objects.create(user=actors[role], name="phone", confirmed=True)
+        TotpDevice.objects.create(user=actors[role], name="phone", confirmed=True)
 
     assert "each of the 2 active privileged users has a confirmed TOTP device" in passes(
         "mfa_privileged"
@@ -210,8 +210,8 @@ def test_mfa_passes_when_every_privileged_user_has_a_confirmed_device(actors):
 
 @pytest.mark.django_db
 def test_mfa_fails_for_a_privileged_user_without_a_confirmed_device(actors):
-    TOTPDevice.objects.create(user=actors["admin"], name="phone", confirmed=True)
-    TOTPDevice.objects.create(user=actors["security_officer"], name="phone", confirmed=False)
+    TotpDevice.objects.create(user=actors["admin"], name="phone", confirmed=True)
+    TotpDevice.objects.create(user=actors["security_officer"], name="phone", confirmed=False)
 
     detail = fails("mfa_privileged")
 

@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from pypdf import PdfReader
 
+from apps.accounts.models import TotpDevice
 from apps.compliance.models import ChecklistItem
 from apps.compliance.services import compliance_checks_run, evidence_add
 from apps.incidents.models import Incident
@@ -26,7 +26,7 @@ def state(actors):
     """Some history: statuses, evidence, check results, incidents, audit events."""
     officer = actors["security_officer"]
     for role in ("admin", "security_officer"):
-        TOTPDevice.objects.create(user=actors[role], name="phone", confirmed=True)
+        TotpDevice.objects.create(user=actors[role], name="phone", confirmed=True)
     ChecklistItem.objects.filter(key="auth-mfa").update(status="implemented", owner=officer)
     ChecklistItem.objects.filter(key="privacy-differential").update(status="not_applicable")
     evidence_add(actor=officer, item=item("auth-mfa"), url="https://wiki.example/mfa")

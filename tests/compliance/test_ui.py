@@ -7,8 +7,8 @@ import re
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.models import TotpDevice
 from apps.compliance.models import ChecklistItem, CheckResult, Evidence
 from apps.compliance.services import evidence_add
 from tests.compliance.conftest import audit_events, item
@@ -47,7 +47,7 @@ def test_a_privileged_session_without_verified_mfa_signs_in_again_or_enrols(clie
     officer = actors["security_officer"]
     client.force_login(officer)
     assert client.get(PAGE)["Location"] == "/account/mfa/"
-    TOTPDevice.objects.create(user=officer, name="phone", confirmed=True)
+    TotpDevice.objects.create(user=officer, name="phone", confirmed=True)
     assert client.get(PAGE)["Location"].endswith("?next=/compliance/")
 
 

@@ -23,10 +23,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 from pypdf import PdfReader
 
+from apps.accounts.models import TotpDevice
 from apps.compliance.models import ChecklistItem, Evidence
 from apps.compliance.services import compliance_checks_run, evidence_add
 from apps.incidents.models import Incident
@@ -110,7 +110,7 @@ def history(people: dict[str, Any]) -> None:
     """A checklist some way along: statuses, owners, evidence, check results, incidents."""
     officer = people["security_officer"]
     for role in ("admin", "security_officer"):
-        TOTPDevice.objects.create(user=people[role], name="phone", confirmed=True)
+        TotpDevice.objects.create(user=people[role], name="phone", confirmed=True)
     ChecklistItem.objects.filter(category="incident_response").update(owner=officer)
     ChecklistItem.objects.filter(
         key__in=[

@@ -61,10 +61,10 @@ def test_people_without_incident_roles_get_the_403_page(client, actors, incident
 def test_a_security_officer_without_a_verified_authenticator_is_sent_to_sign_in(
     client, actors, incident
 ):
-    from django_otp.plugins.otp_totp.models import TOTPDevice
+    from apps.accounts.models import TotpDevice
 
     officer = actors["security_officer"]
-    TOTPDevice.objects.create(user=officer, name="app", confirmed=True)
+    TotpDevice.objects.create(user=officer, name="app", confirmed=True)
     client.force_login(officer)  # a password-only session
     response = client.get(LIST)
     assert response.status_code == 302

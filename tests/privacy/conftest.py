@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from base64 import b32encode
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -12,10 +13,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.http import HttpResponse
 from django.test import Client
 from django.utils import timezone
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from apps.accounts.models import IssuedRefreshToken, User
+from apps.accounts.devices import new_recovery_code
+from apps.accounts.models import IssuedRefreshToken, RecoveryCodeDevice, TotpDevice, User
 from apps.accounts.tokens import token_pair_issue, token_refresh
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import api_key_issue
@@ -40,7 +40,7 @@ class Subject:
     key: str
     api_key: ApiKey
     signing_secret: str
-    totp: TOTPDevice
+    totp: TotpDevice
     recovery_codes: list[str]
     model: RegisteredModel
     incident: Incident
@@ -69,11 +69,11 @@ def subject(actors: dict[str, Any]) -> Subject:
     model = RegisteredModel.objects.create(name="churn", description="Churn", created_by=user)
     model.owners.add(user)
     PredictGrant.objects.create(model=model, user=user, granted_by=admin)
-    totp = TOTPDevice.objects.create(user=user, name="Erin's phone", confirmed=True)
-    recovery = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
-    codes = [StaticToken.random_token() for _ in range(3)]
+    totp = TotpDevice.objects.create(user=user, name="Erin's phone", confirmed=True)
+    recovery = RecoveryCodeDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
+    codes = [new_recovery_code() for _ in range(3)]
     for code in codes:
-        recovery.token_set.create(token=code)
+        recovery.codes.create(code_hash=recovery.code_hash(code))
     first = token_pair_issue(user=user)
     pair = token_refresh(raw=first["refresh"])  # a family with a used and a live token
     issued = api_key_issue(
@@ -140,7 +140,11 @@ def subject(actors: dict[str, Any]) -> Subject:
         secrets=[
             user.password,
             user.password.split("$")[-1],
-            totp.key,
+            totp.bin_key.hex(),
+            b32encode(totp.bin_key).decode().rstrip("="),
+            totp.key_sealed,
+            recovery.hash_key_sealed,
+            *recovery.codes.values_list("code_hash", flat=True),
             *codes,
             issued.key,
             issued.key.split("_", 2)[2],

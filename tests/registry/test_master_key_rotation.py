@@ -100,6 +100,7 @@ def test_rotation_rewraps_every_version_and_the_old_key_can_then_be_removed(
         "to": "new",
         "from": ["old"],
         "rotated": 5,
+        "sealed_rotated": 0,
         "failed": 0,
         "still_in_use": {"old": 0},
     }
@@ -138,8 +139,8 @@ def test_the_command_reports_old_keys_still_in_use_and_refuses_a_missing_one(
     use_master_keys(NEW, OLD)
     out = io.StringIO()
     call_command("rotate_master_key", "--actor", "ops", stdout=out)
-    assert "re-wrapped 2 version(s) from old" in out.getvalue()
-    assert "old: 0 version(s) still use it (can be removed" in out.getvalue()
+    assert "re-wrapped 2 version(s) and 0 sealed secret(s) from old" in out.getvalue()
+    assert "old: 0 version(s) or sealed secret(s) still use it (can be removed" in out.getvalue()
 
 
 @pytest.mark.django_db
@@ -237,7 +238,7 @@ def test_a_rotation_killed_half_way_leaves_everything_decryptable_and_a_rerun_fi
     )
 
     assert rerun.returncode == 0, rerun.stderr
-    assert f"re-wrapped {total - done} version(s) from old" in rerun.stdout
+    assert f"re-wrapped {total - done} version(s) and 0 sealed secret(s) from old" in rerun.stdout
     assert _rotated_count() == total
     use_master_keys(NEW)
     assert_all_load()
