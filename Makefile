@@ -14,7 +14,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format lock clean
+.PHONY: run test lint format lock clean db-roles
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,29 @@ lint: $(VENV)/.dev-installed
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# A PostgreSQL database with the two roles of production (README, Database roles): DB_OWNER
+# owns the tables and only migrate connects as it; DB_APP, which Bulwark connects as, owns
+# nothing (migrate creates it and grants it rows only). Needs psql and a role that may create
+# roles and databases (PG_ADMIN). Safe to run again: it then only migrates.
+PG_HOST ?= 127.0.0.1
+PG_PORT ?= 5432
+PG_ADMIN ?= postgres
+DB_NAME ?= bulwark
+DB_OWNER ?= bulwark_owner
+DB_APP ?= bulwark_app
+PSQL := psql -h $(PG_HOST) -p $(PG_PORT) -U $(PG_ADMIN) -d postgres -v ON_ERROR_STOP=1 -qtA
+
+db-roles: $(VENV)/.runtime-installed
+	$(PSQL) -c "SELECT 1 FROM pg_roles WHERE rolname = '$(DB_OWNER)'" | grep -q 1 \
+		|| $(PSQL) -c 'CREATE ROLE "$(DB_OWNER)" LOGIN CREATEROLE'
+	$(PSQL) -c "SELECT 1 FROM pg_database WHERE datname = '$(DB_NAME)'" | grep -q 1 \
+		|| $(PSQL) -c 'CREATE DATABASE "$(DB_NAME)" OWNER "$(DB_OWNER)"'
+	DATABASE_OWNER_URL="postgres://$(DB_OWNER)@$(PG_HOST):$(PG_PORT)/$(DB_NAME)" \
+		DATABASE_URL="postgres://$(DB_APP)@$(PG_HOST):$(PG_PORT)/$(DB_NAME)" \
+		$(BIN)/python manage.py migrate --noinput
+	@echo "Bulwark's database: DATABASE_URL=postgres://$(DB_APP)@$(PG_HOST):$(PG_PORT)/$(DB_NAME)"
+	@echo "  and, for migrate only, DATABASE_OWNER_URL=postgres://$(DB_OWNER)@$(PG_HOST):$(PG_PORT)/$(DB_NAME)"
 
 # Regenerate the lock files after changing pyproject.toml (needs the dev install for uv).
 lock: $(VENV)/.dev-installed

@@ -133,6 +133,22 @@ TEMPLATES = [
 # --- Data -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
 DATABASES = {"default": database_from_url(DATABASE_URL, base_dir=BASE_DIR)}
+# The role that owns the tables (PostgreSQL): only `migrate` connects as it, and then grants
+# DATABASE_URL's role rows only (apps/core/database_roles.py). Unset: one role does both, and
+# `check --deploy` warns that the application owns its tables.
+DATABASE_OWNER_URL = env_str("DATABASE_OWNER_URL")
+DATABASE_OWNER = (
+    database_from_url(DATABASE_OWNER_URL, base_dir=BASE_DIR) if DATABASE_OWNER_URL else None
+)
+if DATABASE_OWNER is not None and (
+    DATABASE_OWNER["ENGINE"] != DATABASES["default"]["ENGINE"]
+    or DATABASE_OWNER["NAME"] != DATABASES["default"]["NAME"]
+    or "postgresql" not in str(DATABASE_OWNER["ENGINE"])
+):
+    raise StartupError(
+        "DATABASE_OWNER_URL must name the same PostgreSQL database as DATABASE_URL, "
+        "with the role that owns its tables."
+    )
 
 REDIS_URL = env_str("REDIS_URL")
 # Short socket timeouts and one immediate retry: a Redis that is down must turn into a quick

@@ -15,6 +15,9 @@ os.environ.setdefault("BULWARK_DOTENV", os.devnull)
 from controlplane.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The suite creates, migrates and flushes its own database as one role (DATABASE_URL's);
+# tests/controlplane/test_database_roles.py runs the two-role setup on a database of its own.
+DATABASE_OWNER = None
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

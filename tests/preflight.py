@@ -18,19 +18,29 @@ def postgres_problem(url: str) -> str | None:
     parts = urlsplit(url)
     where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
     try:
-        psycopg.connect(
+        with psycopg.connect(
             host=parts.hostname or "localhost",
             port=parts.port or 5432,
             user=parts.username or "postgres",
             password=parts.password or None,
             dbname="postgres",
             connect_timeout=3,
-        ).close()
+        ) as connection:
+            may = connection.execute(
+                "SELECT rolsuper OR (rolcreaterole AND rolcreatedb) FROM pg_roles"
+                " WHERE rolname = current_user"
+            ).fetchone()
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         return (
             f"PostgreSQL is not reachable at {where} ({reason}). Start it with `{PG_START}` "
             "or point DATABASE_URL at a running server."
+        )
+    if not (may and may[0]):
+        # tests/controlplane/test_database_roles.py sets up production's two roles itself.
+        return (
+            f"DATABASE_URL's role {parts.username or 'postgres'} may not create roles and "
+            "databases: the tests need one that may (the cluster's superuser, postgres)."
         )
     return None
 

@@ -30,7 +30,11 @@ SECRET_NAMES = frozenset(spec.name for spec in REQUIRED_SECRETS)
 LONG_RUNNING = ("db", "redis", "web", "worker", "beat")
 APP_SERVICES = ("web", "worker", "beat")
 # Names in .env.example that Bulwark itself does not read, and the file that does use them.
-DEPLOYMENT_ONLY = {"POSTGRES_PASSWORD": COMPOSE_FILE, "WEB_CONCURRENCY": DOCKERFILE}
+DEPLOYMENT_ONLY = {
+    "POSTGRES_PASSWORD": COMPOSE_FILE,
+    "POSTGRES_APP_PASSWORD": COMPOSE_FILE,
+    "WEB_CONCURRENCY": DOCKERFILE,
+}
 ENV_READERS = frozenset(
     {
         "env_str",
@@ -45,7 +49,8 @@ ENV_READERS = frozenset(
         "getenv",
     }
 )
-PASSWORD_INTERPOLATION = re.compile(r"^\$\{POSTGRES_PASSWORD:\?[^}]+\}$")
+DATABASE_PASSWORDS = ("POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD")
+PASSWORD_INTERPOLATION = re.compile(r"^\$\{POSTGRES_(APP_)?PASSWORD:\?[^}]+\}$")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -238,9 +243,17 @@ def test_compose_file_defines_the_stack(tmp_path):
         assert ".env" in ([env_file] if isinstance(env_file, str) else env_file or []), name
         env = environment(services[name])
         assert env["REDIS_URL"] == "redis://redis:6379/0"
+        # Bulwark connects as a role that owns nothing; only migrate as the owner.
         database_url = env["DATABASE_URL"]
-        assert database_url.startswith("postgres://bulwark:${POSTGRES_PASSWORD:?")
+        assert database_url.startswith("postgres://bulwark_app:${POSTGRES_APP_PASSWORD:?")
         assert database_url.endswith("}@db:5432/bulwark")
+        owner_url = env.get("DATABASE_OWNER_URL")
+        if name == "migrate":
+            assert owner_url is not None
+            assert owner_url.startswith("postgres://bulwark:${POSTGRES_PASSWORD:?")
+            assert owner_url.endswith("}@db:5432/bulwark")
+        else:
+            assert owner_url is None, f"{name} holds the owner's credentials"
         assert not SECRET_NAMES & set(env), f"{name} sets a secret in docker-compose.yml"
 
     # No literal password: the database's comes from .env by interpolation only.
@@ -251,7 +264,7 @@ def test_compose_file_defines_the_stack(tmp_path):
             if "PASSWORD" in key:
                 assert PASSWORD_INTERPOLATION.match(value), key
     for password in re.findall(r"://[^:/@\s\"']+:([^@\s\"']+)@", text):
-        assert password.startswith("${POSTGRES_PASSWORD:?"), password
+        assert PASSWORD_INTERPOLATION.match(password), password
 
     # Named volumes for the database and the media files.
     volumes = set(compose["volumes"])
@@ -282,7 +295,12 @@ def _check_with_docker_compose(tmp_path: Path) -> None:
         "--quiet",
     ]
     env = {key: value for key, value in os.environ.items() if key != "POSTGRES_PASSWORD"}
-    with_password = {**env, "POSTGRES_PASSWORD": "compose-config-check-only"}
+    env = {key: value for key, value in env.items() if key != "POSTGRES_APP_PASSWORD"}
+    with_password = {
+        **env,
+        "POSTGRES_PASSWORD": "compose-config-check-only",
+        "POSTGRES_APP_PASSWORD": "compose-config-check-only-app",
+    }
     result = subprocess.run(base, env=with_password, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     without = subprocess.run(base, env=env, capture_output=True, text=True, check=False)
@@ -319,13 +337,13 @@ def test_env_example_lists_exactly_the_settings_the_code_reads():
                 break
             comment.append(line)
         assert comment, f"{name} has no comment line above it"
-        if name not in SECRET_NAMES and name != "POSTGRES_PASSWORD":
+        if name not in SECRET_NAMES and name not in DATABASE_PASSWORDS:
             assert "Default" in " ".join(comment), f"{name}'s comment gives no default"
 
 
 def test_env_example_holds_no_secret_values():
     entries = env_example_entries()
-    for name in (*sorted(SECRET_NAMES), "POSTGRES_PASSWORD"):
+    for name in (*sorted(SECRET_NAMES), *DATABASE_PASSWORDS):
         value, active = entries[name]
         assert active and value == "", f"{name} must be listed with an empty value"
     for name, (value, _) in entries.items():

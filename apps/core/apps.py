@@ -7,4 +7,4 @@ class CoreConfig(AppConfig):
     verbose_name = "Bulwark core"
 
     def ready(self) -> None:
-        from apps.core import schema  # noqa: F401  # registers the OpenAPI extensions
+        from apps.core import checks, schema  # noqa: F401  # register the checks, the OpenAPI extensions

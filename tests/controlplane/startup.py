@@ -6,11 +6,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from controlplane.secrets.required import REQUIRED_SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_NAMES = [spec.name for spec in REQUIRED_SECRETS]
+
+
+def owner_url() -> str:
+    """DATABASE_URL's database with an owner role: production runs with both (README,
+    Database roles; check --deploy warns without)."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return parts._replace(netloc=f"bulwark_owner@{parts.hostname}:{parts.port or 5432}").geturl()
 
 
 def good_secrets() -> dict[str, str]:
@@ -33,11 +41,12 @@ def base_env(**overrides: str) -> dict[str, str]:
 
 
 def manage(
-    *args: str, env: dict[str, str], timeout: float = 60
+    *args: str, env: dict[str, str], timeout: float = 60, input_text: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
         env=env,
+        input=input_text,
         cwd=ROOT,
         capture_output=True,
         text=True,

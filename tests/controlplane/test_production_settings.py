@@ -7,13 +7,15 @@ import stat
 
 import pytest
 
-from tests.controlplane.startup import base_env, good_secrets, manage
+from tests.controlplane.startup import base_env, good_secrets, manage, owner_url
 
 PRODUCTION = {"BULWARK_ENV": "production", "ALLOWED_HOSTS": "bulwark.example.com"}
 
 
 def production_env(**overrides: str) -> dict[str, str]:
-    return base_env(**{**PRODUCTION, **good_secrets(), **overrides})
+    return base_env(
+        **{**PRODUCTION, "DATABASE_OWNER_URL": owner_url(), **good_secrets(), **overrides}
+    )
 
 
 def assert_refused(result, *, naming: str) -> None:

@@ -24,6 +24,7 @@ from controlplane.secrets.base import (
 )
 from controlplane.secrets.required import REQUIRED_SECRETS
 from tests.controlplane.keyvault_stub import KeyVaultStub, write_self_signed_cert
+from tests.controlplane.startup import owner_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_NAMES = tuple(spec.name for spec in REQUIRED_SECRETS)
@@ -69,6 +70,7 @@ def startup_env(stub: KeyVaultStub, vault_url: str) -> dict[str, str]:
         BULWARK_DOTENV=os.devnull,
         SECRETS_BACKEND="azure-keyvault",
         AZURE_KEY_VAULT_URL=vault_url,
+        DATABASE_OWNER_URL=owner_url(),
         **identity_env(stub),
     )
     return env
