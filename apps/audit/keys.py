@@ -51,7 +51,7 @@ def describe_key_runs(runs: tuple[KeyRun, ...]) -> str:
     """`seq 1-40 under 3f2a… (chained before key ids); seq 41-60 under 9b1c…`."""
     parts = []
     for run in runs:
-        seqs = f"seq {run.first_seq}-{run.last_seq}"
+        seqs = f"seq {run.first_seq}" + (f"-{run.last_seq}" if run.last_seq > run.first_seq else "")
         under = f" under {run.key_id}" if run.key_id else ""
         parts.append(f"{seqs}{under}" + (" (chained before key ids)" if run.legacy else ""))
     return "; ".join(parts)

@@ -15,12 +15,19 @@ from django.http import HttpRequest
 
 from apps.audit.canonical import GENESIS_HASH, canonical_json, chain_hash, with_seq
 from apps.audit.errors import AuditUnavailable
-from apps.audit.keys import AuditHmacKeys, audit_hmac_keys, key_chained_before, legacy_key_id
+from apps.audit.keys import (
+    AuditHmacKeys,
+    AuditHmacKeysInvalid,
+    audit_hmac_keys,
+    key_chained_before,
+    legacy_key_id,
+)
 from apps.audit.models import LEGACY_KEY_ID, ActorPseudonym, AuditEvent, Checkpoint, PendingEvent
 from apps.audit.signing import sign
 from apps.audit.subjects import actor_of, pseudonym_forget, target_of, truncated_ip
 from apps.core.request_context import current_request_id
 from apps.privacy.masking import Public, mask
+from controlplane.secrets import SecretsError
 
 logger = logging.getLogger("bulwark.audit")
 
@@ -105,7 +112,9 @@ def _chain_after_commit() -> None:
     try:
         # One batch at most: a backlog is the scheduled job's, not this request's, to drain.
         audit_chain_pending(wait=False, max_batches=1)
-    except DatabaseError as exc:
+    except (DatabaseError, SecretsError, AuditHmacKeysInvalid) as exc:
+        # Keys that cannot be read now (a vault outage, a malformed AUDIT_HMAC_KEYS_RETIRED)
+        # must not fail a request whose change and event are already committed.
         logger.warning("audit chaining deferred", extra={"error": str(exc)})
 
 

@@ -96,8 +96,8 @@ def _batches(after_seq: int) -> Iterator[list[tuple[Any, ...]]]:
 
 class _Keys:
     """Which key verifies each event, and the rules on how keys follow each other. One object
-    per verification; `for_event` is called once per event, in seq order, and costs a string
-    comparison unless the event's key id differs from the previous event's."""
+    per verification; `for_event` is asked in seq order, for the first event and wherever
+    the key id column changes."""
 
     def __init__(self, keys: AuditHmacKeys, after_seq: int) -> None:
         self.keys = keys
@@ -128,7 +128,8 @@ class _Keys:
     def for_event(
         self, seq: int, column: str, prev_hash: str, body: str, digest: str
     ) -> tuple[hmac.HMAC | None, str | None]:
-        """(the keyed HMAC to check the event with, None) or (None, why it is refused)."""
+        """(the keyed HMAC to check the event with, None) or (None, why it is refused).
+        The caller may skip asking again while the events' key id column stays the same."""
         if column == self.previous_column and self.current_mac is not None:
             return self.current_mac, None
         if column == LEGACY_KEY_ID:
@@ -192,6 +193,10 @@ def audit_chain_verify(
     if chain_first:
         audit_chain_pending(wait=True)
     keys = _Keys(audit_hmac_keys(), after_seq)
+    # The previous event's key id column and keyed HMAC: most events share their
+    # predecessor's key, and then nothing else is asked.
+    same_column: str | None = None
+    same_key: hmac.HMAC | None = None
     expected_seq, prev_hash, checked = after_seq + 1, after_hash, 0
     for rows in _batches(after_seq):
         for row in rows:
@@ -203,7 +208,10 @@ def audit_chain_verify(
             elif stored_prev != prev_hash:
                 problem = "prev_hash does not match the previous event's hash"
             else:
-                keyed, problem = keys.for_event(seq, row[9], prev_hash, body, stored_hash)
+                keyed: hmac.HMAC | None = same_key
+                if row[9] != same_column or keyed is None:
+                    keyed, problem = keys.for_event(seq, row[9], prev_hash, body, stored_hash)
+                    same_column, same_key = row[9], keyed
                 if keyed is not None:
                     # Same bytes as canonical.chain_hash, from a keyed object copied per row.
                     digest = keyed.copy()

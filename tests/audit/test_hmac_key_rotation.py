@@ -3,15 +3,17 @@ keys, a retired key never chains again, and events from before key ids still ver
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import os
 import secrets as random
 from collections.abc import Iterator
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from apps.audit.canonical import GENESIS_HASH, canonical_json, chain_hash
@@ -22,9 +24,11 @@ from apps.audit.services import audit_chain_pending, audit_event_record, chain_h
 from apps.audit.signing import load_public_key, public_key_pem
 from apps.audit.verification import audit_chain_verify
 from controlplane import secrets
+from controlplane.env import dotenv_quote, parse_dotenv
 from controlplane.secrets.required import (
     audit_hmac_key_id,
     audit_hmac_keys_retired_entry,
+    parse_audit_hmac_keys_retired,
 )
 
 OLD = random.token_urlsafe(48)
@@ -340,6 +344,20 @@ def test_the_chainer_moves_to_a_new_key_and_logs_it(use_hmac_keys, log_output):
     assert (line["from_key"], line["to_key"], line["after_seq"]) == (OLD_ID, NEW_ID, 3)
 
 
+@pytest.mark.django_db
+def test_keys_unreadable_after_a_commit_defer_chaining_and_keep_the_event(
+    use_hmac_keys, monkeypatch, django_capture_on_commit_callbacks, log_output
+):
+    use_hmac_keys(OLD)
+    monkeypatch.setenv("AUDIT_HMAC_KEYS_RETIRED", "nonsense")  # broken in the vault meanwhile
+    _clear_secrets_cache()
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        audit_event_record("committed.change", actor=None)
+    assert PendingEvent.objects.count() == 1
+    [line] = logged(log_output, "audit chaining deferred")
+    assert "AUDIT_HMAC_KEYS_RETIRED entry 1 is not id:base64" in line["error"]
+
+
 # --- events from before key ids ---------------------------------------------------------------
 
 
@@ -450,6 +468,234 @@ def test_the_migration_leaves_earlier_events_untouched_and_they_still_verify(use
     result = audit_chain_verify()
     assert (result.ok, result.checked) == (True, 4), result
     assert result.key_runs == (KeyRun(OLD_ID, 1, 3, legacy=True), KeyRun(NEW_ID, 4, 4))
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def rotation_events() -> list[dict]:  # type: ignore[type-arg]
+    audit_chain_pending()
+    return [
+        json.loads(body)
+        for body in AuditEvent.objects.filter(action="audit.hmac_key.rotated").values_list(
+            "body", flat=True
+        )
+    ]
+
+
+@pytest.fixture
+def dotenv(tmp_path, settings):  # type: ignore[no-untyped-def]
+    """A development .env holding the current key, as `make run` writes it."""
+    path = tmp_path / ".env"
+    path.write_text(f"# generated\nDJANGO_DEBUG=false\nAUDIT_HMAC_KEY={dotenv_quote(OLD)}\n")
+    path.chmod(0o600)
+    settings.DOTENV_PATH = path
+    return path
+
+
+@pytest.mark.django_db
+def test_the_command_writes_the_new_key_into_dotenv_and_the_chain_verifies_across_it(
+    use_hmac_keys, dotenv, log_output
+):
+    use_hmac_keys(OLD)
+    append(2)
+    out = io.StringIO()
+
+    call_command("rotate_audit_hmac_key", "--write-dotenv", stdout=out)
+
+    values = parse_dotenv(dotenv.read_text())
+    new_key = values["AUDIT_HMAC_KEY"]
+    new_id = audit_hmac_key_id(new_key.encode())
+    assert new_key != OLD and len(new_key) >= 32
+    assert parse_audit_hmac_keys_retired(values["AUDIT_HMAC_KEYS_RETIRED"]) == [
+        (OLD_ID, OLD.encode())
+    ]
+    assert values["DJANGO_DEBUG"] == "false"  # the rest of the file is kept
+    assert dotenv.read_text().count("AUDIT_HMAC_KEY=") == 1
+    assert dotenv.stat().st_mode & 0o777 == 0o600
+    assert f"New audit HMAC key {new_id}; {OLD_ID} joins the retired keys" in out.getvalue()
+    assert "restart" in out.getvalue()
+    assert new_key not in out.getvalue() and new_key not in log_output.getvalue()
+    [event] = rotation_events()
+    assert event["details"] == {
+        "from": OLD_ID,
+        "to": new_id,
+        "retired": [OLD_ID],
+        "delivery": "dotenv",
+    }
+    assert event["actor"] == {"type": "system", "ref": "rotate_audit_hmac_key"}
+    assert event["hmac_key_id"] == OLD_ID  # the last word of the old key
+
+    # The processes restart with the new .env: new events are chained under the new key.
+    use_hmac_keys(new_key, OLD)
+    append(2)
+    result = audit_chain_verify()
+    assert (result.ok, result.checked) == (True, 5), result
+    assert result.key_runs == (KeyRun(OLD_ID, 1, 3), KeyRun(new_id, 4, 5))
+
+
+@pytest.mark.django_db
+def test_the_command_prints_the_settings_on_stdout_only_when_asked(use_hmac_keys, log_output):
+    use_hmac_keys(OLD)
+    append(1)
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("rotate_audit_hmac_key", "--print", stdout=out, stderr=err)
+
+    lines = out.getvalue().splitlines()
+    assert [line.split("=", 1)[0] for line in lines] == [
+        "AUDIT_HMAC_KEY",
+        "AUDIT_HMAC_KEYS_RETIRED",
+    ]
+    values = parse_dotenv(out.getvalue())
+    new_key = values["AUDIT_HMAC_KEY"]
+    assert parse_audit_hmac_keys_retired(values["AUDIT_HMAC_KEYS_RETIRED"]) == [
+        (OLD_ID, OLD.encode())
+    ]
+    assert "Install AUDIT_HMAC_KEYS_RETIRED first" in err.getvalue()
+    assert new_key not in err.getvalue() and new_key not in log_output.getvalue()
+    assert OLD not in log_output.getvalue()
+    [event] = rotation_events()
+    assert event["details"]["delivery"] == "stdout"
+    stored = "".join(AuditEvent.objects.values_list("body", flat=True))
+    encoded_old = base64.b64encode(OLD.encode()).decode()
+    assert new_key not in stored and OLD not in stored and encoded_old not in stored
+
+
+@pytest.mark.django_db
+def test_a_second_rotation_keeps_every_earlier_key(use_hmac_keys):
+    use_hmac_keys(OLD)
+    append(1)
+    keys = [OLD]
+    for _ in range(2):
+        out = io.StringIO()
+        call_command("rotate_audit_hmac_key", "--print", stdout=out, stderr=io.StringIO())
+        values = parse_dotenv(out.getvalue())
+        retired = parse_audit_hmac_keys_retired(values["AUDIT_HMAC_KEYS_RETIRED"])
+        assert {material.decode() for _, material in retired} == set(keys)
+        keys.append(values["AUDIT_HMAC_KEY"])
+        use_hmac_keys(keys[-1], *keys[:-1])
+        append(1)
+    result = audit_chain_verify()
+    assert result.ok, result
+    assert [run.key_id for run in result.key_runs] == [
+        audit_hmac_key_id(key.encode()) for key in keys
+    ]
+
+
+def assert_nothing_changed(dotenv_text: str | None = None, path=None) -> None:  # type: ignore[no-untyped-def]
+    # Read without chaining: the keys may be the broken configuration under test.
+    assert not PendingEvent.objects.exists()
+    assert not AuditEvent.objects.filter(action="audit.hmac_key.rotated").exists()
+    if path is not None:
+        assert path.read_text() == dotenv_text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ([], "Say where the new key goes: --print"),
+        (["--print", "--write-dotenv"], "not allowed with argument"),
+    ],
+)
+def test_the_command_needs_exactly_one_place_for_the_key(use_hmac_keys, arguments, message):
+    use_hmac_keys(OLD)
+    with pytest.raises(CommandError, match=message):
+        call_command("rotate_audit_hmac_key", *arguments, stdout=io.StringIO())
+    assert_nothing_changed()
+
+
+@pytest.mark.django_db
+def test_the_command_refuses_without_a_current_key(use_hmac_keys, monkeypatch):
+    use_hmac_keys(OLD)
+    monkeypatch.delenv("AUDIT_HMAC_KEY")
+    _clear_secrets_cache()
+    with pytest.raises(CommandError, match="AUDIT_HMAC_KEY is not set: there is no current"):
+        call_command("rotate_audit_hmac_key", "--print", stdout=io.StringIO())
+    assert_nothing_changed()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("retired", "message"),
+    [
+        ("nonsense", "entry 1 is not id:base64 with an id of 16 lower-case hex digits"),
+        (f"{NEW_ID}:not base64!", f"entry '{NEW_ID}' is not valid base64"),
+        (
+            f"{NEW_ID}:{base64.b64encode(NEWER.encode()).decode()}",
+            "the id and the key do not belong together",
+        ),
+        (
+            f"{audit_hmac_keys_retired_entry(NEW.encode())},"
+            f"{audit_hmac_keys_retired_entry(NEW.encode())}",
+            f"the id '{NEW_ID}' appears twice",
+        ),
+    ],
+)
+def test_the_command_refuses_a_malformed_retired_list_naming_no_key(
+    use_hmac_keys, monkeypatch, retired, message
+):
+    use_hmac_keys(OLD)
+    monkeypatch.setenv("AUDIT_HMAC_KEYS_RETIRED", retired)
+    _clear_secrets_cache()
+    with pytest.raises(CommandError, match=message) as refused:
+        call_command("rotate_audit_hmac_key", "--print", stdout=io.StringIO())
+    assert "AUDIT_HMAC_KEYS_RETIRED" in str(refused.value)
+    for key in (OLD, NEW, NEWER):
+        assert key not in str(refused.value)
+        assert base64.b64encode(key.encode()).decode() not in str(refused.value)
+    assert_nothing_changed()
+
+
+@pytest.mark.django_db
+def test_the_command_refuses_when_a_key_of_the_chain_is_not_configured(use_hmac_keys):
+    rotated_events(use_hmac_keys)
+    use_hmac_keys(NEW)  # OLD dropped from the retired list
+    with pytest.raises(CommandError, match=f"chained under HMAC key id\\(s\\) {OLD_ID}, which"):
+        call_command("rotate_audit_hmac_key", "--print", stdout=io.StringIO())
+    assert_nothing_changed()
+
+
+@pytest.mark.django_db
+def test_the_command_refuses_when_the_events_before_key_ids_match_no_key(use_hmac_keys):
+    use_hmac_keys(OLD)
+    legacy_events(2, OLD)
+    use_hmac_keys(NEW)
+    with pytest.raises(CommandError, match="chained before key ids existed verify under no"):
+        call_command("rotate_audit_hmac_key", "--print", stdout=io.StringIO())
+    assert_nothing_changed()
+
+
+@pytest.mark.django_db
+def test_write_dotenv_refuses_a_dotenv_that_is_not_a_regular_file(use_hmac_keys, settings):
+    use_hmac_keys(OLD)
+    settings.DOTENV_PATH = os.devnull  # the tests' own BULWARK_DOTENV
+    before = os.stat(os.devnull)
+    with pytest.raises(CommandError, match="is not a regular file"):
+        call_command("rotate_audit_hmac_key", "--write-dotenv", stdout=io.StringIO())
+    after = os.stat(os.devnull)
+    assert (after.st_mode, after.st_uid) == (before.st_mode, before.st_uid)
+    assert_nothing_changed()
+
+
+@pytest.mark.django_db
+def test_write_dotenv_refuses_when_the_key_comes_from_elsewhere(use_hmac_keys, dotenv):
+    use_hmac_keys(NEW)  # the environment sets another key than .env: it would still win
+    text = dotenv.read_text()
+    with pytest.raises(CommandError, match="the current AUDIT_HMAC_KEY does not come from"):
+        call_command("rotate_audit_hmac_key", "--write-dotenv", stdout=io.StringIO())
+    assert_nothing_changed(text, dotenv)
+
+
+@pytest.mark.django_db
+def test_write_dotenv_is_refused_in_production(use_hmac_keys, dotenv, settings):
+    use_hmac_keys(OLD)
+    settings.PRODUCTION = True
+    text = dotenv.read_text()
+    with pytest.raises(CommandError, match="--write-dotenv is for development"):
+        call_command("rotate_audit_hmac_key", "--write-dotenv", stdout=io.StringIO())
+    assert_nothing_changed(text, dotenv)
 
 
 # --- exports --------------------------------------------------------------------------------
