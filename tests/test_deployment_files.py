@@ -46,6 +46,7 @@ ENV_READERS = frozenset(
         "env_networks",
         "env_rate",
         "get_secret",
+        "get_optional_secret",
         "getenv",
     }
 )

@@ -19,16 +19,19 @@ def canonical_json(value: Any) -> str:
 
 
 def chain_hash(key: bytes, prev_hash: str, body: str) -> str:
-    """HMAC-SHA256(audit key, prev_hash ‖ canonical JSON of the event), hex."""
+    """HMAC-SHA256(audit key, prev_hash ‖ canonical JSON of the event), hex. The key is the
+    one whose id the event names (apps/audit/keys.py)."""
     return hmac.new(
         key, prev_hash.encode("ascii") + body.encode("utf-8"), hashlib.sha256
     ).hexdigest()
 
 
-def with_seq(pending_body: str, seq: int) -> str:
-    """The chained body: the recorded one with its sequence number added."""
+def with_seq(pending_body: str, seq: int, *, hmac_key_id: str) -> str:
+    """The chained body: the recorded one with its sequence number and the id of the key that
+    chains it added, so the hash covers both."""
     event = json.loads(pending_body)
     event["seq"] = seq
+    event["hmac_key_id"] = hmac_key_id
     return canonical_json(event)
 
 

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,14 +18,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from apps.audit.models import AuditEvent
+from apps.audit.keys import KeyRun
+from apps.audit.models import LEGACY_KEY_ID, AuditEvent
 from apps.audit.signing import sign, signature_valid
 
 BATCH = 2000
 CSV_COLUMNS = (
     "seq", "ts", "action", "outcome", "actor_type", "actor_ref", "target_type", "target_id",
-    "request_id", "ip", "details", "prev_hash", "hash",
+    "request_id", "ip", "details", "prev_hash", "hash", "hmac_key_id",
 )  # fmt: skip
+KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def _rows(
@@ -114,7 +117,7 @@ def export_csv(*, since: datetime | None, until: datetime | None, last_seq: int)
         row = (
             event["seq"], event["ts"], event["action"], event["outcome"], actor["type"],
             actor["ref"], target["type"], target["id"], event["request_id"], event["ip"],
-            details, prev_hash, event_hash,
+            details, prev_hash, event_hash, event.get("hmac_key_id", LEGACY_KEY_ID),
         )  # fmt: skip
         writer.writerow(_cell(value) for value in row)
         if index % BATCH == 0:
@@ -130,14 +133,39 @@ class ExportCheck:
     count: int
     reason: str | None = None
     line: int | None = None
+    key_runs: tuple[KeyRun, ...] = ()
+
+
+def _runs(starts: list[tuple[str, int]], last_seq: int | None) -> tuple[KeyRun, ...]:
+    if not starts or last_seq is None:
+        return ()
+    ends = [first_seq - 1 for _, first_seq in starts[1:]] + [last_seq]
+    return tuple(
+        KeyRun(key_id, first_seq, end, legacy=key_id == LEGACY_KEY_ID)
+        for (key_id, first_seq), end in zip(starts, ends, strict=True)
+    )
+
+
+def _key_order_problem(key_id: str, previous: str | None, seen: set[str]) -> str | None:
+    """The order rules of apps/audit/keys.py that need no key: events without a key id come
+    first, and a key that another followed never chains again. (The hashes themselves need
+    the HMAC keys: `audit_verify` checks them in the database.)"""
+    if key_id == LEGACY_KEY_ID and previous not in (None, LEGACY_KEY_ID):
+        return "an event without an HMAC key id follows events that have one"
+    if key_id in seen:
+        return f"HMAC key {key_id} chains again after key {previous} took over"
+    return None
 
 
 def verify_export(lines: Iterable[bytes], public_key: Ed25519PublicKey) -> ExportCheck:
-    """Check a JSONL export offline: links between lines, contiguous seqs, the manifest's
-    counts and head, the SHA-256 of every event line, and the manifest's signature."""
+    """Check a JSONL export offline: links between lines, contiguous seqs, the order of HMAC
+    keys, the manifest's counts and head, the SHA-256 of every event line, and the manifest's
+    signature. Events chained under several HMAC keys verify alike: no HMAC key is needed."""
     digest = hashlib.sha256()
     count, first_seq, last_seq, prev_hash, head = 0, None, None, None, None
     manifest: dict[str, Any] | None = None
+    starts: list[tuple[str, int]] = []  # (key id, first seq) of each run of one key
+    seen_keys: set[str] = set()
     number = 0
     for number, line in enumerate(lines, start=1):
         if manifest is not None:
@@ -159,12 +187,21 @@ def verify_export(lines: Iterable[bytes], public_key: Ed25519PublicKey) -> Expor
             )
         except (KeyError, TypeError, ValueError):
             return ExportCheck(False, count, "the line is not an audit event", number)
+        key_id = record.get("hmac_key_id", LEGACY_KEY_ID)
+        if not isinstance(key_id, str) or not (key_id == LEGACY_KEY_ID or KEY_ID.match(key_id)):
+            return ExportCheck(False, count, "the line's hmac_key_id is not a key id", number)
         if last_seq is not None and seq != last_seq + 1:
             return ExportCheck(False, count, f"seq {seq} follows seq {last_seq}", number)
         if prev_hash is not None and event_prev != prev_hash:
             return ExportCheck(
                 False, count, "prev_hash does not match the previous line's hash", number
             )
+        if not starts or key_id != starts[-1][0]:
+            previous = starts[-1][0] if starts else None
+            if problem := _key_order_problem(key_id, previous, seen_keys):
+                return ExportCheck(False, count, problem, number, _runs(starts, last_seq))
+            seen_keys.add(key_id)
+            starts.append((key_id, seq))
         digest.update(line if line.endswith(b"\n") else line + b"\n")
         first_seq = seq if first_seq is None else first_seq
         last_seq, prev_hash, head, count = seq, event_hash, event_hash, count + 1
@@ -184,4 +221,4 @@ def verify_export(lines: Iterable[bytes], public_key: Ed25519PublicKey) -> Expor
         return ExportCheck(
             False, count, "the manifest's signature is not valid for this public key", number
         )
-    return ExportCheck(True, count)
+    return ExportCheck(True, count, key_runs=_runs(starts, last_seq))

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 
 GENESIS_HASH = "0" * 64
+# The hmac_key_id of events chained before key ids existed (apps/audit/keys.py).
+LEGACY_KEY_ID = ""
 
 
 class PendingEvent(models.Model):
@@ -41,9 +43,17 @@ class AuditEvent(models.Model):
     body = models.TextField()
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # Which audit HMAC key chained the event (its derived id), a copy of the body's
+    # `hmac_key_id`; LEGACY_KEY_ID for events chained before ids existed.
+    hmac_key_id = models.CharField(max_length=16, default=LEGACY_KEY_ID)
 
     class Meta:
         ordering = ["seq"]
+        indexes = [
+            # On a change of key, the chainer and the verifier ask whether the new key chained
+            # anything before: an index range scan, however long the chain.
+            models.Index(fields=["hmac_key_id", "seq"], name="%(app_label)s_%(class)s_key_seq"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(seq__gte=1), name="%(app_label)s_%(class)s_seq_positive"

@@ -36,8 +36,9 @@ def event_list(
 
 
 def event_as_dict(body: str, prev_hash: str, digest: str) -> dict[str, Any]:
-    """The API form of an event: its hashed body, plus its links."""
-    return {**json.loads(body), "prev_hash": prev_hash, "hash": digest}
+    """The API form of an event: its hashed body, plus its links. Events chained before HMAC
+    key ids existed show `hmac_key_id` null, so every event has the same fields."""
+    return {"hmac_key_id": None, **json.loads(body), "prev_hash": prev_hash, "hash": digest}
 
 
 def checkpoint_list() -> QuerySet[Checkpoint]:

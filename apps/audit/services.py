@@ -15,12 +15,19 @@ from django.http import HttpRequest
 
 from apps.audit.canonical import GENESIS_HASH, canonical_json, chain_hash, with_seq
 from apps.audit.errors import AuditUnavailable
-from apps.audit.models import ActorPseudonym, AuditEvent, Checkpoint, PendingEvent
+from apps.audit.keys import (
+    AuditHmacKeys,
+    AuditHmacKeysInvalid,
+    audit_hmac_keys,
+    key_chained_before,
+    legacy_key_id,
+)
+from apps.audit.models import LEGACY_KEY_ID, ActorPseudonym, AuditEvent, Checkpoint, PendingEvent
 from apps.audit.signing import sign
 from apps.audit.subjects import actor_of, pseudonym_forget, target_of, truncated_ip
 from apps.core.request_context import current_request_id
 from apps.privacy.masking import Public, mask
-from controlplane.secrets import get_secret
+from controlplane.secrets import SecretsError
 
 logger = logging.getLogger("bulwark.audit")
 
@@ -105,7 +112,9 @@ def _chain_after_commit() -> None:
     try:
         # One batch at most: a backlog is the scheduled job's, not this request's, to drain.
         audit_chain_pending(wait=False, max_batches=1)
-    except DatabaseError as exc:
+    except (DatabaseError, SecretsError, AuditHmacKeysInvalid) as exc:
+        # Keys that cannot be read now (a vault outage, a malformed AUDIT_HMAC_KEYS_RETIRED)
+        # must not fail a request whose change and event are already committed.
         logger.warning("audit chaining deferred", extra={"error": str(exc)})
 
 
@@ -126,28 +135,72 @@ def chain_head() -> tuple[int, str]:
     return head if head is not None else (0, GENESIS_HASH)
 
 
+def _key_change_refused(keys: AuditHmacKeys, head_seq: int, head_key_id: str) -> str | None:
+    """Why this process may not chain after the head, or None. Only a change of key is
+    examined: the head's key must be one this process holds (else a newer key is in use and
+    this process has not picked it up yet), and the current key must never have chained
+    before (a retired key put back as current would break the chain for good)."""
+    if head_seq == 0 or head_key_id == keys.current_id:
+        return None
+    if head_key_id == LEGACY_KEY_ID:
+        legacy_id = legacy_key_id(keys)
+        if legacy_id is None:
+            return (
+                "the events chained before key ids existed verify under no configured key: "
+                "put the key that chained them in AUDIT_HMAC_KEYS_RETIRED"
+            )
+        if legacy_id == keys.current_id:
+            return None
+        head_key_id = legacy_id
+    elif not keys.known(head_key_id):
+        return (
+            f"the last event was chained under HMAC key {head_key_id}, which this process does "
+            "not hold: another process chains under a newer key; give every process the same "
+            "AUDIT_HMAC_KEY and AUDIT_HMAC_KEYS_RETIRED"
+        )
+    if key_chained_before(keys.current_id, seq=head_seq + 1, keys=keys):
+        return (
+            f"AUDIT_HMAC_KEY (id {keys.current_id}) chained earlier events and key "
+            f"{head_key_id} took over since: a retired key never chains again; put the newest "
+            "key back, or make a new one with rotate_audit_hmac_key"
+        )
+    logger.info(
+        "audit chain moves to a new HMAC key",
+        extra={"from_key": head_key_id, "to_key": keys.current_id, "after_seq": head_seq},
+    )
+    return None
+
+
 def audit_chain_pending(
     *, wait: bool = True, batch: int = 1000, max_batches: int | None = None
 ) -> int:
-    """Give pending events their seq, prev_hash and hash, in batches, one chainer at a time.
-    Returns how many were chained. With wait=False it returns 0 at once if another process
-    holds the chain; max_batches bounds the work (None: until nothing is pending)."""
-    key = get_secret("AUDIT_HMAC_KEY").encode()
+    """Give pending events their seq, prev_hash and hash, in batches, one chainer at a time,
+    under the current AUDIT_HMAC_KEY (each event names its id). Returns how many were chained.
+    With wait=False it returns 0 at once if another process holds the chain; max_batches
+    bounds the work (None: until nothing is pending). Where a change of key is not allowed
+    (`_key_change_refused`) nothing is chained and the events stay pending, durable, until
+    the keys are put right; the reason is logged as an error."""
+    keys = audit_hmac_keys()
     chained = 0
     while True:
         with transaction.atomic():
             if not _lock_chain(wait=wait):
                 return chained
-            seq, prev_hash = chain_head()
+            head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash", "hmac_key_id")
+            seq, prev_hash, head_key_id = head.first() or (0, GENESIS_HASH, LEGACY_KEY_ID)
             pending = list(PendingEvent.objects.order_by("id").values_list("id", "body")[:batch])
             if not pending:
+                return chained
+            refused = _key_change_refused(keys, seq, head_key_id)
+            if refused is not None:
+                logger.error("audit events left pending", extra={"reason": refused})
                 return chained
             events = []
             for _, pending_body in pending:
                 seq += 1
-                body = with_seq(pending_body, seq)
-                digest = chain_hash(key, prev_hash, body)
-                events.append(_event_row(seq, body, prev_hash, digest))
+                body = with_seq(pending_body, seq, hmac_key_id=keys.current_id)
+                digest = chain_hash(keys.current, prev_hash, body)
+                events.append(_event_row(seq, body, prev_hash, digest, keys.current_id))
                 prev_hash = digest
             AuditEvent.objects.bulk_create(events)
             PendingEvent.objects.filter(id__in=[pending_id for pending_id, _ in pending]).delete()
@@ -158,7 +211,7 @@ def audit_chain_pending(
         max_batches = batches_left
 
 
-def _event_row(seq: int, body: str, prev_hash: str, digest: str) -> AuditEvent:
+def _event_row(seq: int, body: str, prev_hash: str, digest: str, key_id: str) -> AuditEvent:
     event = json.loads(body)
     return AuditEvent(
         seq=seq,
@@ -170,6 +223,7 @@ def _event_row(seq: int, body: str, prev_hash: str, digest: str) -> AuditEvent:
         body=body,
         prev_hash=prev_hash,
         hash=digest,
+        hmac_key_id=key_id,
     )
 
 

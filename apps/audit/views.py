@@ -46,6 +46,11 @@ class EventSerializer(serializers.Serializer):
     details = serializers.DictField()
     prev_hash = serializers.CharField()
     hash = serializers.CharField()
+    hmac_key_id = serializers.CharField(
+        allow_null=True,
+        help_text="The id of the audit HMAC key that chained the event (an addition to API.md); "
+        "null for events chained before key ids existed.",
+    )
 
     def to_representation(self, instance):  # type: ignore[no-untyped-def]
         return event_as_dict(instance.body, instance.prev_hash, instance.hash)

@@ -8,7 +8,9 @@ rotated value in the vault is picked up without a restart.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from controlplane.secrets.base import (
     SecretsProvider,
 )
 from controlplane.secrets.env import EnvSecretsProvider
-from controlplane.secrets.required import REQUIRED_SECRETS, SecretSpec
+from controlplane.secrets.required import OPTIONAL_SECRETS, REQUIRED_SECRETS, SecretSpec
 
 __all__ = [
     "REQUIRED_SECRETS",
@@ -31,6 +33,8 @@ __all__ = [
     "SecretsError",
     "SecretsProvider",
     "build_provider",
+    "dotenv_replace",
+    "get_optional_secret",
     "get_secret",
     "load_startup_secrets",
 ]
@@ -61,9 +65,22 @@ def _runtime_provider() -> SecretsProvider:
     return build_provider()
 
 
-def get_secret(name: str) -> str:
-    """The current value of a secret; raises SecretMissing or SecretsBackendUnavailable."""
-    return _runtime_provider().require(name)
+def _provider(name: str, *, fresh: bool) -> SecretsProvider:
+    provider = _runtime_provider()
+    if fresh and isinstance(provider, CachingSecretsProvider):
+        provider.forget(name)
+    return provider
+
+
+def get_secret(name: str, *, fresh: bool = False) -> str:
+    """The current value of a secret; raises SecretMissing or SecretsBackendUnavailable.
+    `fresh` asks the backend again rather than the cache (a value rotated moments ago)."""
+    return _provider(name, fresh=fresh).require(name)
+
+
+def get_optional_secret(name: str, *, fresh: bool = False) -> str | None:
+    """A secret that may be absent (None); raises SecretsBackendUnavailable."""
+    return _provider(name, fresh=fresh).get(name) or None
 
 
 def _generate_into_dotenv(missing: list[SecretSpec], dotenv: Path) -> None:
@@ -99,6 +116,32 @@ def _generate_into_dotenv(missing: list[SecretSpec], dotenv: Path) -> None:
     )
 
 
+def dotenv_replace(dotenv: Path, values: dict[str, str], *, comment: str) -> None:
+    """Set `values` in the development `.env`: every line assigning one of those names goes,
+    and `comment` then the new lines are appended. The file is replaced whole (a private
+    temporary file in the same folder, synced, then renamed over it), so at no moment does it
+    hold part of the change: a key lost half-way would make events unverifiable. Refuses
+    (ValueError) a path that is not a regular file, which is never written nor chmod-ed."""
+    if not dotenv.is_file():
+        raise ValueError(f"{dotenv} is not a regular file")
+    assigns = re.compile(r"^\s*(?:export\s+)?(?:" + "|".join(map(re.escape, values)) + r")\s*=")
+    kept = [
+        line for line in dotenv.read_text(encoding="utf-8").splitlines() if not assigns.match(line)
+    ]
+    lines = [*kept, *(f"# {line}" for line in comment.splitlines())]
+    lines += [f"{name}={dotenv_quote(value)}" for name, value in values.items()]
+    descriptor, temporary = tempfile.mkstemp(dir=dotenv.parent, prefix=".env.", text=True)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, dotenv)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def load_startup_secrets(*, production: bool, dotenv: Path) -> dict[str, str]:
     """Read and check every required secret. In development with the env backend, missing
     ones are generated once into `dotenv`; anywhere else a missing or weak one stops startup."""
@@ -125,4 +168,9 @@ def load_startup_secrets(*, production: bool, dotenv: Path) -> dict[str, str]:
             # Malformed key material cannot be used at all, whatever the environment.
             raise SecretsError(f"{spec.name} {problem}.")
         values[spec.name] = value
+    for name, check in OPTIONAL_SECRETS:
+        optional = provider.get(name)
+        problem = check(optional) if optional else None
+        if problem is not None:
+            raise SecretsError(f"{name} {problem}.")
     return values

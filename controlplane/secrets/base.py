@@ -61,6 +61,11 @@ class CachingSecretsProvider(SecretsProvider):
             self._values[name] = (now, value)
         return value
 
+    def forget(self, name: str) -> None:
+        """Drop one cached answer: the next `get` asks the backend."""
+        with self._lock:
+            self._values.pop(name, None)
+
     def clear(self) -> None:
         with self._lock:
             self._values.clear()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Callable
@@ -84,6 +86,63 @@ def _check_master_keys(value: str) -> str | None:
     return None
 
 
+AUDIT_HMAC_KEYS_RETIRED = "AUDIT_HMAC_KEYS_RETIRED"
+_AUDIT_HMAC_KEY_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def audit_hmac_key_id(key: bytes) -> str:
+    """The id of an audit HMAC key: 16 hex digits of HMAC-SHA256(key, "bulwark-audit-hmac-key-id").
+
+    Derived from the key, not configured beside it: AUDIT_HMAC_KEY stays one plain secret as
+    before (no deployment changes anything to upgrade), and an id can never be paired with the
+    wrong key. Showing it gives nothing away: every chained event already is an HMAC under the
+    same key of a text its readers see, which is as good a test of a guessed key as this."""
+    return hmac.new(key, b"bulwark-audit-hmac-key-id", hashlib.sha256).hexdigest()[:16]
+
+
+def parse_audit_hmac_keys_retired(value: str) -> list[tuple[str, bytes]]:
+    """AUDIT_HMAC_KEYS_RETIRED: `id:base64-of-the-key` entries, comma-separated; keys that
+    chained earlier audit events, kept only to verify them. Base64, because a key is any text
+    (commas and colons included); the id must be the key's own (`audit_hmac_key_id`), which
+    catches a key pasted into the wrong entry. Raises ValueError naming no key material."""
+    entries: list[tuple[str, bytes]] = []
+    for position, item in enumerate(value.split(","), start=1):
+        key_id, sep, encoded = item.strip().partition(":")
+        if not sep or not _AUDIT_HMAC_KEY_ID.match(key_id):
+            raise ValueError(
+                f"entry {position} is not id:base64 with an id of 16 lower-case hex digits "
+                "(rotate_audit_hmac_key prints the value to install)"
+            )
+        try:
+            material = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"entry {key_id!r} is not valid base64") from None
+        if not material:
+            raise ValueError(f"entry {key_id!r} holds an empty key")
+        if audit_hmac_key_id(material) != key_id:
+            raise ValueError(
+                f"entry {key_id!r} holds a key whose id is {audit_hmac_key_id(material)!r}: "
+                "the id and the key do not belong together"
+            )
+        if any(existing == key_id for existing, _ in entries):
+            raise ValueError(f"the id {key_id!r} appears twice")
+        entries.append((key_id, material))
+    return entries
+
+
+def audit_hmac_keys_retired_entry(key: bytes) -> str:
+    """One AUDIT_HMAC_KEYS_RETIRED entry for `key`, as `parse_audit_hmac_keys_retired` reads it."""
+    return f"{audit_hmac_key_id(key)}:{base64.b64encode(key).decode()}"
+
+
+def _check_audit_hmac_keys_retired(value: str) -> str | None:
+    try:
+        parse_audit_hmac_keys_retired(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _generate_signing_key() -> str:
     return (
         Ed25519PrivateKey.generate()
@@ -146,4 +205,9 @@ REQUIRED_SECRETS: tuple[SecretSpec, ...] = (
         _check_master_keys,
         _generate_master_keys,
     ),
+)
+# Secrets that may be absent (name, check); when present, malformed key material stops startup
+# in every environment, since it cannot be used at all.
+OPTIONAL_SECRETS: tuple[tuple[str, Callable[[str], str | None]], ...] = (
+    (AUDIT_HMAC_KEYS_RETIRED, _check_audit_hmac_keys_retired),
 )

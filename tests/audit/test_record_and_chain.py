@@ -33,7 +33,7 @@ def test_an_event_has_every_field_of_api_md():
     [event] = events()
     assert set(event) == {
         "seq", "ts", "action", "outcome", "actor", "target", "request_id", "ip", "details",
-        "prev_hash", "hash",
+        "prev_hash", "hash", "hmac_key_id",
     }  # fmt: skip
     assert event["seq"] == 1 and event["prev_hash"] == "0" * 64 and len(event["hash"]) == 64
     assert event["action"] == "model.created" and event["outcome"] == "success"

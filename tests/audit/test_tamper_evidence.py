@@ -134,9 +134,9 @@ def test_a_chain_rewritten_with_the_key_fails_against_a_checkpoint():
         event = json.loads(body)
         raw(
             "INSERT INTO audit_auditevent (seq, ts, action, outcome, actor_type, actor_ref, body, "
-            "prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "prev_hash, hash, hmac_key_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [seq, event["ts"], event["action"], event["outcome"], event["actor"]["type"],
-             event["actor"]["ref"], body, prev, digest],
+             event["actor"]["ref"], body, prev, digest, event["hmac_key_id"]],
         )  # fmt: skip
         prev = digest
     raw("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_append_only")

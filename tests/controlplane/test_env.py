@@ -13,7 +13,12 @@ from controlplane.env import (
     parse_rate,
     redact_url,
 )
-from controlplane.secrets.required import parse_master_keys
+from controlplane.secrets.required import (
+    audit_hmac_key_id,
+    audit_hmac_keys_retired_entry,
+    parse_audit_hmac_keys_retired,
+    parse_master_keys,
+)
 
 
 def test_dotenv_round_trips_multiline_pem_and_quotes():
@@ -86,6 +91,33 @@ def test_master_keys_parse_and_refuse_bad_entries():
     for bad in (f"{key}", f"a b:{key}", "k:!!!", f"k:{key},k:{key}"):
         with pytest.raises(ValueError):
             parse_master_keys(bad)
+
+
+def test_retired_audit_hmac_keys_parse_and_refuse_bad_entries():
+    import base64
+
+    # Any text is a key, commas and colons included: entries carry it in base64.
+    old, older = b"an old key, with: commas", b"an older one"
+    value = f"{audit_hmac_keys_retired_entry(old)},{audit_hmac_keys_retired_entry(older)}"
+    assert parse_audit_hmac_keys_retired(value) == [
+        (audit_hmac_key_id(old), old),
+        (audit_hmac_key_id(older), older),
+    ]
+    assert audit_hmac_key_id(old) == audit_hmac_key_id(old) != audit_hmac_key_id(older)
+    assert len(audit_hmac_key_id(old)) == 16
+    wrong_id = f"{audit_hmac_key_id(older)}:{base64.b64encode(old).decode()}"
+    for bad, reason in (
+        (base64.b64encode(old).decode(), "not id:base64"),
+        (f"OLD:{base64.b64encode(old).decode()}", "not id:base64"),
+        (f"{audit_hmac_key_id(old)}:!!!", "not valid base64"),
+        (f"{audit_hmac_key_id(b'')}:", "empty key"),
+        (wrong_id, "do not belong together"),
+        (f"{audit_hmac_keys_retired_entry(old)},{audit_hmac_keys_retired_entry(old)}", "twice"),
+    ):
+        with pytest.raises(ValueError, match=reason) as refused:
+            parse_audit_hmac_keys_retired(bad)
+        assert "old key" not in str(refused.value)
+        assert base64.b64encode(old).decode() not in str(refused.value)
 
 
 @pytest.mark.django_db

@@ -76,6 +76,12 @@ def test_production_refuses_to_start_without_each_secret(name):
         ("AUDIT_SIGNING_KEY", "Xk3 garbage key", "PEM"),
         ("BULWARK_MASTER_KEYS", "mk1:AAAA", "not 32"),
         ("BULWARK_MASTER_KEYS", "mk1:" + "A" * 43 + "=", "distinct bytes"),
+        ("AUDIT_HMAC_KEYS_RETIRED", "old:" + "QnVsd2FyayBvbGQga2V5IDAxMjM0NTY3ODk=", "id:base64"),
+        (
+            "AUDIT_HMAC_KEYS_RETIRED",
+            "0123456789abcdef:" + "QnVsd2FyayBvbGQga2V5IDAxMjM0NTY3ODk=",
+            "do not belong together",
+        ),
     ],
 )
 def test_production_refuses_weak_or_default_secrets(name, value, reason):
@@ -83,6 +89,21 @@ def test_production_refuses_weak_or_default_secrets(name, value, reason):
     assert_refused(result, naming=name)
     assert reason in result.stderr
     assert value not in result.stderr  # the message names the secret, never its value
+
+
+def test_a_malformed_retired_audit_key_list_stops_development_too():
+    # Key material that cannot be read cannot verify anything, whatever the environment.
+    result = manage("check", env=base_env(**good_secrets(), AUDIT_HMAC_KEYS_RETIRED="nonsense"))
+    assert_refused(result, naming="AUDIT_HMAC_KEYS_RETIRED")
+    assert "not id:base64" in result.stderr
+
+
+def test_production_starts_with_retired_audit_keys():
+    from controlplane.secrets.required import audit_hmac_keys_retired_entry
+
+    retired = audit_hmac_keys_retired_entry(b"the key before the current one, 0123456789")
+    result = manage("check", env=production_env(AUDIT_HMAC_KEYS_RETIRED=retired))
+    assert result.returncode == 0, result.stderr
 
 
 def test_production_needs_allowed_hosts():

@@ -6,11 +6,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.audit.keys import describe_key_runs
 from apps.audit.verification import audit_chain_verify, verify_since_checkpoint
 
 
 class Command(BaseCommand):
-    help = "Verify the audit hash chain; exit non-zero with the first bad seq on any break."
+    help = (
+        "Verify the audit hash chain, each event under the HMAC key it names (AUDIT_HMAC_KEY or "
+        "AUDIT_HMAC_KEYS_RETIRED); exit non-zero with the first bad seq on any break."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -37,5 +41,7 @@ class Command(BaseCommand):
             result = verify_since_checkpoint(checkpoint, public_key_text=public_key)
         if result.ok:
             self.stdout.write(f"OK: {result.checked} events verified; head {result.head}")
+            if result.key_runs:
+                self.stdout.write(f"HMAC keys: {describe_key_runs(result.key_runs)}")
             return
         raise CommandError(f"FAILED at seq {result.first_bad_seq}: {result.reason}")

@@ -6,13 +6,15 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.audit.export import verify_export
+from apps.audit.keys import describe_key_runs
 from apps.audit.signing import load_public_key, public_key_pem
 
 
 class Command(BaseCommand):
     help = (
-        "Verify a JSONL audit export offline: every line, its order and the signed manifest. "
-        "Needs only the public key (GET /api/v1/audit/public-key)."
+        "Verify a JSONL audit export offline: every line, its order, the order of the HMAC keys "
+        "that chained it, and the signed manifest. Needs only the public key "
+        "(GET /api/v1/audit/public-key), whichever HMAC keys chained the events."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -36,3 +38,6 @@ class Command(BaseCommand):
             where = f" (line {result.line})" if result.line else ""
             raise CommandError(f"FAILED{where}: {result.reason}")
         self.stdout.write(f"OK: {result.count} events, manifest signature valid")
+        if result.key_runs:
+            # The HMACs need the keys; what an export shows is which key chained what.
+            self.stdout.write(f"HMAC keys: {describe_key_runs(result.key_runs)}")
