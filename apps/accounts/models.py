@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
@@ -44,6 +45,22 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.username
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A new password (set_password, then save: the admin's forms, `manage.py
+        # changepassword`, a shell) moves the access epoch with it, whoever calls: no session or
+        # token made with the old one survives. Not a hash upgrade at sign-in, which clears
+        # `_password` before saving. The services also revoke keys and audit the cause
+        # (apps.accounts.credentials); this is the floor under every other path.
+        if self._password is not None and not self._state.adding:
+            self.access_epoch = models.F("access_epoch") + 1
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "access_epoch"}
+            super().save(*args, **kwargs)
+            self.refresh_from_db(fields=["access_epoch"])
+            return
+        super().save(*args, **kwargs)
 
     def get_session_auth_hash(self) -> str:
         """Django's session check (the password hash, keyed), with the access epoch in it: a

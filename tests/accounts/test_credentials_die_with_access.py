@@ -310,3 +310,32 @@ def test_an_idle_timeout_shortened_by_the_operator_applies_to_live_families(sett
         settings.JWT_FAMILY_IDLE_TIMEOUT = timedelta(hours=1)
         assert_error(held.rotate(), 401, "token_invalid")
     assert TokenFamily.objects.get(user=victim).revoked_reason == "idle_timeout"
+
+
+def test_a_password_set_by_any_other_path_still_ends_sessions_and_tokens():
+    # `manage.py changepassword`, a shell: set_password and save, no service in between.
+    victim = UserFactory(roles=["auditor"])
+    held = Credentials(victim)
+    user = User.objects.get(pk=victim.pk)
+    user.set_password(NEW_PASSWORD)
+    user.save()
+    assert_error(held.me(), 401, "token_invalid")
+    assert_error(held.rotate(), 401, "token_invalid")
+    page = held.page()
+    assert page.status_code == 302 and page["Location"].startswith("/account/login")
+
+
+def test_a_password_hash_upgraded_at_sign_in_ends_nothing(settings):
+    victim = UserFactory(roles=["auditor"])  # hashed with the test settings' MD5
+    assert victim.password.startswith("md5$")
+    earlier = Credentials(victim)
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+    ]
+    held = Credentials(victim)  # signs in: the hash is upgraded to PBKDF2
+    assert User.objects.get(pk=victim.pk).password.startswith("pbkdf2_sha256$")
+    again = Credentials(User.objects.get(pk=victim.pk))
+    for credentials in (earlier, held, again):
+        assert credentials.me().status_code == 200
+        assert credentials.rotate().status_code == 200
