@@ -8,3 +8,13 @@ class ApikeysConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.apikeys import schema, signals  # noqa: F401  # registers the extension and receivers
+        from apps.apikeys.models import ApiKey
+        from apps.apikeys.records import store_many
+        from apps.apikeys.signatures import SIGNING_PURPOSE
+        from apps.core.resealing import sealed_field_register
+
+        # Master-key rotation re-seals signing secrets, and rewrites the cached records that
+        # carry them, so that retiring the old master key never breaks a signed key.
+        sealed_field_register(
+            ApiKey, "signing_secret_sealed", purpose=SIGNING_PURPOSE, on_resealed=store_many
+        )

@@ -166,6 +166,14 @@ def store(api_key: ApiKey, *, overwrite: bool = True) -> None:
     _write(api_key.public_id, encode(api_key), overwrite=overwrite)
 
 
+def store_many(pks: Iterable[Any]) -> None:
+    """Rewrite the cached records of these keys from the database (after a change made by
+    UPDATE, such as master-key rotation re-sealing their signing secrets)."""
+    for api_key in ApiKey.objects.select_related("owner").filter(pk__in=list(pks)):
+        api_key.owner._bulwark_roles = set(api_key.owner.roles.values_list("name", flat=True))
+        store(api_key)
+
+
 def store_deleted(public_ids: Iterable[str]) -> None:
     for public_id in public_ids:
         _write(public_id, _TOMBSTONE, overwrite=True)

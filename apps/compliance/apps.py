@@ -5,3 +5,11 @@ class ComplianceConfig(AppConfig):
     name = "apps.compliance"
     label = "compliance"
     verbose_name = "Compliance"
+
+    def ready(self) -> None:
+        from apps.compliance.evidence import PURPOSE
+        from apps.compliance.models import Evidence
+        from apps.core.resealing import sealed_field_register
+
+        # Master-key rotation re-seals the data keys of evidence files.
+        sealed_field_register(Evidence, "data_key_sealed", purpose=PURPOSE)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import models
 
@@ -29,6 +31,9 @@ class SealedField:
     model: type[models.Model]
     field: str
     purpose: str
+    # Called with the primary keys of the rows just re-sealed, after their UPDATEs: for an
+    # app that keeps copies of the value elsewhere (a cache) and must refresh them.
+    on_resealed: Callable[[list[Any]], None] | None = None
 
     @property
     def label(self) -> str:
@@ -45,9 +50,15 @@ class ResealReport:
 _REGISTERED: dict[str, SealedField] = {}
 
 
-def sealed_field_register(model: type[models.Model], field_name: str, *, purpose: str) -> None:
+def sealed_field_register(
+    model: type[models.Model],
+    field_name: str,
+    *,
+    purpose: str,
+    on_resealed: Callable[[list[Any]], None] | None = None,
+) -> None:
     """Make master-key rotation re-seal `model.field_name` (sealed for `purpose`)."""
-    spec = SealedField(model=model, field=field_name, purpose=purpose)
+    spec = SealedField(model=model, field=field_name, purpose=purpose, on_resealed=on_resealed)
     _REGISTERED[spec.label] = spec
 
 
@@ -97,6 +108,7 @@ def sealed_fields_reseal(
             rows = list(pending.values_list("pk", spec.field)[:batch])
             if not rows:
                 break
+            resealed: list[Any] = []
             for pk, old in rows:
                 last_pk = pk
                 try:
@@ -110,6 +122,9 @@ def sealed_fields_reseal(
                 if manager.filter(pk=pk, **{spec.field: old}).update(**{spec.field: new}):
                     report.rotated += 1
                     report.from_ids.add(sealed_key_id(old))
+                    resealed.append(pk)
                 if pause:
                     time.sleep(pause)
+            if resealed and spec.on_resealed is not None:
+                spec.on_resealed(resealed)
     return report

@@ -12,3 +12,9 @@ class RegistryConfig(AppConfig):
         from apps.registry.trust import deployment_globals
 
         deployment_globals()  # a never-trusted or malformed extra name stops startup
+
+        from apps.core.resealing import sealed_field_register
+        from apps.registry.models import WATERMARK_PURPOSE, ModelVersion
+
+        # Master-key rotation re-seals watermark sets beside the data keys it re-wraps.
+        sealed_field_register(ModelVersion, "watermark_sealed", purpose=WATERMARK_PURPOSE)
