@@ -260,10 +260,18 @@ def test_compose_file_defines_the_stack(tmp_path):
     # No literal password: the database's comes from .env by interpolation only.
     db_env = environment(services["db"])
     assert PASSWORD_INTERPOLATION.match(db_env["POSTGRES_PASSWORD"]), db_env["POSTGRES_PASSWORD"]
-    for service in services.values():
+    for name, service in services.items():
         for key, value in environment(service).items():
-            if "PASSWORD" in key:
+            if "PASSWORD" not in key:
+                continue
+            if name in (*APP_SERVICES, "migrate"):
+                # .env gives the containers everything in it: the passwords are blanked, so
+                # that only DATABASE_URL (and migrate's DATABASE_OWNER_URL) carries one.
+                assert value == "", (name, key)
+            else:
                 assert PASSWORD_INTERPOLATION.match(value), key
+    for name in APP_SERVICES:
+        assert "POSTGRES_PASSWORD" in environment(services[name]), name
     for password in re.findall(r"://[^:/@\s\"']+:([^@\s\"']+)@", text):
         assert PASSWORD_INTERPOLATION.match(password), password
 

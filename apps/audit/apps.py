@@ -7,9 +7,12 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        from apps.audit.models import AuditEvent, Checkpoint
-        from apps.core.database_roles import append_only
+        from apps.audit.models import ActorPseudonym, AuditEvent, Checkpoint, PendingEvent
+        from apps.core.database_roles import append_only, never_updated
 
-        # The application's database role may add events and checkpoints, never change them.
+        # The application's database role may add events and checkpoints, never change them;
+        # it deletes pending events once chained and pseudonyms at erasure, never edits them.
         for model in (AuditEvent, Checkpoint):
             append_only(model._meta.db_table)
+        for model in (PendingEvent, ActorPseudonym):
+            never_updated(model._meta.db_table)

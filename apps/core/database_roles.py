@@ -6,7 +6,13 @@
   connect as. It owns nothing, so it cannot DROP, ALTER or TRUNCATE a table (each needs
   ownership or a privilege never granted), nor disable the audit trail's triggers. It may
   read and write rows, except that append-only tables (registered by their app with
-  `append_only`) take no UPDATE or DELETE from it, and the migration record is read-only.
+  `append_only`) take no UPDATE or DELETE from it, tables registered with `never_updated`
+  no UPDATE, and the migration record is read-only.
+
+What this protects is what is already recorded. The application process holds the audit
+HMAC and signing keys (it chains and signs), so a process taken over can still keep new
+events from being recorded or chained, as it could skip recording them; it cannot rewrite
+or remove the chain that exists, which checkpoints kept outside it anchor.
 
 After each migration the owner grants the application role exactly that (`app_role_grant`);
 `migrate` also creates the application role when it is missing and the owner may create roles.
@@ -25,6 +31,7 @@ from typing import Any
 from psycopg import sql
 
 _APPEND_ONLY: set[str] = set()
+_NEVER_UPDATED: set[str] = set()
 # The migration record: the application may see which migrations ran, never change it.
 READ_ONLY_TABLES = frozenset({"django_migrations"})
 SCRAM_ITERATIONS = 4096
@@ -36,8 +43,21 @@ def append_only(table: str) -> None:
     _APPEND_ONLY.add(table)
 
 
-def append_only_tables() -> frozenset[str]:
-    return frozenset(_APPEND_ONLY)
+def never_updated(table: str) -> None:
+    """Declare a table whose rows the application role may insert, read and delete, never
+    change in place (events waiting to be chained, pseudonyms)."""
+    _NEVER_UPDATED.add(table)
+
+
+def _privileges(table: str) -> str | None:
+    """What the application role keeps on `table`, if less than rows in full."""
+    if table in READ_ONLY_TABLES:
+        return "SELECT"
+    if table in _APPEND_ONLY:
+        return "INSERT, SELECT"
+    if table in _NEVER_UPDATED:
+        return "INSERT, SELECT, DELETE"
+    return None
 
 
 def scram_verifier(password: str, *, salt: bytes | None = None) -> str:
@@ -93,10 +113,10 @@ def app_role_grant(cursor: Any, role: str) -> None:
     cursor.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
         " AND tablename = ANY(%s)",
-        [sorted(append_only_tables() | READ_ONLY_TABLES)],
+        [sorted(_APPEND_ONLY | _NEVER_UPDATED | READ_ONLY_TABLES)],
     )
     for (table,) in cursor.fetchall():
-        kept = "INSERT, SELECT" if table not in READ_ONLY_TABLES else "SELECT"
+        kept = _privileges(table)
         statements.append(
             sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(sql.Identifier(table), who)
         )

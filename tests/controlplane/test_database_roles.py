@@ -119,6 +119,8 @@ def test_migrate_runs_as_the_owner_and_makes_an_application_role_that_owns_nothi
         "DELETE FROM audit_checkpoint",
         "UPDATE audit_checkpoint SET head = 'forged'",
         "UPDATE django_migrations SET app = 'forged'",
+        "UPDATE audit_pendingevent SET body = 'forged'",
+        "UPDATE audit_actorpseudonym SET pseudonym = 'forged'",
         "DELETE FROM django_migrations",
         "CREATE TABLE planted (x int)",
         "ALTER TABLE accounts_user ADD COLUMN planted int",
@@ -168,8 +170,7 @@ def test_check_deploy_warns_when_the_application_owns_its_tables(scratch):
     del env["DATABASE_OWNER_URL"]
     result = manage("check", "--deploy", env=env)
     output = result.stdout + result.stderr
-    assert "bulwark.W101" in output and "DATABASE_OWNER_URL is not set" in output
-    assert "bulwark.W102" in output and "owns its tables (" in output
+    assert "bulwark.W101" in output and "owns its tables (" in output
     assert "TRUNCATE" in output
 
 
