@@ -16,9 +16,15 @@ from apps.accounts.credentials import Cause, credentials_revoke
 from apps.accounts.mfa import mfa_reset, mfa_status_get
 from apps.accounts.models import Role, TotpDevice, User
 from apps.accounts.roles import RoleName
-from apps.accounts.safety import Change, access_change_check
+from apps.accounts.safety import (
+    Change,
+    access_change_check,
+    access_change_refusal,
+    is_administrator,
+)
 from apps.audit.admin_trail import admin_form_of
 from apps.core.errors import ApplicationError
+from apps.core.errors import PermissionDenied as AccessRefused
 from apps.core.permissions import may
 from apps.privacy.services import subject_erase
 
@@ -66,16 +72,31 @@ class MfaEnabledFilter(admin.SimpleListFilter):
         return queryset
 
 
+def access_stamp(user: User) -> str:
+    """What the user's access was when a page showed it: a change made meanwhile (a
+    containment, another administrator) makes the page's form stale."""
+    return f"{user.is_active}:{user.is_staff}:{user.is_superuser}:{user.access_epoch}"
+
+
 class UserAccessForm(UserChangeForm):  # type: ignore[type-arg]
     """The admin's user form, holding the same safety rails as the API (apps.accounts.safety):
     no deactivating or demoting oneself or the last active administrator; superuser status
-    is given and taken by superusers only, and only superusers touch a superuser's access."""
+    is given and taken by superusers only, the admin role given by administrators only, and
+    only superusers touch a superuser's access. A form opened before the user's access
+    changed is refused rather than allowed to put the old access back."""
+
+    access_stamp = forms.CharField(widget=forms.HiddenInput, required=True)
 
     actor: Any = None
     request: HttpRequest | None = None
     # What the change takes away, if anything: UserAdmin.save_related then ends the user's
     # credentials (apps.accounts.credentials) in the same transaction.
     access_cause: Cause | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["access_stamp"].initial = access_stamp(self.instance)
 
     def _access_lost(self, cleaned: dict[str, Any]) -> Cause | None:
         user = self.instance
@@ -89,29 +110,49 @@ class UserAccessForm(UserChangeForm):  # type: ignore[type-arg]
                 return Cause.ROLE_LOST
         return None
 
+    def _changes(self, cleaned: dict[str, Any]) -> tuple[list[Change], bool]:
+        """The rails' changes this form makes, and whether the user stays an administrator."""
+        user = self.instance
+        superuser_after = cleaned.get("is_superuser", user.is_superuser)
+        staff_after = cleaned.get("is_staff", user.is_staff)
+        active_after = cleaned.get("is_active", user.is_active)
+        roles_before = set(user.roles.values_list("name", flat=True))
+        roles_after = {role.name for role in cleaned.get("roles", user.roles.all())}
+        administrator_after = bool(
+            active_after and (superuser_after or RoleName.ADMIN in roles_after)
+        )
+        changes = []
+        if superuser_after and not user.is_superuser:
+            changes.append(Change.MAKE_SUPERUSER)
+        if RoleName.ADMIN in roles_after - roles_before:
+            changes.append(Change.PROMOTE)
+        if user.is_active and not active_after:
+            changes.append(Change.DEACTIVATE)
+        elif (
+            (user.is_superuser and not superuser_after)
+            or (RoleName.ADMIN in roles_before - roles_after)
+            or (user.is_staff and not staff_after and is_administrator(user))
+        ):
+            changes.append(Change.DEMOTE)
+        elif user.is_superuser and not self.actor.is_superuser and self.has_changed():
+            changes.append(Change.DEMOTE)  # any change to a superuser's access is theirs
+        return changes, administrator_after
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         user = self.instance
         if user.pk is None or self.actor is None:
             return cleaned
+        # The changeform's transaction is open: hold the row until it commits, and refuse a
+        # form made from what the user's access was before someone changed it.
+        current = User.objects.select_for_update().get(pk=user.pk)
+        if cleaned.get("access_stamp") != access_stamp(current):
+            raise forms.ValidationError(
+                "This user's access changed while the page was open (another administrator, "
+                "or a containment): reload the page and make your change again."
+            )
         self.access_cause = self._access_lost(cleaned)
-        superuser_after = cleaned.get("is_superuser", user.is_superuser)
-        if superuser_after != user.is_superuser and not self.actor.is_superuser:
-            raise forms.ValidationError("Only a superuser may give or take superuser status.")
-        roles_after = {role.name for role in cleaned.get("roles", user.roles.all())}
-        active_after = cleaned.get("is_active", user.is_active)
-        administrator_after = bool(
-            active_after and (superuser_after or RoleName.ADMIN in roles_after)
-        )
-        roles_before = set(user.roles.values_list("name", flat=True))
-        lost_admin_role = RoleName.ADMIN in roles_before and RoleName.ADMIN not in roles_after
-        changes = []
-        if user.is_active and not active_after:
-            changes.append(Change.DEACTIVATE)
-        elif (user.is_superuser and not superuser_after) or lost_admin_role:
-            changes.append(Change.DEMOTE)
-        elif user.is_superuser and not self.actor.is_superuser and self.has_changed():
-            changes.append(Change.DEMOTE)  # any change to a superuser's access is theirs
+        changes, administrator_after = self._changes(cleaned)
         for change in changes:
             try:
                 access_change_check(
@@ -142,7 +183,7 @@ class UserAdmin(DjangoUserAdmin):
     filter_horizontal = ("roles", "groups", "user_permissions")
     fieldsets = (
         *DjangoUserAdmin.fieldsets,
-        ("Bulwark roles", {"fields": ("roles",)}),
+        ("Bulwark roles", {"fields": ("roles", "access_stamp")}),
         # Only the state: the TOTP secret and recovery codes are never shown in the admin.
         ("Two-factor authentication", {"fields": ("mfa_summary",)}),
     )
@@ -165,6 +206,19 @@ class UserAdmin(DjangoUserAdmin):
     def user_change_password(
         self, request: HttpRequest, id: str, form_url: str = ""
     ) -> HttpResponse:
+        # Only a superuser sets a superuser's password (a takeover otherwise): refused before
+        # anything else, and audited when it is tried (POST).
+        user = self.get_object(request, unquote(id))
+        if user is not None:
+            rails = {"actor": request.user, "user": user, "change": Change.SET_PASSWORD}
+            try:
+                if request.method == "POST":
+                    access_change_check(**rails, request=request)
+                elif refusal := access_change_refusal(**rails):
+                    raise AccessRefused(refusal[1])
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
         # One transaction for the new password, its audit event and the end of every
         # credential made under the old one (log_change below).
         with transaction.atomic():
@@ -299,7 +353,16 @@ class UserAdmin(DjangoUserAdmin):
                 level=messages.ERROR,
             )
             return
-        reset = sum(mfa_reset(actor=request.user, user=user, request=request) for user in queryset)
+        reset = 0
+        for user in queryset:
+            try:  # only a superuser resets a superuser's MFA (it ends all their credentials)
+                access_change_check(
+                    actor=request.user, user=user, change=Change.RESET_MFA, request=request
+                )
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
+                continue
+            reset += mfa_reset(actor=request.user, user=user, request=request)
         self.message_user(request, f"MFA reset for {reset} user(s).", level=messages.SUCCESS)
 
     @admin.display(description="roles")

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.db.models.expressions import Combinable
 from django.utils.crypto import salted_hmac
 
 # The MFA devices (django-otp Devices with sealed secrets) live in their own module; importing
@@ -52,27 +55,52 @@ class User(AbstractUser):
         # token made with the old one survives. Not a hash upgrade at sign-in, which clears
         # `_password` before saving. The services also revoke keys and audit the cause
         # (apps.accounts.credentials); this is the floor under every other path.
-        if self._password is not None and not self._state.adding:
+        if self._state.adding:
+            super().save(*args, **kwargs)
+            return
+        update_fields = kwargs.get("update_fields")
+        if self._password is not None:
             self.access_epoch = models.F("access_epoch") + 1
-            update_fields = kwargs.get("update_fields")
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "access_epoch"}
-            super().save(*args, **kwargs)
-            self.refresh_from_db(fields=["access_epoch"])
-            return
+        elif update_fields is None:
+            # The epoch only ever moves forward, by the UPDATEs that move it: a save of an
+            # instance read before one of them must not write the old value back.
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name != "access_epoch"
+            ]
         super().save(*args, **kwargs)
+        if isinstance(self.access_epoch, Combinable):  # moved by the UPDATE: read it back
+            self.refresh_from_db(fields=["access_epoch"])
+
+    def _session_hash(self, secret: str | None = None) -> str:
+        if not self.access_epoch:  # Django's own value: sessions from before the field live
+            return salted_hmac(
+                "django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash",
+                self.password,
+                secret=secret,
+                algorithm="sha256",
+            ).hexdigest()
+        return salted_hmac(
+            "bulwark.accounts.User.get_session_auth_hash",
+            f"{self.password}:{self.access_epoch}",
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
 
     def get_session_auth_hash(self) -> str:
         """Django's session check (the password hash, keyed), with the access epoch in it: a
         session started before the epoch moved no longer matches and is flushed. Epoch 0 keeps
         Django's own value, so sessions made before this field existed survive its migration."""
-        if not self.access_epoch:
-            return super().get_session_auth_hash()
-        return salted_hmac(
-            "bulwark.accounts.User.get_session_auth_hash",
-            f"{self.password}:{self.access_epoch}",
-            algorithm="sha256",
-        ).hexdigest()
+        return self._session_hash()
+
+    def get_session_auth_fallback_hash(self) -> Iterator[str]:
+        # Under SECRET_KEY_FALLBACKS too, or a session of an earlier epoch would match a
+        # fallback key's epoch-less hash and outlive the revocation.
+        for secret in settings.SECRET_KEY_FALLBACKS:
+            yield self._session_hash(secret)
 
     def role_names(self) -> set[str]:
         return {role.name for role in self.roles.all()}

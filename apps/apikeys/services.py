@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
@@ -23,7 +24,7 @@ from apps.apikeys.signatures import SIGNING_PURPOSE
 from apps.apikeys.validation import canonical_cidrs, scopes_beyond_grants
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import pseudonym_for
-from apps.core.errors import InvalidInput
+from apps.core.errors import InvalidInput, PermissionDenied
 from apps.core.sealing import seal
 
 MAX_LIFETIME = timedelta(days=365)
@@ -128,6 +129,16 @@ def api_key_issue(
     Raises ScopeMissing (403) for a scope beyond the owner's grants and InvalidInput (400)
     for anything the model refuses (scopes, rate, networks, a lifetime outside 1..365 days).
     """
+    # The owner's row, locked until this commits: a deactivation (or any change that ends
+    # the owner's credentials) either finishes first and is seen here, or waits for this key
+    # and then revokes it too (apps.accounts.credentials). No key slips in between.
+    current = get_user_model().objects.select_for_update().get(pk=owner.pk)
+    if not current.is_active or current.access_epoch != getattr(
+        owner, "access_epoch", current.access_epoch
+    ):
+        raise PermissionDenied(
+            "The key's owner lost their access while this request ran; sign in again."
+        )
     scopes = list(dict.fromkeys(scopes))
     beyond = scopes_beyond_grants(owner, scopes)
     if beyond:

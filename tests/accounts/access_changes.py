@@ -8,6 +8,9 @@ from typing import Any
 
 from django.contrib.auth.models import Permission
 
+from apps.accounts.admin import access_stamp
+from apps.accounts.models import User
+
 
 def admin_client(client: Any, user: Any, verified_login: Any, *, superuser: bool = False) -> Any:
     user.is_staff = True
@@ -38,6 +41,8 @@ def change_form(user: Any, **overrides: Any) -> dict[str, Any]:
         "date_joined_1": "00:00:00",
         "last_login_0": "",
         "last_login_1": "",
+        # What the page showed of the user's access (the form refuses a stale one).
+        "access_stamp": access_stamp(User.objects.get(pk=user.pk)),
     }
     data.update(overrides)
     return {key: value for key, value in data.items() if value not in ("", None)}

@@ -339,3 +339,83 @@ def test_a_password_hash_upgraded_at_sign_in_ends_nothing(settings):
     for credentials in (earlier, held, again):
         assert credentials.me().status_code == 200
         assert credentials.rotate().status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_issued_while_its_owner_is_contained_is_refused_or_revoked():
+    # A request that authenticated before the containment asks for a key while it runs: it
+    # waits for the containment's transaction and is refused; no key survives to work again
+    # after a reactivation.
+    import threading
+
+    from django.db import connection
+
+    from apps.accounts.services import user_deactivate
+    from apps.apikeys.services import api_key_issue
+    from apps.core.errors import PermissionDenied
+
+    victim = UserFactory(roles=["ml_engineer"])
+    officer = UserFactory(roles=["security_officer"])
+    UserFactory(roles=["admin"])
+    authenticated = User.objects.get(pk=victim.pk)  # as the request saw its user
+    deactivated, release = threading.Event(), threading.Event()
+    outcome: dict[str, str] = {}
+
+    def contain() -> None:
+        try:
+            with transaction.atomic():
+                user_deactivate(actor=officer, user=victim, reason="stolen token")
+                deactivated.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def issue() -> None:
+        try:
+            api_key_issue(actor=authenticated, owner=authenticated, name="k", scopes=["predict:*"])
+            outcome["issue"] = "issued"
+        except PermissionDenied as exc:
+            outcome["issue"] = exc.message
+        finally:
+            connection.close()
+
+    containment = threading.Thread(target=contain)
+    containment.start()
+    assert deactivated.wait(10)
+    issuing = threading.Thread(target=issue)
+    issuing.start()
+    issuing.join(0.5)
+    assert issuing.is_alive()  # waits on the owner's row
+    release.set()
+    containment.join(10)
+    issuing.join(10)
+    assert "lost their access" in outcome["issue"]
+    assert not ApiKey.objects.filter(owner=victim).exists()
+
+
+def test_a_fallback_secret_key_does_not_revive_a_session_of_an_earlier_epoch(settings):
+    from django.utils.crypto import salted_hmac
+
+    settings.SECRET_KEY_FALLBACKS = ["an earlier secret key, still accepted " * 2]
+    victim = UserFactory(roles=["auditor"])
+    earlier = salted_hmac(  # a session signed at epoch 0 under the earlier key
+        "django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash",
+        victim.password,
+        secret=settings.SECRET_KEY_FALLBACKS[0],
+        algorithm="sha256",
+    ).hexdigest()
+    assert earlier in list(victim.get_session_auth_fallback_hash())  # epoch 0: Django's value
+    with transaction.atomic():
+        credentials_revoke(user=victim, cause=Cause.DEACTIVATED, actor=None)
+    assert earlier not in list(victim.get_session_auth_fallback_hash())
+
+
+def test_a_save_of_an_instance_read_before_a_revocation_keeps_the_new_epoch():
+    victim = UserFactory(roles=["auditor"])
+    stale = User.objects.get(pk=victim.pk)
+    with transaction.atomic():
+        credentials_revoke(user=victim, cause=Cause.ROLE_LOST, actor=None)
+    stale.first_name = "Grace"
+    stale.save()  # a full save of what was read before
+    fresh = User.objects.get(pk=victim.pk)
+    assert fresh.access_epoch == victim.access_epoch == 1 and fresh.first_name == "Grace"
