@@ -185,9 +185,10 @@ class InputHardeningMiddleware:
     - the same in an `application/x-www-form-urlencoded` body (the admin's and the pages'
       forms); multipart fields are each form field's to validate (Django's refuse NUL);
     - a body sent with `Transfer-Encoding: chunked` and no Content-Length is read here, at
-      most to the path's limit (413 past it), and handed on with its length: Django would
-      otherwise read it as empty. A chunked upload is held in memory whole while it is
-      parsed (send Content-Length for large artifacts).
+      most to the JSON limit (413 past it, on every path, uploads included: this runs before
+      anyone is authenticated, so what an anonymous client can make a process hold is
+      bounded by that limit), and handed on with its length: Django would otherwise read it
+      as empty. Larger uploads send Content-Length, and their own handlers bound them.
     """
 
     FORM_TYPES = frozenset({"application/x-www-form-urlencoded"})
@@ -234,19 +235,20 @@ class InputHardeningMiddleware:
         environ = getattr(request, "environ", None)
         if environ is None:
             return None  # ASGI: the server hands Django the whole body, chunked or not
-        limit = body_limit(request)
+        limit = min(body_limit(request), int(settings.BULWARK_MAX_JSON_BODY))
         stream = environ["wsgi.input"]
-        parts: list[bytes] = []
-        size = 0
-        while size <= limit:
-            part = stream.read(min(1 << 16, limit + 1 - size))
+        buffer = io.BytesIO()
+        while buffer.tell() <= limit:
+            part = stream.read(min(1 << 16, limit + 1 - buffer.tell()))
             if not part:
                 break
-            parts.append(part)
-            size += len(part)
-        if size > limit:
-            return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        body = b"".join(parts)
+            buffer.write(part)
+        if buffer.tell() > limit:
+            return PayloadTooLarge(
+                f"A body sent without Content-Length (chunked) may be at most {limit} bytes; "
+                "send Content-Length for a larger upload."
+            )
+        body = buffer.getvalue()
         request.META["CONTENT_LENGTH"] = str(len(body))
         request.META.pop("HTTP_TRANSFER_ENCODING", None)
         # Django read its stream's length from CONTENT_LENGTH when the request was made (0 here).

@@ -1,5 +1,5 @@
 """A body sent with `Transfer-Encoding: chunked` and no Content-Length is read within the
-path's limit (413 past it) instead of being taken for empty (README "Behaviour shared by
+JSON limit (413 past it) instead of being taken for empty (README "Behaviour shared by
 every endpoint")."""
 
 from __future__ import annotations
@@ -33,6 +33,23 @@ def test_a_small_chunked_body_is_read_and_a_large_one_is_413(actors, pricing):
     assert refused.json()["error"]["code"] == "payload_too_large"
 
 
+@pytest.mark.django_db
+def test_a_chunked_upload_past_the_json_limit_is_413_before_anyone_is_authenticated():
+    # Upload paths take bodies far larger than the JSON limit, with Content-Length. Chunked,
+    # an anonymous client gets no more than the JSON limit held for it.
+    body = b"--x\r\n" + b"a" * (2 * 1024 * 1024)
+    refused = _without_length(
+        Client(),
+        "/api/v1/models/pricing/versions",
+        body,
+        CONTENT_TYPE="multipart/form-data; boundary=x",
+    )
+    assert refused.status_code == 413
+    error = refused.json()["error"]
+    assert error["code"] == "payload_too_large"
+    assert "send Content-Length for a larger upload" in error["message"]
+
+
 def _without_length(client: Client, path: str, body: bytes, **headers: Any) -> Any:
     environ = {
         "REQUEST_METHOD": "POST",
@@ -40,8 +57,8 @@ def _without_length(client: Client, path: str, body: bytes, **headers: Any) -> A
         "CONTENT_TYPE": "application/json",
         "HTTP_TRANSFER_ENCODING": "chunked",
         "wsgi.input": io.BytesIO(body),
-        **headers,
     }
+    environ.update(headers)
     return client.request(**environ)
 
 
