@@ -3,8 +3,10 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
@@ -27,6 +29,8 @@ from apps.core.errors import ApplicationError
 from apps.core.errors import PermissionDenied as AccessRefused
 from apps.core.permissions import may
 from apps.privacy.services import subject_erase
+from apps.registry.models import PredictGrant
+from apps.registry.services import predict_grant_delete
 
 ERASE_TEMPLATE = "admin/accounts/user/erase.html"
 
@@ -380,3 +384,43 @@ class RoleAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         return False
+
+
+class GroupAccessAdmin(GroupAdmin):
+    """Groups carry access (predict grants, a model's owner group, permissions): deleting one,
+    or taking permissions from it, takes that access from its members. Their grants are
+    withdrawn through the registry's service (each audited), and every member's credentials
+    end (apps.accounts.credentials, cause role_lost), in the deletion's transaction; a model
+    that named the group as owner keeps no owner group (SET_NULL), audited as the delete."""
+
+    def _members_lose_access(self, request: HttpRequest, group: Group) -> list[User]:
+        for grant in PredictGrant.objects.filter(group=group).select_related("model", "group"):
+            predict_grant_delete(actor=request.user, grant=grant, request=request)
+        return list(User.objects.filter(groups=group))
+
+    def _revoke(self, request: HttpRequest, members: list[User]) -> None:
+        for member in members:
+            credentials_revoke(
+                user=member, cause=Cause.ROLE_LOST, actor=request.user, request=request
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Group) -> None:
+        with transaction.atomic():
+            members = self._members_lose_access(request, obj)
+            super().delete_model(request, obj)
+            self._revoke(request, members)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Group]) -> None:
+        with transaction.atomic():
+            for group in queryset:
+                self.delete_model(request, group)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        before = set(form.instance.permissions.all()) if change else set()
+        super().save_related(request, form, formsets, change)
+        if before - set(form.instance.permissions.all()):
+            self._revoke(request, list(User.objects.filter(groups=form.instance)))
+
+
+admin.site.unregister(Group)
+admin.site.register(Group, GroupAccessAdmin)

@@ -419,3 +419,29 @@ def test_a_save_of_an_instance_read_before_a_revocation_keeps_the_new_epoch():
     stale.save()  # a full save of what was read before
     fresh = User.objects.get(pk=victim.pk)
     assert fresh.access_epoch == victim.access_epoch == 1 and fresh.first_name == "Grace"
+
+
+def test_deleting_a_group_in_the_admin_withdraws_its_grants_and_ends_its_members_access(
+    client, verified_login
+):
+    from django.contrib.auth.models import Group
+
+    from apps.registry.models import PredictGrant
+    from tests.registry.conftest import make_model
+
+    root = UserFactory(roles=["admin"])
+    admin_client(client, root, verified_login, superuser=True)
+    team = Group.objects.create(name="pricing team")
+    member = UserFactory(roles=["api_client"])
+    member.groups.add(team)
+    PredictGrant.objects.create(model=make_model(root), group=team, granted_by=root)
+    held = Credentials(member)
+    response = client.post(f"/admin/auth/group/{team.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not PredictGrant.objects.exists()
+    [withdrawn] = audit_events("model.grant.deleted")
+    assert withdrawn["target"]["id"] == "pricing"
+    held.all_refused()
+    assert revoked_for(member, "role_lost")["details"]["keys_revoked"] == 1
+    [deleted] = audit_events("admin.delete")
+    assert deleted["details"]["model"] == "auth.group"
