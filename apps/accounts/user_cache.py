@@ -5,10 +5,10 @@ One Redis round trip (MGET) reads the user's record, the token family's state (c
 client address's failed-authentication count. Records are JSON with an HMAC (a pickle
 from Redis would be code from whoever can write to it); a record that does not verify is
 ignored and read again from the database. When a user changes, the new record is written
-inside the change's transaction and again after commit (overwriting, so a request that
-read the old row cannot leave a stale record behind: misses fill with SET NX); a deleted
-user becomes a tombstone. So a deactivated,
-demoted or erased user is refused by the very next request.
+after commit, and a "read the database" marker inside the change's transaction
+(overwriting, so a request that read the old row cannot leave a stale record behind: misses
+fill with SET NX, which the marker also holds off); a deleted user becomes a tombstone. So a
+deactivated, demoted or erased user is refused by the very next request after the commit.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from apps.core.signed_json import derive_key, dumps_signed, loads_signed
 RECORD_TTL = 300
 _PREFIX = "bulwark:auth:"
 _TOMBSTONE = "-"
+_RELOAD = "?"  # a change is being committed: read the database, and do not cache what it says
 _FIELDS = ("id", "username", "is_active", "is_staff", "is_superuser", "access_epoch")
 
 
@@ -60,6 +61,8 @@ def decode(raw: str | bytes) -> User | bool | None:
     text = raw.decode() if isinstance(raw, bytes) else raw
     if text == _TOMBSTONE:
         return None
+    if text == _RELOAD:
+        return False
     payload = loads_signed(text, _mac_key())
     if payload is None or not all(name in payload for name in _FIELDS):
         return False  # forged, or written by an older release: read again from the database
@@ -133,17 +136,22 @@ def _refresh_ttl() -> int:
 
 
 def refresh_user(user_id: Any) -> None:
-    """Replace the user's record with the database's now (inside the change's transaction:
-    if Redis cannot take it, the change fails with a 503 instead of leaving a stale record
-    that still says "active") and again after commit (what other transactions now see)."""
+    """Inside the change's transaction, replace the user's record with a "read the database"
+    marker (if Redis cannot take it, the change fails with a 503 instead of leaving a stale
+    record that still says "active"); after commit, write the record the database now holds.
+    Until then every request reads the committed row, and a change that rolls back leaves
+    only the marker: never state that was not committed (a role given, then rolled back)."""
 
     def write() -> None:
         _store(_user_key(user_id), encode(load_user(user_id)), only_if_absent=False)
 
-    write()
-    transaction.on_commit(write)
+    _store(_user_key(user_id), _RELOAD, only_if_absent=False)
+    # Robust: the change has committed; if Redis fails now the marker stays, which is safe.
+    transaction.on_commit(write, robust=True)
 
 
 def mark_family_revoked(family_id: Any) -> None:
-    """Called inside the revoking transaction and again after its commit (see refresh_user)."""
+    """Called inside the revoking transaction and again after its commit. Unlike a user's
+    record this may run ahead of the commit: a revocation that rolls back only signs the
+    family's holder out early (it fails closed), never in."""
     _store(_family_key(family_id), "revoked", only_if_absent=False, ttl=_refresh_ttl())

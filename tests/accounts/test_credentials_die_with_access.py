@@ -445,3 +445,23 @@ def test_deleting_a_group_in_the_admin_withdraws_its_grants_and_ends_its_members
     assert revoked_for(member, "role_lost")["details"]["keys_revoked"] == 1
     [deleted] = audit_events("admin.delete")
     assert deleted["details"]["model"] == "auth.group"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_role_given_in_a_change_that_rolls_back_is_never_honoured():
+    # The cache is told to read the database while a change commits, never handed state that
+    # was not committed: a role added, then rolled back, grants nothing from the cache.
+    from apps.accounts.models import Role
+    from apps.accounts.user_cache import lookup
+
+    person = UserFactory(roles=["auditor"])
+    family = TokenFamily.objects.create(user=person)
+
+    class RolledBack(Exception):
+        pass
+
+    with pytest.raises(RolledBack), transaction.atomic():
+        person.roles.add(Role.objects.get_or_create(name="admin")[0])
+        raise RolledBack
+    cached, _revoked, _failures = lookup(person.pk, family.pk, "authfail:ip:test")
+    assert cached._bulwark_roles == {"auditor"}

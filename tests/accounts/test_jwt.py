@@ -269,9 +269,10 @@ def test_role_changes_apply_to_the_next_request(api_client, django_capture_on_co
 
 
 def test_an_authenticated_request_costs_no_database_query(
-    api_client, rf, django_assert_num_queries
+    api_client, rf, django_assert_num_queries, django_capture_on_commit_callbacks
 ):
-    user = UserFactory(roles=["auditor"])
+    with django_capture_on_commit_callbacks(execute=True):  # the user's record, once committed
+        user = UserFactory(roles=["auditor"])
     access = pair_for(api_client, user)["access"]
     me(api_client, access)  # fills the cache
     request = rf.get("/", HTTP_AUTHORIZATION=f"Bearer {access}")

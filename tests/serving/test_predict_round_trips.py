@@ -64,7 +64,11 @@ def test_an_accepted_api_key_predict_costs_one_redis_command_and_one_query(
 def test_an_accepted_jwt_predict_costs_two_redis_commands_and_one_query(
     client, actors, pricing, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
+    from apps.accounts.user_cache import refresh_user
+
     settings.AUDIT_CHAIN_INLINE = False
+    with django_capture_on_commit_callbacks(execute=True):  # the record, as after the commit
+        refresh_user(actors["ml_engineer"].pk)
     commands, queries = steady_state_cost(
         client, monkeypatch, django_capture_on_commit_callbacks, **bearer(actors["ml_engineer"])
     )
