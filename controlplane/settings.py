@@ -65,7 +65,6 @@ PRIVACY_DAILY_EPSILON = env_float("PRIVACY_DAILY_EPSILON", default=10.0, minimum
 
 INSTALLED_APPS = [
     "apps.accounts.admin_config.BulwarkAdminConfig",  # django.contrib.admin with TOTP
-    "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
@@ -80,6 +79,9 @@ INSTALLED_APPS = [
     # whose secrets are sealed or hashed; its plugins stored them in plain text.
     "django_otp",
     "apps.accounts",
+    # After apps.accounts, whose `changepassword` (which also ends the user's credentials)
+    # must win over Django's: the first app to name a command wins.
+    "django.contrib.auth",
     "apps.audit",
     "apps.apikeys",
     "apps.registry",

@@ -325,6 +325,40 @@ def test_a_password_set_by_any_other_path_still_ends_sessions_and_tokens():
     assert page.status_code == 302 and page["Location"].startswith("/account/login")
 
 
+def test_manage_py_changepassword_ends_every_credential_and_records_the_cause(monkeypatch):
+    import getpass
+    import io
+
+    from django.core.management import call_command
+
+    victim = UserFactory(roles=["ml_engineer"])
+    held = Credentials(victim)
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="Password: ": NEW_PASSWORD)
+    out = io.StringIO()
+    call_command("changepassword", victim.username, stdout=out)
+    assert "Ended 1 sign-in(s) and 1 API key(s)" in out.getvalue()
+    held.all_refused()
+    event = revoked_for(victim, "password_changed")
+    assert event["actor"] == {"type": "system", "ref": "manage.py changepassword"}
+    assert event["details"]["keys_revoked"] == 1
+    assert NEW_PASSWORD not in str(audit_events())
+
+
+def test_manage_py_changepassword_that_gives_up_changes_nothing(monkeypatch):
+    import getpass
+
+    from django.core.management import CommandError, call_command
+
+    victim = UserFactory(roles=["ml_engineer"])
+    held = Credentials(victim)
+    answers = iter(["one passphrase that is long", "another passphrase that is long"] * 3)
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": next(answers))
+    with pytest.raises(CommandError, match="after 3 attempts"):
+        call_command("changepassword", victim.username)
+    held.all_work()
+    assert audit_events("user.credentials_revoked") == []
+
+
 def test_a_password_hash_upgraded_at_sign_in_ends_nothing(settings):
     victim = UserFactory(roles=["auditor"])  # hashed with the test settings' MD5
     assert victim.password.startswith("md5$")
