@@ -52,7 +52,7 @@ COPY . /app
 # collectstatic it execs: they never reach an ENV, a file, or the layer. BULWARK_DOTENV points
 # at /dev/null so no .env is read or written.
 RUN python -c "import os, sys; \
-from controlplane.secrets.required import REQUIRED_SECRETS; \
+from apps.core.secrets.required import REQUIRED_SECRETS; \
 os.environ.update({s.name: s.generate() for s in REQUIRED_SECRETS}, \
 ALLOWED_HOSTS='build.invalid', BULWARK_DOTENV=os.devnull); \
 os.execv(sys.executable, [sys.executable, 'manage.py', 'collectstatic', '--noinput', '--verbosity', '0'])" \

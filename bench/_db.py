@@ -49,7 +49,7 @@ def ensure_database() -> None:
 
 def bench_secrets() -> dict[str, str]:
     """The bench database's own secrets (generated and stored on first use)."""
-    from controlplane.secrets.required import REQUIRED_SECRETS
+    from apps.core.secrets.required import REQUIRED_SECRETS
 
     with _connect(BENCH_DB) as conn:
         conn.execute(

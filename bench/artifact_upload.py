@@ -106,7 +106,7 @@ def setup() -> str:
     with psycopg.connect(f"{SERVER_URL}/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
-    from controlplane.secrets.required import REQUIRED_SECRETS
+    from apps.core.secrets.required import REQUIRED_SECRETS
 
     media = tempfile.mkdtemp(prefix="bulwark-bench-upload-")
     os.environ.update(

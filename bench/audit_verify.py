@@ -103,7 +103,7 @@ def verify() -> int:
 def in_memory(bodies: list[bytes], *, keyed: bool) -> Callable[[], int]:
     import hmac
 
-    from controlplane.secrets import get_secret
+    from apps.core.secrets import get_secret
 
     key = get_secret("AUDIT_HMAC_KEY").encode()
     prev = b"0" * 64

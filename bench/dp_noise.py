@@ -12,7 +12,7 @@ import timeit
 
 import numpy as np
 
-from apps.privacy.laplace import privatise
+from apps.serving.privacy.laplace import privatise
 
 SIZES = (1, 100, 10_000)
 

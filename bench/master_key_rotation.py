@@ -62,7 +62,7 @@ def setup() -> str:
 
 
 def use_keys(*names: str) -> None:
-    from controlplane import secrets
+    from apps.core import secrets
 
     os.environ["BULWARK_MASTER_KEYS"] = keys_env(*names)
     secrets._runtime_provider().clear()  # type: ignore[attr-defined]

@@ -11,8 +11,7 @@ from pathlib import Path
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from apps.registry.artifacts.trusted import global_name_problem
-from controlplane.env import (
+from apps.core.env import (
     StartupError,
     database_from_url,
     env_bool,
@@ -25,7 +24,8 @@ from controlplane.env import (
     env_str,
     load_dotenv,
 )
-from controlplane.secrets import load_startup_secrets
+from apps.core.secrets import load_startup_secrets
+from apps.registry.artifacts.trusted import global_name_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DOTENV_PATH = Path(os.environ.get("BULWARK_DOTENV", BASE_DIR / ".env"))
@@ -74,7 +74,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "apps.core",
-    "apps.privacy",
     # django-otp's core only: the devices are apps.accounts' own (TotpDevice, RecoveryCodeDevice),
     # whose secrets are sealed or hashed; its plugins stored them in plain text.
     "django_otp",
@@ -88,6 +87,7 @@ INSTALLED_APPS = [
     "apps.serving",
     "apps.incidents",
     "apps.compliance",
+    "apps.gdpr",
 ]
 
 MIDDLEWARE = [

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from controlplane.env import StartupError
+from apps.core.env import StartupError
 
 T = TypeVar("T")
 

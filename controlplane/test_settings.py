@@ -5,7 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from controlplane.secrets.required import REQUIRED_SECRETS
+from apps.core.secrets.required import REQUIRED_SECRETS
 
 for _spec in REQUIRED_SECRETS:
     os.environ.setdefault(_spec.name, _spec.generate())

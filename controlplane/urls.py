@@ -10,7 +10,7 @@ api_v1 = [  # each app adds its routes here as it lands
     path("", include("apps.audit.urls")),
     path("", include("apps.registry.urls")),
     path("", include("apps.serving.urls")),
-    path("", include("apps.privacy.urls")),
+    path("", include("apps.gdpr.urls")),
     path("", include("apps.incidents.urls")),
     path("", include("apps.compliance.urls")),
 ]

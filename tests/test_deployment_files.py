@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from controlplane.secrets.required import REQUIRED_SECRETS
+from apps.core.secrets.required import REQUIRED_SECRETS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

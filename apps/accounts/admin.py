@@ -7,12 +7,10 @@ from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 
 from apps.accounts.credentials import Cause, credentials_revoke
 from apps.accounts.mfa import mfa_reset, mfa_status_get
@@ -27,38 +25,8 @@ from apps.accounts.safety import (
 from apps.audit.admin_trail import admin_form_of
 from apps.core.errors import ApplicationError
 from apps.core.errors import PermissionDenied as AccessRefused
-from apps.core.permissions import may
-from apps.privacy.services import subject_erase
 from apps.registry.models import PredictGrant
 from apps.registry.services import predict_grant_delete
-
-ERASE_TEMPLATE = "admin/accounts/user/erase.html"
-
-
-def may_erase(user: Any) -> bool:
-    """Holders of `privacy.manage` (as on the API), and superusers, who hold every right here."""
-    return bool(getattr(user, "is_superuser", False)) or may(user, "privacy.manage")
-
-
-class ErasureConfirmForm(forms.Form):
-    """Erasure cannot be undone: the person's username must be typed, not just clicked."""
-
-    username = forms.CharField(
-        label="Type the username to confirm",
-        max_length=150,
-        strip=False,
-        widget=forms.TextInput(attrs={"autocomplete": "off", "autofocus": True}),
-    )
-
-    def __init__(self, *args: Any, expected: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.expected = expected
-
-    def clean_username(self) -> str:
-        typed = self.cleaned_data["username"]
-        if typed != self.expected:
-            raise forms.ValidationError("This is not the username of the user being erased.")
-        return typed
 
 
 class MfaEnabledFilter(admin.SimpleListFilter):
@@ -192,7 +160,7 @@ class UserAdmin(DjangoUserAdmin):
         ("Two-factor authentication", {"fields": ("mfa_summary",)}),
     )
     readonly_fields = ("mfa_summary",)
-    actions = ["reset_mfa", "erase_gdpr"]
+    actions = ["reset_mfa"]  # apps.gdpr adds its erasure
 
     def get_form(self, request, obj=None, change=False, **kwargs):  # type: ignore[no-untyped-def]
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -240,83 +208,10 @@ class UserAdmin(DjangoUserAdmin):
         return entry
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
-        # A user leaves only through erasure (below): keys revoked, pseudonym unlinked, tokens
-        # ended, audited. A plain delete would skip all of it (and API keys PROTECT it anyway).
+        # A user leaves only through erasure (apps.gdpr.admin): keys revoked, pseudonym
+        # unlinked, tokens ended, audited. A plain delete would skip all of it (and API keys
+        # PROTECT it anyway).
         return False
-
-    def get_urls(self) -> list[URLPattern]:
-        erase = self.admin_site.admin_view(self.erase_view)
-        return [
-            path("<path:object_id>/erase/", erase, name="accounts_user_erase"),
-            *super().get_urls(),
-        ]
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        context = {"can_erase": self.has_erase_permission(request), **(extra_context or {})}
-        return super().change_view(request, object_id, form_url, extra_context=context)
-
-    def has_erase_permission(self, request: HttpRequest) -> bool:
-        return may_erase(request.user)
-
-    @admin.action(description="Erase (GDPR)…", permissions=["erase"])
-    def erase_gdpr(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
-        # One person at a time, each confirmed by typing their username on the next page.
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one user to erase.", level=messages.ERROR)
-            return None
-        user = queryset.get()
-        return HttpResponseRedirect(reverse("admin:accounts_user_erase", args=[user.pk]))
-
-    def erase_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """The confirmation page: type the username, then the same service as the API erases
-        (apps.privacy.services.subject_erase), audited the same way."""
-        if not self.has_erase_permission(request):
-            raise PermissionDenied
-        user = self.get_object(request, unquote(object_id))
-        if user is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        form = ErasureConfirmForm(
-            request.POST if request.method == "POST" else None, expected=user.username
-        )
-        if request.method == "POST" and form.is_valid():
-            try:
-                access_change_check(
-                    actor=request.user, user=user, change=Change.ERASE, request=request
-                )
-                receipt = subject_erase(actor=request.user, user=user, request=request)
-            except ApplicationError as exc:
-                form.add_error(None, exc.message)
-            else:
-                self.message_user(
-                    request,
-                    f"The user was erased. Reference {receipt.reference}: keep it with the "
-                    "request (no record in Bulwark names the person).",
-                    messages.SUCCESS,
-                )
-                if receipt.mentions:
-                    rows = "; ".join(
-                        f"{row['model']} {row['id']} ({row['field']})" for row in receipt.mentions
-                    )
-                    self.message_user(
-                        request,
-                        f"Free text written by people still mentions them; review: {rows}",
-                        messages.WARNING,
-                    )
-                return HttpResponseRedirect(reverse("admin:accounts_user_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "original": user,
-            "form": form,
-            "title": f"Erase {user.username} (GDPR)",
-        }
-        return TemplateResponse(request, ERASE_TEMPLATE, context)
 
     def get_queryset(self, request):  # type: ignore[no-untyped-def]
         confirmed_totp = TotpDevice.objects.filter(user=OuterRef("pk"), confirmed=True)

@@ -11,7 +11,7 @@ everything that lets them in now stops at once, and nothing comes back with a re
 
 One `user.credentials_revoked` event, in the same transaction as the change that caused it,
 records the cause and what ended. Erasure ends the same things its own way (the user row is
-deleted; apps.privacy.services.subject_erase).
+deleted; apps.gdpr.services.subject_erase).
 """
 
 from __future__ import annotations

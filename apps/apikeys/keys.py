@@ -10,7 +10,7 @@ import re
 import secrets
 import string
 
-from controlplane.secrets import get_secret
+from apps.core.secrets import get_secret
 
 KEY_PREFIX = "bwk_"
 PUBLIC_ID_LENGTH = 12

@@ -10,9 +10,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from apps.core.env import parse_rate
 from apps.core.permissions import may
 from apps.registry.selectors import user_may_predict
-from controlplane.env import parse_rate
 
 SCOPE_ALL_MODELS = "predict:*"
 # A model name is a slug (registry); `*` means every model.

@@ -27,8 +27,8 @@ from functools import lru_cache
 
 from apps.audit.canonical import chain_hash
 from apps.audit.models import LEGACY_KEY_ID, AuditEvent
-from controlplane.secrets import get_optional_secret, get_secret
-from controlplane.secrets.required import (
+from apps.core.secrets import get_optional_secret, get_secret
+from apps.core.secrets.required import (
     AUDIT_HMAC_KEYS_RETIRED,
     audit_hmac_key_id,
     parse_audit_hmac_keys_retired,

@@ -22,9 +22,9 @@ from django.db import transaction
 from apps.audit.keys import AuditHmacKeysInvalid, audit_hmac_keys, legacy_key_id
 from apps.audit.models import LEGACY_KEY_ID, AuditEvent
 from apps.audit.services import audit_event_record
-from apps.privacy.masking import Public
-from controlplane.secrets import SecretMissing, SecretsBackendUnavailable
-from controlplane.secrets.required import (
+from apps.core.masking import Public
+from apps.core.secrets import SecretMissing, SecretsBackendUnavailable
+from apps.core.secrets.required import (
     AUDIT_HMAC_KEYS_RETIRED,
     REQUIRED_SECRETS,
     audit_hmac_key_id,

@@ -25,9 +25,9 @@ from apps.audit.keys import (
 from apps.audit.models import LEGACY_KEY_ID, ActorPseudonym, AuditEvent, Checkpoint, PendingEvent
 from apps.audit.signing import sign
 from apps.audit.subjects import actor_of, pseudonym_forget, target_of, truncated_ip
+from apps.core.masking import Public, mask
 from apps.core.request_context import current_request_id
-from apps.privacy.masking import Public, mask
-from controlplane.secrets import SecretsError
+from apps.core.secrets import SecretsError
 
 logger = logging.getLogger("bulwark.audit")
 
@@ -125,7 +125,7 @@ def _lock_chain(*, wait: bool) -> bool:
             cursor.execute(f"SELECT {function}(%s)", [CHAIN_LOCK_KEY])
             row = cursor.fetchone()
         return wait or bool(row[0])
-    # SQLite: transactions begin IMMEDIATE (see controlplane.env), which already serialises
+    # SQLite: transactions begin IMMEDIATE (see apps.core.env), which already serialises
     # writers across processes.
     return True
 

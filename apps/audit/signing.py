@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from apps.audit.canonical import canonical_json
-from controlplane.secrets import get_secret
+from apps.core.secrets import get_secret
 
 
 @lru_cache(maxsize=4)

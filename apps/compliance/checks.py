@@ -26,10 +26,10 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import audit_chain_pending
 from apps.audit.verification import audit_chain_verify
 from apps.compliance.models import Category, ChecklistItem
+from apps.core.env import parse_rate
+from apps.core.secrets import REQUIRED_SECRETS, SecretMissing, get_secret
 from apps.registry.envelope import MAGIC, master_keys_from_secrets
 from apps.registry.models import ModelVersion, Stage, WatermarkKind, WatermarkStatus
-from controlplane.env import parse_rate
-from controlplane.secrets import REQUIRED_SECRETS, SecretMissing, get_secret
 
 logger = logging.getLogger("bulwark.compliance")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from controlplane.env import parse_rate
+from apps.core.env import parse_rate
 
 
 def failure_limit() -> tuple[int, int]:

@@ -10,7 +10,7 @@ from django.db import InterfaceError as DatabaseInterfaceError
 from django.db import OperationalError as DatabaseOperationalError
 
 from apps.core.errors import ServiceUnavailable
-from controlplane.secrets import SecretsBackendUnavailable
+from apps.core.secrets import SecretsBackendUnavailable
 
 logger = logging.getLogger("bulwark.dependencies")
 

@@ -12,8 +12,8 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from apps.core.masking import mask_field, mask_text
 from apps.core.request_context import current_request_id
-from apps.privacy.masking import mask_field, mask_text
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from controlplane.secrets import get_secret
-from controlplane.secrets.required import parse_master_keys
+from apps.core.secrets import get_secret
+from apps.core.secrets.required import parse_master_keys
 
 VERSION = "s1"
 

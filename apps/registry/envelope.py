@@ -61,9 +61,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from apps.core.secrets import get_secret
+from apps.core.secrets.required import parse_master_keys
 from apps.registry.artifacts.errors import ArtifactRejected, Reason
-from controlplane.secrets import get_secret
-from controlplane.secrets.required import parse_master_keys
 
 MAGIC = b"BWAE"
 FORMAT_VERSION = 1

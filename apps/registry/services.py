@@ -25,7 +25,6 @@ from apps.audit.services import audit_event_record
 from apps.audit.subjects import pseudonym_for
 from apps.core.errors import Conflict, InvalidInput, PermissionDenied
 from apps.core.permissions import may
-from apps.privacy.laplace import InvalidMechanism, snapping_parameters
 from apps.registry.analysis import (
     ArtifactDenied,
     artifact_analyse,
@@ -60,6 +59,7 @@ from apps.registry.servable import (
     runner_failure_record,
 )
 from apps.registry.trust import deployment_globals, global_name_problem, loadable_globals
+from apps.registry.version_checks import dp_pair_refusal
 
 logger = logging.getLogger("bulwark.registry")
 
@@ -284,13 +284,12 @@ def model_version_register(
     if (dp_epsilon is None) != (dp_sensitivity is None):
         raise _invalid("dp_epsilon", "give both dp_epsilon and dp_sensitivity, or neither")
     if dp_epsilon is not None and dp_sensitivity is not None:
-        # Refused now rather than as a failed prediction: the mechanism's limits only tighten
-        # as the batch grows, so one row and a full batch bound every call in between.
-        try:
-            for count in (1, max_batch):
-                snapping_parameters(epsilon=dp_epsilon, sensitivity=dp_sensitivity, count=count)
-        except InvalidMechanism as exc:
-            raise _invalid("dp_epsilon", str(exc)) from None
+        # Refused now rather than as a failed prediction (the check is serving's).
+        refusal = dp_pair_refusal(
+            epsilon=dp_epsilon, sensitivity=dp_sensitivity, max_batch=max_batch
+        )
+        if refusal is not None:
+            raise _invalid("dp_epsilon", refusal)
     if format not in ArtifactFormat.values:
         raise _invalid("format", f"must be one of {', '.join(ArtifactFormat.values)}")
     if getattr(artifact, "size", None) == 0:

@@ -8,4 +8,9 @@ class ServingConfig(AppConfig):
 
     def ready(self) -> None:
         # Registry and group changes bump the serving generation (framework glue only).
+        # Registration refuses a differential-privacy pair the mechanism cannot serve.
+        from apps.registry.version_checks import dp_check_register
         from apps.serving import signals  # noqa: F401
+        from apps.serving.privacy.laplace import dp_pair_refusal
+
+        dp_check_register(dp_pair_refusal)

@@ -22,9 +22,9 @@ from redis.commands.core import Script
 
 from apps.apikeys import records
 from apps.core import ratelimit
+from apps.core.env import parse_rate
 from apps.core.redis import shared_client
 from apps.serving import generation
-from controlplane.env import parse_rate
 
 _HIT_AND_GENERATION = """
 local count = redis.call('INCRBY', KEYS[1], 1)

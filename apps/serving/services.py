@@ -17,8 +17,6 @@ from apps.apikeys.errors import ScopeMissing
 from apps.apikeys.validation import SCOPE_ALL_MODELS
 from apps.audit.services import audit_event_record
 from apps.core.errors import PermissionDenied, RateLimited
-from apps.privacy.budget import budget_spend
-from apps.privacy.laplace import NonFiniteOutput, is_numeric_output, privatise
 from apps.registry.artifacts.loading import PredictionRefused
 from apps.registry.features import feature_values
 from apps.registry.models import ModelVersion
@@ -28,6 +26,8 @@ from apps.serving.catalog import ServedVersion, catalog
 from apps.serving.errors import PredictionFailed, PrivacyBudgetExhausted
 from apps.serving.features import plain_outputs
 from apps.serving.model_cache import LoadedModel, models
+from apps.serving.privacy.budget import budget_spend
+from apps.serving.privacy.laplace import NonFiniteOutput, is_numeric_output, privatise
 from apps.serving.validation import validate_body, validate_rows
 
 

@@ -73,7 +73,7 @@ def server_env(workdir: Path, model_path: Path) -> dict[str, str]:
     """The production environment of the servers (and of this process, for the setup)."""
     import secrets
 
-    from controlplane.secrets.required import REQUIRED_SECRETS
+    from apps.core.secrets.required import REQUIRED_SECRETS
 
     (workdir / "media").mkdir()
     (workdir / "static").mkdir()

@@ -22,7 +22,7 @@ from apps.accounts import devices
 from apps.accounts.mfa import MfaCodeRejected, mfa_code_verify
 from apps.accounts.models import RecoveryCode, RecoveryCodeDevice, TotpDevice
 from apps.registry.rotation import MasterKeyMissing, rotate_master_key
-from controlplane import secrets
+from apps.core import secrets
 from tests.accounts.factories import UserFactory
 from tests.accounts.test_mfa import (
     MFA_URL,

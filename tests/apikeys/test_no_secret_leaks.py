@@ -14,7 +14,7 @@ from apps.apikeys.keys import format_key, new_secret
 from apps.apikeys.models import ApiKey
 from apps.apikeys.signatures import sign, signing_message
 from apps.apikeys.tasks import api_key_expire_due_task, api_key_warn_expiring_task
-from controlplane.secrets import get_secret
+from apps.core.secrets import get_secret
 from tests.accounts.factories import UserFactory
 from tests.apikeys.conftest import KEYED, audit_text, update_key
 

@@ -11,7 +11,7 @@ from django.http import HttpResponse
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_chain_pending
 from apps.compliance.models import ChecklistItem
-from controlplane.secrets import _runtime_provider
+from apps.core.secrets import _runtime_provider
 
 _seed_migration = importlib.import_module("apps.compliance.migrations.0002_seed_checklist")
 

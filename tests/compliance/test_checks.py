@@ -86,7 +86,7 @@ def test_a_version_under_an_older_master_key_fails(actors, media_root, monkeypat
     upload_version(actors["ml_engineer"])
     new_key = "mk2:" + base64.b64encode(os.urandom(32)).decode()
     monkeypatch.setenv("BULWARK_MASTER_KEYS", f"{new_key},{os.environ['BULWARK_MASTER_KEYS']}")
-    from controlplane.secrets import _runtime_provider
+    from apps.core.secrets import _runtime_provider
 
     _runtime_provider().clear()
 
@@ -237,7 +237,7 @@ def test_strong_secrets_pass(fresh_secrets):
 def test_a_short_or_default_secret_fails_without_showing_it(monkeypatch, fresh_secrets):
     monkeypatch.setenv("API_KEY_PEPPER", "pepper-short")
     monkeypatch.setenv("AUDIT_HMAC_KEY", "changeme-changeme-changeme-changeme-0123456789")
-    from controlplane.secrets import _runtime_provider
+    from apps.core.secrets import _runtime_provider
 
     _runtime_provider().clear()
 

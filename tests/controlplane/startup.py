@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from controlplane.secrets.required import REQUIRED_SECRETS
+from apps.core.secrets.required import REQUIRED_SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_NAMES = [spec.name for spec in REQUIRED_SECRETS]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from controlplane.env import (
+from apps.core.env import (
     StartupError,
     database_from_url,
     dotenv_quote,
@@ -13,7 +13,7 @@ from controlplane.env import (
     parse_rate,
     redact_url,
 )
-from controlplane.secrets.required import (
+from apps.core.secrets.required import (
     audit_hmac_key_id,
     audit_hmac_keys_retired_entry,
     parse_audit_hmac_keys_retired,
@@ -135,7 +135,7 @@ def test_tests_run_on_postgresql_when_database_url_is_set():
 
 
 def test_an_empty_variable_means_its_default(monkeypatch):
-    from controlplane.env import env_bool, env_choice, env_int, env_list, env_rate, env_str
+    from apps.core.env import env_bool, env_choice, env_int, env_list, env_rate, env_str
 
     for name in ("A_STR", "A_BOOL", "A_CHOICE", "A_INT", "A_LIST", "A_RATE"):
         monkeypatch.setenv(name, "  ")

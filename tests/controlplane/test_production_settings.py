@@ -99,7 +99,7 @@ def test_a_malformed_retired_audit_key_list_stops_development_too():
 
 
 def test_production_starts_with_retired_audit_keys():
-    from controlplane.secrets.required import audit_hmac_keys_retired_entry
+    from apps.core.secrets.required import audit_hmac_keys_retired_entry
 
     retired = audit_hmac_keys_retired_entry(b"the key before the current one, 0123456789")
     result = manage("check", env=production_env(AUDIT_HMAC_KEYS_RETIRED=retired))

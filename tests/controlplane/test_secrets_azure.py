@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.secrets import base as secrets_base
-from controlplane.secrets import build_provider
-from controlplane.secrets.azure import AzureKeyVaultSecretsProvider
-from controlplane.secrets.base import (
+from apps.core.secrets import base as secrets_base
+from apps.core.secrets import build_provider
+from apps.core.secrets.azure import AzureKeyVaultSecretsProvider
+from apps.core.secrets.base import (
     CachingSecretsProvider,
     SecretMissing,
     SecretsBackendUnavailable,
 )
-from controlplane.secrets.required import OPTIONAL_SECRETS, REQUIRED_SECRETS
+from apps.core.secrets.required import OPTIONAL_SECRETS, REQUIRED_SECRETS
 from tests.controlplane.keyvault_stub import KeyVaultStub, write_self_signed_cert
 from tests.controlplane.startup import owner_url
 

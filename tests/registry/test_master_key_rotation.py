@@ -22,7 +22,7 @@ from django.db import connection
 from apps.registry.models import ModelVersion, RegisteredModel
 from apps.registry.rotation import rotate_master_key
 from apps.registry.services import model_version_load, model_version_register
-from controlplane import secrets
+from apps.core import secrets
 from tests.accounts.factories import UserFactory
 from tests.registry.conftest import SCHEMA, audit_events, stored_files, trained_bytes
 

@@ -18,9 +18,9 @@ import joblib
 import pytest
 from django.conf import settings as django_settings
 
+from apps.core.secrets.required import REQUIRED_SECRETS
 from apps.registry.isolation.client import zygote
 from apps.serving.model_cache import models
-from controlplane.secrets.required import REQUIRED_SECRETS
 from tests.serving import odd_models
 from tests.serving.conftest import PREDICT, ROW, add_version, assert_error, bearer, post
 

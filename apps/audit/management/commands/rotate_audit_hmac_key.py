@@ -12,9 +12,9 @@ from apps.audit.rotation import (
     AuditHmacKeyRotationRefused,
     audit_hmac_key_rotate,
 )
-from controlplane.env import parse_dotenv
-from controlplane.secrets import dotenv_replace, get_optional_secret, get_secret
-from controlplane.secrets.required import AUDIT_HMAC_KEYS_RETIRED
+from apps.core.env import parse_dotenv
+from apps.core.secrets import dotenv_replace, get_optional_secret, get_secret
+from apps.core.secrets.required import AUDIT_HMAC_KEYS_RETIRED
 
 
 def _dotenv_problem(dotenv: Path) -> str | None:

@@ -30,7 +30,7 @@ from apps.apikeys.services import api_key_erase_owner
 from apps.audit.services import audit_event_record, pseudonym_erase
 from apps.audit.subjects import Subject
 from apps.core.errors import Conflict, NotFound, PermissionDenied
-from apps.privacy.selectors import subject_data
+from apps.gdpr.selectors import subject_data
 from apps.registry.models import PredictGrant
 from apps.registry.services import predict_grant_delete
 
@@ -46,7 +46,7 @@ MAX_MENTIONS = 100
 def subject_access_export(
     *, actor: User, user: User, request: HttpRequest | None = None
 ) -> dict[str, Any]:
-    """Everything held about `user` (apps.privacy.selectors.subject_data), for `user` or for
+    """Everything held about `user` (apps.gdpr.selectors.subject_data), for `user` or for
     an officer answering their request. Audited as privacy.subject_access (the person as its
     target, by pseudonym), committed before the data is returned: no export leaves without
     its event (AuditUnavailable, 503, if it cannot be written)."""

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from apps.privacy.laplace import (
+from apps.serving.privacy.laplace import (
     InvalidMechanism,
     NonFiniteOutput,
     is_numeric_output,

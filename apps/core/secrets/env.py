@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from controlplane.secrets.base import SecretsBackendUnavailable, SecretsProvider
+from apps.core.secrets.base import SecretsBackendUnavailable, SecretsProvider
 
 
 class EnvSecretsProvider(SecretsProvider):

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from apps.audit.canonical import canonical_json
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_chain_pending, audit_event_record
-from apps.privacy.masking import MASK, PII_MASK, is_pii_key, is_secret_key, mask, mask_text
-from apps.privacy.pii import IBAN_LENGTHS, card_network_length_ok, iban_valid, luhn_valid
+from apps.core.masking import MASK, PII_MASK, is_pii_key, is_secret_key, mask, mask_text
+from apps.core.pii import IBAN_LENGTHS, card_network_length_ok, iban_valid, luhn_valid
 
 DIGITS = "0123456789"
 

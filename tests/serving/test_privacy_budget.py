@@ -13,7 +13,7 @@ from django.conf import settings as django_settings
 from django.core.cache import cache
 
 from apps.core.redis import shared_client
-from apps.privacy.budget import KEY_PREFIX, Spend, budget_remaining, budget_spend
+from apps.serving.privacy.budget import KEY_PREFIX, Spend, budget_remaining, budget_spend
 from tests.services import own_redis
 
 HOLDER = "key:abc123def456"

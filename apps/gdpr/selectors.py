@@ -7,7 +7,7 @@ into it; the generic section leaves out any field whose name says secret.
 
 Extension point: a model of another app that points at the user (a foreign key, one-to-one
 or many-to-many to AUTH_USER_MODEL) and is not read by a section below is exported anyway by
-the generic section (apps.privacy.relations), under `compliance` for that app's rows (items
+the generic section (apps.gdpr.relations), under `compliance` for that app's rows (items
 they own, evidence they added) when it is installed, else under `other_records`. Give such a
 model its own section here, and add it to COVERED, when its rows deserve a better shape.
 """
@@ -38,8 +38,8 @@ from apps.audit.models import ActorPseudonym, AuditEvent
 from apps.audit.selectors import event_as_dict
 from apps.audit.services import audit_chain_pending
 from apps.core.errors import NotFound
+from apps.gdpr.relations import rows_elsewhere
 from apps.incidents.models import ActionItem, Incident, LinkedResource, ResourceKind, TimelineEntry
-from apps.privacy.relations import rows_elsewhere
 from apps.registry.models import ModelVersion, PredictGrant, RegisteredModel
 
 FORMAT_VERSION = 1

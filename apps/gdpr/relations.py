@@ -1,6 +1,6 @@
 """The generic part of subject access: rows of any model that points at a user.
 
-Used for models no section of apps.privacy.selectors reads, so a relation to the user added
+Used for models no section of apps.gdpr.selectors reads, so a relation to the user added
 by any app is exported without a change here. Fields whose name says secret (is_secret_key:
 password, token, key, secret, signature, ...) or ends like one (_hash, _sealed, ...), and
 binary fields, are never exported; a relation to the user is left out (it is the person).
@@ -18,7 +18,7 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.db import models
 
-from apps.privacy.masking import is_secret_key
+from apps.core.masking import is_secret_key
 
 _NEVER_EXPORTED_SUFFIXES = ("_hash", "_sealed", "_ciphertext", "_wrapped", "_key", "_seed")
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from django.apps import apps
 
-from apps.privacy import selectors
-from apps.privacy.relations import user_relations
-from apps.privacy.selectors import subject_data
-from tests.privacy.conftest import Subject, audit_events, bearer, error_code
+from apps.gdpr import selectors
+from apps.gdpr.relations import user_relations
+from apps.gdpr.selectors import subject_data
+from tests.gdpr.conftest import Subject, audit_events, bearer, error_code
 
 pytestmark = pytest.mark.django_db
 

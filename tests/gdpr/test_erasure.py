@@ -17,11 +17,11 @@ from apps.accounts.models import TokenFamily, User
 from apps.apikeys.models import ApiKey
 from apps.audit.models import ActorPseudonym, AuditEvent
 from apps.audit.verification import audit_chain_verify
+from apps.gdpr.selectors import pseudonym_of
 from apps.incidents.models import Incident, TimelineEntry
-from apps.privacy.selectors import pseudonym_of
 from apps.registry.models import PredictGrant, RegisteredModel
 from tests.accounts.factories import UserFactory
-from tests.privacy.conftest import Subject, audit_events, bearer, error_code, predict_with_key
+from tests.gdpr.conftest import Subject, audit_events, bearer, error_code, predict_with_key
 
 pytestmark = pytest.mark.django_db
 

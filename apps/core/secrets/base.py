@@ -6,7 +6,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 
-from controlplane.env import StartupError
+from apps.core.env import StartupError
 
 
 class SecretsError(StartupError):

@@ -14,16 +14,16 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from controlplane.env import dotenv_quote, env_choice, env_int, env_str
-from controlplane.secrets.base import (
+from apps.core.env import dotenv_quote, env_choice, env_int, env_str
+from apps.core.secrets.base import (
     CachingSecretsProvider,
     SecretMissing,
     SecretsBackendUnavailable,
     SecretsError,
     SecretsProvider,
 )
-from controlplane.secrets.env import EnvSecretsProvider
-from controlplane.secrets.required import OPTIONAL_SECRETS, REQUIRED_SECRETS, SecretSpec
+from apps.core.secrets.env import EnvSecretsProvider
+from apps.core.secrets.required import OPTIONAL_SECRETS, REQUIRED_SECRETS, SecretSpec
 
 __all__ = [
     "REQUIRED_SECRETS",
@@ -46,7 +46,7 @@ def build_provider() -> SecretsProvider:
     ttl = env_int("SECRETS_CACHE_TTL", default=300, minimum=0)
     inner: SecretsProvider
     if backend == "azure-keyvault":
-        from controlplane.secrets.azure import AzureKeyVaultSecretsProvider
+        from apps.core.secrets.azure import AzureKeyVaultSecretsProvider
 
         vault_url = env_str("AZURE_KEY_VAULT_URL")
         if not vault_url:

@@ -8,7 +8,7 @@ from django.test import Client
 
 from apps.accounts.models import User
 from tests.accounts.factories import UserFactory
-from tests.privacy.conftest import audit_events
+from tests.gdpr.conftest import audit_events
 
 pytestmark = pytest.mark.django_db
 

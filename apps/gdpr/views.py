@@ -17,8 +17,8 @@ from rest_framework.views import APIView
 
 from apps.accounts.safety import Change, access_change_check
 from apps.core.permissions import Allows
-from apps.privacy.selectors import subject_get
-from apps.privacy.services import subject_access_export, subject_erase
+from apps.gdpr.selectors import subject_get
+from apps.gdpr.services import subject_access_export, subject_erase
 
 CAN_MANAGE = [IsAuthenticated, Allows("privacy.manage")]
 EXPORT_DESCRIPTION = (

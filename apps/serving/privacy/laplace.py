@@ -103,6 +103,19 @@ def snapping_parameters(
     return Snapping(scale, granularity, float(bound), float(output_bound))
 
 
+def dp_pair_refusal(epsilon: float, sensitivity: float, max_batch: int) -> str | None:
+    """Why a version's (epsilon, sensitivity) cannot be served, or None: checked when the
+    version is registered (apps.registry.version_checks) rather than failing a prediction.
+    The mechanism's limits only tighten as the batch grows, so one row and a full batch bound
+    every call in between."""
+    try:
+        for count in (1, max_batch):
+            snapping_parameters(epsilon=epsilon, sensitivity=sensitivity, count=count)
+    except InvalidMechanism as exc:
+        return str(exc)
+    return None
+
+
 def laplace_noise(scale: float, size: int) -> NDArray[np.float64]:
     """`size` independent Laplace(0, scale) samples from the operating system's CSPRNG.
 

@@ -9,7 +9,7 @@ Two kinds of rule, each for secrets and for personal data (PII):
   date_of_birth, first_name, ...) by `[PII]` (None and booleans stay: they say nothing);
 - by shape: anywhere in any string, JWTs, `bwk_` key secrets, bearer/basic credentials,
   `password=...`-style pairs and PEM private keys are masked, and so is personal data of a
-  recognisable shape (apps.privacy.pii): e-mail addresses, phone numbers, payment cards
+  recognisable shape (apps.core.pii): e-mail addresses, phone numbers, payment cards
   (Luhn), IBANs (mod-97), US SSNs, UK NINOs, Spanish DNI/NIE; `email=...`-style pairs too.
 
 Masking is idempotent: a string is masked until masking no longer changes it, so masked text
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from apps.privacy import pii
+from apps.core import pii
 
 MASK = "[MASKED]"
 PII_MASK = "[PII]"

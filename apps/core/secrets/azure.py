@@ -17,7 +17,7 @@ from azure.core.exceptions import (
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
 
-from controlplane.secrets.base import SecretsBackendUnavailable, SecretsProvider
+from apps.core.secrets.base import SecretsBackendUnavailable, SecretsProvider
 
 
 def vault_secret_name(name: str) -> str:

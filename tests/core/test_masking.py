@@ -5,7 +5,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.privacy.masking import MASK, is_secret_key, mask, mask_text
+from apps.core.masking import MASK, is_secret_key, mask, mask_text
 
 
 def test_keys_that_name_secrets():

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.privacy import views
+from apps.gdpr import views
 
 urlpatterns = [
     path("privacy/me/export", views.SubjectAccessMeApi.as_view(), name="privacy-me-export"),
