@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    install, migrate, create demo data, serve the embedded default on 127.0.0.1:8000
-#   make test   install, lint, run the whole test suite on PostgreSQL and Redis
+#   make test   install, lint (style, import contracts, types), run the whole test suite on
+#               PostgreSQL and Redis
 # Dependencies are pinned with hashes in requirements.lock (runtime) and requirements-dev.lock.
 
 PYTHON ?= python3
@@ -45,15 +46,15 @@ run: $(VENV)/.runtime-installed
 	exec $(BIN)/gunicorn -c controlplane/gunicorn.conf.py controlplane.wsgi \
 		--bind $(HOST):$(PORT) --workers 1 --threads 4
 
-test: $(VENV)/.dev-installed
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: lint
 	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" REDIS_URL="$${REDIS_URL:-$(TEST_REDIS_URL)}" \
 		$(BIN)/pytest
 
+# Style, the layers' import contracts (pyproject.toml, docs/architecture.md) and the types.
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff check --fix .

@@ -292,7 +292,7 @@ def child_load(number: str) -> None:
         importlib.import_module(module)  # imported first: imports are not the load's memory
 
     from apps.registry.models import ModelVersion
-    from apps.registry.services import model_version_load
+    from apps.registry.version_loading import model_version_load
 
     version = ModelVersion.objects.select_related("model").get(
         model__name=MODEL, number=int(number)

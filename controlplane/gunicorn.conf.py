@@ -48,6 +48,8 @@ def post_worker_init(worker: Any) -> None:
     With models in runners, the worker's zygote starts now, in the background, so the first
     predict does not wait about a second for it to import numpy and scikit-learn."""
     gc.freeze()
+    # Here, not at the top: gunicorn reads this file before the application (and Django's
+    # settings) are loaded.
     from django.conf import settings
 
     if settings.MODEL_ISOLATION == "process":

@@ -7,6 +7,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
+        # Imports in ready(), not at the top: models, signals and checks need the app registry.
         from apps.accounts import signals  # noqa: F401  # cache invalidation
         from apps.accounts.devices import (
             RECOVERY_KEY_PURPOSE,

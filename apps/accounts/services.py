@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from apps.accounts.credentials import Cause, credentials_revoke
 from apps.accounts.models import Role, User
 from apps.accounts.roles import RoleName
+from apps.accounts.safety import Change, access_change_refusal
 from apps.audit.services import audit_event_record
 from apps.core.errors import Conflict, InvalidInput, PermissionDenied
 
@@ -66,8 +67,6 @@ def user_deactivate(
     Conflict if already inactive; PermissionDenied for oneself, the last active administrator
     or (unless the actor is one) a superuser (apps.accounts.safety: entry points audit that
     refusal before their transaction). Audited as user.deactivated."""
-    from apps.accounts.safety import Change, access_change_refusal
-
     locked = User.objects.select_for_update().get(pk=user.pk)
     if not locked.is_active:
         raise Conflict("This user is already deactivated.")

@@ -15,9 +15,9 @@ from django.utils.cache import add_never_cache_headers
 from django_otp import user_has_device
 
 from apps.accounts.admin_site import mfa_required_for
+from apps.core.error_pages import error_answer
 from apps.core.errors import ApplicationError
 from apps.core.permissions import may
-from apps.core.views import error_answer
 
 View = Callable[..., HttpResponse]
 

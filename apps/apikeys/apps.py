@@ -7,6 +7,7 @@ class ApikeysConfig(AppConfig):
     verbose_name = "API keys"
 
     def ready(self) -> None:
+        # Imports in ready(), not at the top: models, signals and checks need the app registry.
         from apps.apikeys import schema, signals  # noqa: F401  # registers the extension and receivers
         from apps.apikeys.models import ApiKey
         from apps.apikeys.records import store_many

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -25,3 +26,14 @@ def api_key_get(*, actor: Any, key_id: UUID) -> ApiKey:
     if api_key is None:
         raise NotFound("No API key with this id.")
     return api_key
+
+
+def api_keys_expiring(*, now: datetime, horizon: datetime) -> QuerySet[ApiKey]:
+    """Live keys (not revoked, not rotated away) that expire by `horizon`, soonest first,
+    with their owners."""
+    return (
+        ApiKey.objects.live_at(now)
+        .filter(rotated_to__isnull=True, expires_at__lte=horizon)
+        .select_related("owner")
+        .order_by("expires_at")
+    )

@@ -7,6 +7,7 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
+        # Imports in ready(), not at the top: models, signals and checks need the app registry.
         from apps.audit.models import ActorPseudonym, AuditEvent, Checkpoint, PendingEvent
         from apps.core.database_roles import append_only, never_updated
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 
-from apps.audit.models import AuditEvent, Checkpoint
+from apps.audit.models import ActorPseudonym, AuditEvent, Checkpoint
 from apps.audit.services import audit_chain_pending
 
 
@@ -43,3 +44,12 @@ def event_as_dict(body: str, prev_hash: str, digest: str) -> dict[str, Any]:
 
 def checkpoint_list() -> QuerySet[Checkpoint]:
     return Checkpoint.objects.order_by("-seq")
+
+
+def pseudonym_usernames(pseudonyms: Iterable[str]) -> dict[str, str]:
+    """Usernames behind those pseudonyms that still map to a person (an erased person's maps
+    to nobody)."""
+    rows = ActorPseudonym.objects.filter(pseudonym__in=set(pseudonyms)).values_list(
+        "pseudonym", "user__username"
+    )
+    return dict(rows)

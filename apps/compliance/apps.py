@@ -7,6 +7,7 @@ class ComplianceConfig(AppConfig):
     verbose_name = "Compliance"
 
     def ready(self) -> None:
+        # Imports in ready(), not at the top: models, signals and checks need the app registry.
         from apps.compliance.evidence import PURPOSE
         from apps.compliance.models import Evidence
         from apps.core.resealing import sealed_field_register

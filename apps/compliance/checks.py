@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db.models import Exists, F, OuterRef, Q
-from django.urls import NoReverseMatch, resolve, reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from apps.accounts.models import TotpDevice
@@ -30,6 +30,7 @@ from apps.core.env import parse_rate
 from apps.core.secrets import REQUIRED_SECRETS, SecretMissing, get_secret
 from apps.registry.envelope import MAGIC, master_keys_from_secrets
 from apps.registry.models import ModelVersion, Stage, WatermarkKind, WatermarkStatus
+from apps.serving.selectors import path_is_rate_limited_predict
 
 logger = logging.getLogger("bulwark.compliance")
 
@@ -193,13 +194,11 @@ def watermark_recent() -> Outcome:
 
 @check("predict_rate_limit", "Rate limiting configured on predict")
 def predict_rate_limit() -> Outcome:
-    from apps.serving.views import PredictApi
-
     try:
         path = reverse("v1:predict", kwargs={"name": "model"})
     except NoReverseMatch:
         return Outcome(False, "No predict endpoint is routed, so its rate limit cannot apply.")
-    if getattr(resolve(path).func, "view_class", None) is not PredictApi:
+    if not path_is_rate_limited_predict(path):
         return Outcome(False, f"{path} is not served by the rate-limited predict view.")
     rate = getattr(settings, "PREDICT_USER_RATE_LIMIT", "") or ""
     if not rate:

@@ -7,4 +7,5 @@ class CoreConfig(AppConfig):
     verbose_name = "Bulwark core"
 
     def ready(self) -> None:
+        # Imports in ready(), not at the top: models, signals and checks need the app registry.
         from apps.core import checks, schema  # noqa: F401  # register the checks, the OpenAPI extensions

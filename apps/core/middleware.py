@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 
+from apps.core.error_pages import error_answer
 from apps.core.errors import (
     ApplicationError,
     InvalidInput,
@@ -24,7 +25,7 @@ from apps.core.errors import (
     error_response,
 )
 from apps.core.request_context import current_request_id, request_id_from_header
-from apps.core.views import error_answer
+from apps.core.views import HealthzApi, ReadyzApi
 
 access_logger = logging.getLogger("bulwark.access")
 
@@ -72,8 +73,6 @@ class ProbeMiddleware:
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
-        from apps.core.views import HealthzApi, ReadyzApi
-
         self.probes: dict[str, Callable[[HttpRequest], HttpResponse]] = {
             "/healthz": HealthzApi.as_view(),
             "/readyz": ReadyzApi.as_view(),
@@ -195,8 +194,6 @@ class InputHardeningMiddleware:
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
-        from apps.core.views import error_answer
-
         self.error_answer = error_answer
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from apps.core import errors
 from apps.core.dependencies import as_service_unavailable, failed_dependency
+from apps.core.error_pages import error_answer
 from apps.core.health import readiness
 
 logger = logging.getLogger("bulwark.errors")
@@ -66,30 +67,6 @@ class ReadyzApi(ProbeApi):
         return Response(
             {"status": "unavailable", "checks": checks}, status=503, headers={"Retry-After": "5"}
         )
-
-
-def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/") or request.path in {"/healthz", "/readyz"}
-
-
-def error_answer(request: HttpRequest, error: errors.ApplicationError) -> HttpResponse:
-    """A refusal as the caller expects it: the JSON envelope for the API and the probes,
-    the error page (status, message, request id) for everything else."""
-    if _is_api(request):
-        return errors.error_response(error, request)
-    response = render(
-        request,
-        "error.html",
-        {
-            "status": error.status_code,
-            "message": error.message,
-            "request_id": errors.request_id_of(request),
-        },
-        status=error.status_code,
-    )
-    for name, value in error.headers.items():
-        response[name] = value
-    return response
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -46,11 +46,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.apikeys.selectors import api_keys_expiring
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_chain_pending, chain_head
+from apps.audit.subjects import pseudonym_for
 from apps.core.exception_handler import UNAUTHENTICATED_CODES
 from apps.incidents.models import DetectorCursor, Incident, ResourceKind, Severity
 from apps.incidents.services import dedup_key, incident_detector_hit
+from apps.registry.models import WatermarkKind
 
 AUDIT_CURSOR = "audit"
 BATCH = 5000  # events per transaction
@@ -311,18 +314,10 @@ def expiring_keys_detect(*, now: datetime | None = None) -> int:
     """A SEV4 incident for each live API key (not revoked, not rotated away) that expires
     within INCIDENT_KEY_EXPIRY_DAYS; once per key: a closed one is not reopened by the next
     run. Returns how many were opened."""
-    from apps.apikeys.models import ApiKey
-    from apps.audit.subjects import pseudonym_for
-
     now = now or timezone.now()
     horizon = now + timedelta(days=settings.INCIDENT_KEY_EXPIRY_DAYS)
-    due = (
-        ApiKey.objects.live_at(now)
-        .filter(rotated_to__isnull=True, expires_at__lte=horizon)
-        .select_related("owner")
-    )
     opened = 0
-    for api_key in due.order_by("expires_at").iterator():
+    for api_key in api_keys_expiring(now=now, horizon=horizon).iterator():
         if _ever_opened(KEY_EXPIRING, api_key.prefix):
             continue
         owner = pseudonym_for(api_key.owner)
@@ -351,8 +346,6 @@ def watermark_failure_detect(*, result: Any) -> None:
     watermark (the stored artifact no longer behaves as the one we watermarked, or cannot be
     loaded). A suspect endpoint that does not reproduce our watermark is no evidence of
     trouble here, so that kind of failure opens nothing."""
-    from apps.registry.models import WatermarkKind
-
     if result.kind != WatermarkKind.VERIFY:
         return
     version = result.version

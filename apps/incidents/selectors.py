@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import Case, Count, IntegerField, QuerySet, Value, When
 
+from apps.audit.selectors import pseudonym_usernames
 from apps.core.errors import InvalidInput, NotFound
 from apps.incidents.models import Incident, Severity, Status
 from apps.incidents.workflow import PHASES
@@ -109,15 +110,10 @@ def incident_people_names(*, actor: Any, incident: Incident) -> dict[str, str]:
     """Usernames behind the audit pseudonyms on the incident (timeline actors, assignees,
     linked users), for those that still map to a person: an erased person's pseudonym maps
     to nobody, so the incident history shows the bare pseudonym."""
-    from apps.audit.models import ActorPseudonym
-
     refs = {e.actor_ref for e in incident.timeline.all() if e.actor_type == "user"}
     refs |= {str(e.data.get("assignee")) for e in incident.timeline.all() if e.data.get("assignee")}
     refs |= {r.ref for r in incident.resources.all() if r.kind == "user"}
-    rows = ActorPseudonym.objects.filter(pseudonym__in=refs).values_list(
-        "pseudonym", "user__username"
-    )
-    return dict(rows)
+    return pseudonym_usernames(refs)
 
 
 def _invalid(path: str, message: str) -> InvalidInput:

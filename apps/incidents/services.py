@@ -4,6 +4,7 @@ detector and subject). Each is one transaction with a timeline entry and an audi
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
@@ -13,6 +14,10 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.accounts.safety import Change, access_change_check
+from apps.accounts.services import user_deactivate
+from apps.apikeys.models import ApiKey
+from apps.apikeys.services import api_key_revoke
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import actor_of
 from apps.core.errors import Conflict, InvalidInput, NotFound
@@ -29,6 +34,8 @@ from apps.incidents.models import (
     TimelineEntry,
 )
 from apps.incidents.workflow import PHASE_FIELD, check_transition, is_reopen
+from apps.registry.models import ModelVersion
+from apps.registry.services import model_version_stage
 
 MAX_ACTION_ITEMS = 50
 
@@ -284,18 +291,12 @@ def _contain(
 ) -> tuple[str, str, str]:
     """Do the action; (kind, ref, label) of the resource it acted on."""
     if action == "revoke_api_key":
-        from apps.apikeys.models import ApiKey
-        from apps.apikeys.services import api_key_revoke
-
         api_key = ApiKey.objects.filter(pk=_uuid(target)).first() if _uuid(target) else None
         if api_key is None:
             raise NotFound("No API key with this id.")
         api_key_revoke(actor=actor, api_key=api_key, reason=reason, request=request)
         return ResourceKind.API_KEY, api_key.prefix, api_key.name
     if action == "archive_model_version":
-        from apps.registry.models import ModelVersion
-        from apps.registry.services import model_version_stage
-
         if not isinstance(target, Mapping):
             raise _invalid("target", 'must be {"model": name, "version": n}')
         version = ModelVersion.objects.filter(
@@ -310,8 +311,6 @@ def _contain(
         ref = f"{version.model.name}:{version.number}"
         return ResourceKind.MODEL_VERSION, ref, ref
     if action == "deactivate_user":
-        from apps.accounts.services import user_deactivate
-
         user = get_user_model().objects.filter(username=str(target)).first()
         if user is None:
             raise NotFound("No user with this username.")
@@ -321,8 +320,6 @@ def _contain(
 
 
 def _uuid(value: Any) -> str | None:
-    import uuid
-
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
@@ -353,8 +350,6 @@ def incident_contain(
     `permission_denied`, audited `user.change_refused` (apps.accounts.safety) before the
     transaction, so the refusal stays on record."""
     if action == "deactivate_user":
-        from apps.accounts.safety import Change, access_change_check
-
         user = get_user_model().objects.filter(username=str(target)).first()
         if user is not None:
             access_change_check(actor=actor, user=user, change=Change.DEACTIVATE, request=request)

@@ -7,8 +7,10 @@ class RegistryConfig(AppConfig):
     verbose_name = "Model registry"
 
     def ready(self) -> None:
-        # Celery's autodiscovery imports only tasks.py: register the rotation task too.
-        from apps.registry import tasks_rotation  # noqa: F401
+        # In ready(), as every import here: they need the app registry. The Celery tasks are
+        # registered in every process (watermarks queue them by name); Celery's autodiscovery
+        # imports only tasks.py, so the rotation task is named too.
+        from apps.registry import tasks, tasks_rotation  # noqa: F401
         from apps.registry.trust import deployment_globals
 
         deployment_globals()  # a never-trusted or malformed extra name stops startup

@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.audit.services import audit_event_record
 from apps.core.errors import Conflict, InvalidInput
 from apps.registry.models import ModelVersion, Publisher, VersionStatus
+from apps.registry.scanning import model_version_quarantine
 from apps.registry.signing import canonical_public_key
 from apps.registry.trust import beyond_deployment
 
@@ -52,8 +53,6 @@ def publisher_remove(
     """Stop trusting `publisher`'s signatures from now on; audited `publisher.removed`. The
     row stays (versions name their signer). Versions that needed its signature (they import
     globals beyond the deployment's list) are quarantined in the same transaction."""
-    from apps.registry.scanning import model_version_quarantine
-
     publisher = Publisher.objects.select_for_update().get(pk=publisher.pk)
     if publisher.removed_at is not None:
         return publisher

@@ -19,8 +19,8 @@ from apps.registry.artifacts.pickle_scan import joblib_globals
 from apps.registry.envelope import master_keys_from_secrets
 from apps.registry.formats import skops_check_upload
 from apps.registry.models import ArtifactFormat, ModelVersion, Stage, VersionStatus
-from apps.registry.services import model_version_open
 from apps.registry.trust import deployment_globals
+from apps.registry.version_loading import model_version_open
 
 logger = logging.getLogger("bulwark.registry")
 SCAN_ACTOR = "registry.artifacts_scan"

@@ -1,17 +1,15 @@
 """State changes of the registry: models and their owners, versions (analysed, optionally
-signed, encrypted on arrival), stages, and the one verified way to load a version's artifact
-(apps.registry.servable: in this process or in a model runner that holds no secret)."""
+signed, encrypted on arrival), stages and predict grants. The one verified way to load a
+version's artifact is apps.registry.version_loading."""
 
 from __future__ import annotations
 
 import io
 import logging
-import mmap
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -25,23 +23,18 @@ from apps.audit.services import audit_event_record
 from apps.audit.subjects import pseudonym_for
 from apps.core.errors import Conflict, InvalidInput, PermissionDenied
 from apps.core.permissions import may
+from apps.registry import watermarks
 from apps.registry.analysis import (
     ArtifactDenied,
     artifact_analyse,
     artifact_policy_check,
     artifact_rejection_record,
 )
-from apps.registry.artifacts.loading import describe, load_model
 from apps.registry.envelope import (
-    ArtifactRejected,
-    Reason,
     encrypt_artifact,
-    load_artifact,
     master_keys_from_secrets,
 )
-from apps.registry.errors import ArtifactRefused, ModelRunnerFailed, VersionQuarantined
-from apps.registry.formats import skops_trusted_types
-from apps.registry.isolation.client import RunnerFailed, zygote
+from apps.registry.errors import VersionQuarantined
 from apps.registry.models import (
     ArtifactFormat,
     ModelVersion,
@@ -50,15 +43,10 @@ from apps.registry.models import (
     Stage,
     VersionStatus,
 )
+from apps.registry.scanning import model_version_quarantine
 from apps.registry.schemas import check_feature_order, check_input_schema
 from apps.registry.selectors import model_versions_writable_check
-from apps.registry.servable import (
-    InProcessModel,
-    IsolatedModel,
-    Servable,
-    runner_failure_record,
-)
-from apps.registry.trust import deployment_globals, global_name_problem, loadable_globals
+from apps.registry.trust import deployment_globals, global_name_problem
 from apps.registry.version_checks import dp_pair_refusal
 
 logger = logging.getLogger("bulwark.registry")
@@ -155,8 +143,6 @@ def registered_model_update(
     admins' only. Removing a name from the extension quarantines the versions that import it
     (apps.registry.scanning). PermissionDenied, InvalidInput (unknown users or group, a name
     that can never be allowed)."""
-    from apps.registry.scanning import model_version_quarantine  # it builds on this module
-
     admin = may(actor, "models.admin")
     if not admin and (
         owners is not UNSET
@@ -273,8 +259,6 @@ def model_version_register(
     to disk in plaintext). All or nothing: on any failure no row and no stored file remain. A
     watermark set is stored sealed and its verification queued after commit.
     """
-    from apps.registry import watermarks  # it builds on this module's verified load
-
     model_versions_writable_check(actor=actor, model=model)
     schema = check_input_schema(input_schema)
     order = check_feature_order(feature_order, schema)
@@ -341,8 +325,6 @@ def _store(
     watermark_set: dict[str, Any] | None,
     request: HttpRequest | None,
 ) -> ModelVersion:
-    from apps.registry import watermarks
-
     name = _artifact_name()
     try:
         with transaction.atomic():
@@ -463,151 +445,6 @@ def model_version_stage(
             _move(actor=actor, version=current, stage=Stage.STAGING, request=request)
     _move(actor=actor, version=version, stage=stage, request=request)
     return version
-
-
-_INTEGRITY = {reason.value for reason in Reason} - {
-    Reason.UNTRUSTED_TYPES,
-    Reason.UNREADABLE,
-    Reason.UNSAFE_CONTENT,
-}
-
-
-def _refused(version: ModelVersion, reason: str, detail: str = "") -> ArtifactRefused:
-    """Record `model.version.rejected` on its own and return the 503 to raise (its message
-    says which kind of refusal, never the detail: that is for the audit and the logs)."""
-    logger.error(
-        "model artifact refused",
-        extra={
-            "model": version.model.name,
-            "version": version.number,
-            "reason": reason,
-            "detail": detail,
-        },
-    )
-    with transaction.atomic():
-        audit_event_record(
-            "model.version.rejected",
-            actor=None,
-            target=version,
-            outcome="failure",
-            details={"reason": reason, **({"detail": detail[:300]} if detail else {})},
-        )
-    if reason == "quarantined":
-        return ArtifactRefused("This model version is quarantined; it was not loaded.")
-    if reason in _INTEGRITY or reason == "artifact missing":
-        return ArtifactRefused()
-    return ArtifactRefused(
-        "The model version's artifact imports or holds what it is not allowed to; "
-        "it was not loaded."
-    )
-
-
-def _loadable(version: ModelVersion) -> list[str]:
-    return loadable_globals(version.allowed_globals, extension=version.model.extra_allowed_globals)
-
-
-def _inprocess(version: ModelVersion) -> Callable[[mmap.mmap], Servable]:
-    if not _inprocess_announced:
-        _announce_inprocess()
-
-    def load(plaintext: mmap.mmap) -> Servable:
-        estimator = load_model(
-            plaintext,
-            format=version.format,
-            allowed_globals=_loadable(version),
-            skops_trusted=skops_trusted_types(),
-            limit=settings.BULWARK_MAX_ARTIFACT_BYTES,
-        )
-        return InProcessModel(estimator, facts=describe(estimator), size=version.size)
-
-    return load
-
-
-def _isolated(version: ModelVersion) -> Callable[[mmap.mmap], Servable]:
-    def load(plaintext: mmap.mmap) -> Servable:
-        runner = zygote.spawn()
-        try:
-            facts = runner.load(
-                plaintext,
-                format=version.format,
-                allowed_globals=_loadable(version),
-                skops_trusted=skops_trusted_types(),
-                limit=settings.BULWARK_MAX_ARTIFACT_BYTES,
-                timeout=settings.MODEL_RUNNER_LOAD_TIMEOUT,
-            )
-        except BaseException:
-            runner.kill()
-            raise
-        return IsolatedModel(
-            runner, facts=facts, size=version.size, subject=version.audit_subject()
-        )
-
-    return load
-
-
-_inprocess_announced = False
-
-
-def _announce_inprocess() -> None:
-    global _inprocess_announced
-    _inprocess_announced = True
-    logger.warning(
-        "models run in this process (MODEL_ISOLATION=inprocess): the embedded default only; "
-        "production runs them in model runners that hold no secret"
-    )
-
-
-def model_version_open(
-    *,
-    version: ModelVersion,
-    loader: Callable[[mmap.mmap], Any],
-    master_keys: Sequence[tuple[str, bytes]] | None = None,
-) -> Any:
-    """`loader(plaintext)` on the version's stored artifact, once its ciphertext is
-    authenticated and its digest checked (apps.registry.envelope). ArtifactRejected or
-    FileNotFoundError otherwise; nothing reaches the loader."""
-    with default_storage.open(version.artifact, "rb") as stream:
-        return load_artifact(
-            stream,
-            wrapped_key=bytes(version.wrapped_data_key),
-            master_key_id=version.master_key_id,
-            model=version.model.name,
-            version=version.number,
-            sha256=version.sha256,
-            master_keys=master_keys_from_secrets() if master_keys is None else master_keys,
-            loader=loader,
-        )
-
-
-def model_version_load(*, version: ModelVersion) -> Servable:
-    """The version's model, ready to predict, loaded only after its ciphertext is
-    authenticated and its plaintext digest matches the recorded one, and only with what it
-    was allowed at upload: a joblib artifact by the restricted unpickler importing just the
-    version's recorded globals, a `skops` one with BULWARK_SKOPS_TRUSTED_TYPES; every
-    decision tree is checked. With MODEL_ISOLATION=process (production) the plaintext is handed
-    once to a new model runner that holds no secret, and the model lives there.
-
-    On any refusal (quarantined, tampered, truncated or swapped ciphertext, unknown master
-    key, missing file, a global or type no longer allowed) nothing is unpickled outside that
-    list and nothing is returned: `model.version.rejected` (outcome failure) is committed on
-    its own and ArtifactRefused (503) is raised. A runner that cannot start or fails while
-    loading is `model.runner.failed` and ModelRunnerFailed (503). Call it outside a
-    transaction that the error would roll back, or the event goes with it.
-    """
-    if version.status == VersionStatus.QUARANTINED:
-        raise _refused(version, "quarantined", version.quarantine_reason)
-    loader = _isolated(version) if settings.MODEL_ISOLATION == "process" else _inprocess(version)
-    try:
-        loaded = model_version_open(version=version, loader=loader)
-    except ArtifactRejected as exc:
-        raise _refused(version, exc.reason.value, exc.detail) from None
-    except FileNotFoundError:
-        raise _refused(version, "artifact missing") from None
-    except RunnerFailed as exc:
-        runner_failure_record(subject=version.audit_subject(), reason=exc.reason)
-        raise ModelRunnerFailed() from None
-    servable: Servable = loaded  # type: ignore[assignment]  # what our loaders return
-    return servable
 
 
 def _grantee(grant: PredictGrant) -> dict[str, str]:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import numpy as np
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
@@ -37,13 +38,16 @@ from apps.registry.models import (
     WatermarkResult,
     WatermarkStatus,
 )
-from apps.registry.services import model_version_load
+from apps.registry.version_loading import model_version_load
 
 logger = logging.getLogger("bulwark.registry")
 
 MAX_WATERMARK_ROWS = 10_000
 MAX_SUSPECT_RESPONSE_BYTES = 4 * 1024 * 1024
 SYSTEM_ACTOR = "registry.verify_watermark"
+# The Celery tasks' names (apps.registry.tasks; the scheduled one is in CELERY_BEAT_SCHEDULE).
+VERIFY_TASK = "registry.verify_watermark"
+SUSPECT_TASK = "registry.check_suspect_endpoint"
 
 
 def _invalid(path: str, message: str) -> InvalidInput:
@@ -91,13 +95,10 @@ def watermark_unseal(version: ModelVersion) -> dict[str, Any]:
 
 
 def _queue(result: WatermarkResult) -> None:
-    from apps.registry.tasks import check_suspect_endpoint_task, watermark_verify_task
-
-    task = (
-        check_suspect_endpoint_task
-        if result.kind == WatermarkKind.SUSPECT
-        else watermark_verify_task
-    )
+    # By name: the tasks (apps.registry.tasks, registered by RegistryConfig.ready) call into
+    # this module, not the other way round.
+    name = SUSPECT_TASK if result.kind == WatermarkKind.SUSPECT else VERIFY_TASK
+    task = current_app.tasks[name]
     result_id = str(result.id)
     transaction.on_commit(lambda: task.delay(result_id))
 

@@ -7,6 +7,7 @@ class ServingConfig(AppConfig):
     verbose_name = "Prediction serving"
 
     def ready(self) -> None:
+        # Imports in ready(), not at the top: models, signals and checks need the app registry.
         # Registry and group changes bump the serving generation (framework glue only).
         # Registration refuses a differential-privacy pair the mechanism cannot serve.
         from apps.registry.version_checks import dp_check_register

@@ -20,7 +20,7 @@ from apps.core.errors import PermissionDenied, RateLimited
 from apps.registry.artifacts.loading import PredictionRefused
 from apps.registry.features import feature_values
 from apps.registry.models import ModelVersion
-from apps.registry.services import model_version_load
+from apps.registry.version_loading import model_version_load
 from apps.serving import limits
 from apps.serving.catalog import ServedVersion, catalog
 from apps.serving.errors import PredictionFailed, PrivacyBudgetExhausted

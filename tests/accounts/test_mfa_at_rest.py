@@ -21,8 +21,8 @@ from django.test import Client
 from apps.accounts import devices
 from apps.accounts.mfa import MfaCodeRejected, mfa_code_verify
 from apps.accounts.models import RecoveryCode, RecoveryCodeDevice, TotpDevice
-from apps.registry.rotation import MasterKeyMissing, rotate_master_key
 from apps.core import secrets
+from apps.registry.rotation import MasterKeyMissing, rotate_master_key
 from tests.accounts.factories import UserFactory
 from tests.accounts.test_mfa import (
     MFA_URL,

@@ -23,13 +23,13 @@ from apps.audit.models import AuditEvent, PendingEvent
 from apps.audit.services import audit_chain_pending, audit_event_record, chain_head
 from apps.audit.signing import load_public_key, public_key_pem
 from apps.audit.verification import audit_chain_verify
+from apps.core import secrets
 from apps.core.env import dotenv_quote, parse_dotenv
 from apps.core.secrets.required import (
     audit_hmac_key_id,
     audit_hmac_keys_retired_entry,
     parse_audit_hmac_keys_retired,
 )
-from apps.core import secrets
 
 OLD = random.token_urlsafe(48)
 NEW = random.token_urlsafe(48)

@@ -74,11 +74,11 @@ def array_bytes(size: int) -> bytes:
 def loader_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Each time a version's verified plaintext reached a loader (a runner's or this
     process's): what any refusal before loading must leave empty."""
-    from apps.registry import services
+    from apps.registry import version_loading
 
     calls: list[str] = []
     for name in ("_isolated", "_inprocess"):
-        real = getattr(services, name)
+        real = getattr(version_loading, name)
 
         def factory(version: Any, real: Any = real, name: str = name) -> Any:
             load = real(version)
@@ -89,7 +89,7 @@ def loader_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
             return spy
 
-        monkeypatch.setattr(services, name, factory)
+        monkeypatch.setattr(version_loading, name, factory)
     return calls
 
 

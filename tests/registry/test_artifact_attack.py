@@ -21,7 +21,7 @@ from sklearn.linear_model import LinearRegression
 from apps.registry.envelope import encrypt_artifact, master_keys_from_secrets
 from apps.registry.errors import ArtifactRefused
 from apps.registry.models import ModelVersion, WatermarkResult
-from apps.registry.services import model_version_load
+from apps.registry.version_loading import model_version_load
 from apps.registry.watermarks import watermark_seal, watermark_verify
 from apps.serving.catalog import catalog
 from apps.serving.model_cache import models

@@ -15,7 +15,8 @@ from django.apps import apps as django_apps
 from django.core.management import CommandError, call_command
 
 from apps.registry.models import ModelVersion, RegisteredModel
-from apps.registry.services import model_version_load, model_version_stage
+from apps.registry.services import model_version_stage
+from apps.registry.version_loading import model_version_load
 from apps.serving.catalog import catalog
 from apps.serving.model_cache import models
 from tests.registry.conftest import (

@@ -19,10 +19,11 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from apps.core import secrets
 from apps.registry.models import ModelVersion, RegisteredModel
 from apps.registry.rotation import rotate_master_key
-from apps.registry.services import model_version_load, model_version_register
-from apps.core import secrets
+from apps.registry.services import model_version_register
+from apps.registry.version_loading import model_version_load
 from tests.accounts.factories import UserFactory
 from tests.registry.conftest import SCHEMA, audit_events, stored_files, trained_bytes
 

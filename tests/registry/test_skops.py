@@ -23,7 +23,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from apps.registry.errors import ArtifactRefused
 from apps.registry.formats import DEFAULT_SKOPS_TRUSTED_TYPES
 from apps.registry.models import ModelVersion, WatermarkResult
-from apps.registry.services import model_version_load
+from apps.registry.version_loading import model_version_load
 from tests.registry.conftest import (
     assert_error,
     audit_events,

@@ -236,7 +236,7 @@ def test_every_default_entry_exists_here_and_none_is_ever_dangerous():
         "io.open",
         "numpy.load",
         "joblib.load",
-        "apps.registry.services.model_version_load",
+        "apps.registry.version_loading.model_version_load",
         "controlplane.settings.SECRET_KEY",
     ],
 )

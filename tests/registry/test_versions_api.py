@@ -8,8 +8,8 @@ import pytest
 
 from apps.registry.errors import ArtifactRefused
 from apps.registry.models import ModelVersion, Stage
-from apps.registry.services import model_version_load
 from apps.registry.uploads import InMemoryArtifactUploadHandler
+from apps.registry.version_loading import model_version_load
 from tests.registry.conftest import (
     SCHEMA,
     array_bytes,

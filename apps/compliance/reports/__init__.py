@@ -164,6 +164,7 @@ def report_data(*, actor: Any, framework: str) -> dict[str, Any]:
 
 
 def report_formats() -> dict[str, ReportFormat]:
+    # Here, not at the top: reportlab (about 0.2 s to import) loads only when a report is.
     from apps.compliance.reports.pdf import render_pdf
     from apps.compliance.reports.tabular import render_csv, render_json
 

@@ -46,6 +46,7 @@ def build_provider() -> SecretsProvider:
     ttl = env_int("SECRETS_CACHE_TTL", default=300, minimum=0)
     inner: SecretsProvider
     if backend == "azure-keyvault":
+        # Only when configured: the Azure SDK is not imported by deployments without it.
         from apps.core.secrets.azure import AzureKeyVaultSecretsProvider
 
         vault_url = env_str("AZURE_KEY_VAULT_URL")

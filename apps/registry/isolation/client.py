@@ -36,6 +36,7 @@ from django.conf import settings
 from apps.registry.artifacts.errors import ArtifactRejected, Reason
 from apps.registry.artifacts.loading import ModelFacts, numeric_array, numeric_array_header
 from apps.registry.isolation import protocol
+from apps.registry.trust import deployment_globals
 
 logger = logging.getLogger("bulwark.registry.isolation")
 
@@ -96,8 +97,6 @@ def _python_paths() -> list[str]:
 
 
 def _preload_modules() -> list[str]:
-    from apps.registry.trust import deployment_globals  # the deployment's allow-list
-
     modules = {name.rpartition(".")[0] for name in deployment_globals()}
     modules.add("apps.registry.artifacts.loading")
     modules.add("skops.io")
