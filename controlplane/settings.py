@@ -237,7 +237,7 @@ INCIDENT_SIGNATURE_REPLAY_BURST = env_int("INCIDENT_SIGNATURE_REPLAY_BURST", def
 INCIDENT_KEY_EXPIRY_DAYS = env_int("INCIDENT_KEY_EXPIRY_DAYS", default=7, minimum=1)
 
 # --- HTTP -------------------------------------------------------------------------------
-BULWARK_MAX_JSON_BODY = 1024 * 1024  # API.md: a JSON body is at most 1 MiB
+BULWARK_MAX_JSON_BODY = 1024 * 1024  # docs/api.md: a JSON body is at most 1 MiB
 DATA_UPLOAD_MAX_MEMORY_SIZE = BULWARK_MAX_JSON_BODY
 # Model artifacts (multipart uploads to /api/v1/models/<name>/versions) are kept whole in memory
 # while they are hashed and encrypted, never on disk: this bounds that memory (413 beyond).
@@ -296,7 +296,8 @@ COMPLIANCE_WATERMARK_MAX_AGE_DAYS = env_int(
     "COMPLIANCE_WATERMARK_MAX_AGE_DAYS", default=7, minimum=1
 )
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
-APPEND_SLASH = False  # API.md: no trailing slashes, and never a redirect that drops a POST body
+# docs/api.md: no trailing slashes, and never a redirect that drops a POST body.
+APPEND_SLASH = False
 DEPENDENCY_RETRY_AFTER = 5
 
 REST_FRAMEWORK = {
@@ -323,7 +324,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "DESCRIPTION": (
         "The security control plane for ML model serving. Conventions where the contract "
-        "(API.md) is silent follow Django REST Framework: paths have no trailing slash and a "
+        "(docs/api.md) is silent follow Django REST Framework: paths have no trailing slash and a "
         "trailing slash answers 404 (never a redirect); every list is cursor-paginated as "
         '`{"results": [...], "next": cursor|null}` with `?cursor=` and `?limit=` (default 50, '
         "at most 500); an invalid cursor is 400 `invalid_input`; every error is "
@@ -379,11 +380,11 @@ OTP_TOTP_ISSUER = "Bulwark"
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # The UI's sign-in (username, password, TOTP); the admin keeps its own at /admin/login/.
 LOGIN_URL = "/account/login"
-# Login throttling (API.md): per username, then per client IP, in a fixed window.
+# Login throttling (docs/api.md): per username, then per client IP, in a fixed window.
 LOGIN_FAILURES_PER_USERNAME = 5
 LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", default=30, minimum=1)
 LOGIN_FAILURE_WINDOW = 15 * 60
-# Failed authentication on the API, per client IP and minute (API.md: default 30/m).
+# Failed authentication on the API, per client IP and minute (docs/api.md: default 30/m).
 AUTH_FAILURES_PER_IP_RATE = env_rate("AUTH_FAILURES_PER_IP_RATE", default="30/m")
 API_KEY_DEFAULT_EXPIRES_DAYS = 90
 API_KEY_DEFAULT_RATE_LIMIT = "60/m"
@@ -413,7 +414,8 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
-# Orchestrators probe over plain HTTP (API.md): where HTTPS is enforced, the probes still answer.
+# Orchestrators probe over plain HTTP (docs/api.md): where HTTPS is enforced, the probes still
+# answer.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 if PRODUCTION:

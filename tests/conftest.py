@@ -30,7 +30,7 @@ def api_client() -> APIClient:
 
 @pytest.fixture
 def actors(db):  # type: ignore[no-untyped-def]
-    """One user per role, plus `key_owner` and `outsider` (STYLE.md)."""
+    """One user per role, plus `key_owner` and `outsider` (docs/contributing.md)."""
     from apps.accounts.roles import RoleName
     from tests.accounts.factories import UserFactory
 

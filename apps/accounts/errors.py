@@ -1,5 +1,5 @@
 """Authentication refusals. They are DRF AuthenticationFailed errors (so DRF handles them
-inside authenticators too) carrying API.md's codes, which the exception handler keeps."""
+inside authenticators too) carrying docs/api.md's codes, which the exception handler keeps."""
 
 from typing import Any
 

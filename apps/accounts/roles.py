@@ -1,4 +1,4 @@
-"""The five roles of API.md. A user may hold several."""
+"""The five roles of docs/api.md. A user may hold several."""
 
 from __future__ import annotations
 

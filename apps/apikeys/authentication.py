@@ -1,4 +1,4 @@
-"""`X-API-Key` authentication, for the endpoints that accept keys (predict only, API.md).
+"""`X-API-Key` authentication, for the endpoints that accept keys (predict only, docs/api.md).
 
 It is deliberately not in DEFAULT_AUTHENTICATION_CLASSES: anywhere else the header
 authenticates nobody. A view opts in with `authentication_classes = [ApiKeyAuthentication]`
@@ -79,7 +79,7 @@ def mark_used(api_key: ApiKey) -> None:
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """Returns `(owner, api_key)` or raises, with API.md's codes:
+    """Returns `(owner, api_key)` or raises, with docs/api.md's codes:
     api_key_invalid (malformed, unknown, wrong secret, owner deactivated), api_key_expired,
     api_key_revoked (401), ip_not_allowed (403), signature_* (401), and 429 rate_limited when
     the client's address has used up its failed attempts (then even a valid key is refused,
@@ -107,7 +107,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         now = timezone.now()
         status = api_key.status_at(now)
         # Revoked first: taking a user's access away revokes their keys, and a revoked key
-        # says so whatever its owner's state (API.md: reactivation revives none of them).
+        # says so whatever its owner's state (docs/api.md: reactivation revives none of them).
         if status == ApiKeyStatus.REVOKED:
             refuse(request, ApiKeyRevoked(), reason="revoked", api_key=api_key, key_proven=True)
         owner = api_key.owner

@@ -1,4 +1,4 @@
-"""This app's refusals, each carrying its API.md code.
+"""This app's refusals, each carrying its docs/api.md code.
 
 Authentication refusals are DRF exceptions (DRF handles them inside authenticators and the
 exception handler keeps their codes); the rest are ApplicationErrors.

@@ -1,5 +1,5 @@
 """Refusals of API-key authentication: each is counted against the client's address (failed
-authentication is limited per IP, API.md) and recorded as an `apikey.rejected` audit event
+authentication is limited per IP, docs/api.md) and recorded as an `apikey.rejected` audit event
 (or, on a view that audits its own refusals, as that view's one event: predict.rejected).
 
 A refusal changes nothing, so its event is written in a transaction of its own (autocommit),

@@ -16,7 +16,7 @@ KEY_PREFIX = "bwk_"
 PUBLIC_ID_LENGTH = 12
 PUBLIC_ID_ALPHABET = string.ascii_lowercase + string.digits
 PUBLIC_ID_PATTERN = rf"^[a-z0-9]{{{PUBLIC_ID_LENGTH}}}$"
-SECRET_BYTES = 32  # 256 bits of entropy (API.md: at least 256)
+SECRET_BYTES = 32  # 256 bits of entropy (docs/api.md: at least 256)
 SECRET_LENGTH = 43  # len(token_urlsafe(32))
 
 _KEY = re.compile(

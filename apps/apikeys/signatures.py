@@ -1,4 +1,4 @@
-"""Request signing (API.md "Request signing") for keys with `require_signature`.
+"""Request signing (docs/api.md "Request signing") for keys with `require_signature`.
 
     X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>[,v1=<hex>...]
 
@@ -74,7 +74,7 @@ def replay_window_seconds() -> int:
 
 
 def sent_path(request: Any) -> str:
-    """The path with query exactly as the client sent it (API.md), escapes and all: gunicorn
+    """The path with query exactly as the client sent it (docs/api.md), escapes and all: gunicorn
     passes the raw request target as RAW_URI. Elsewhere (the test client, runserver) Django's
     re-escaped full path stands in."""
     raw = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")

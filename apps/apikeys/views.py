@@ -1,4 +1,4 @@
-"""API-key endpoints (API.md "API keys"). Callers authenticate with a JWT (or a session);
+"""API-key endpoints (docs/api.md "API keys"). Callers authenticate with a JWT (or a session);
 an X-API-Key header authenticates nobody here."""
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ CAN_READ = [IsAuthenticated, Allows("audit.read")]
 
 
 class EventSerializer(serializers.Serializer):
-    """An event as API.md shows it (rendered from its hashed body)."""
+    """An event as docs/api.md shows it (rendered from its hashed body)."""
 
     seq = serializers.IntegerField()
     ts = serializers.DateTimeField()
@@ -48,7 +48,7 @@ class EventSerializer(serializers.Serializer):
     hash = serializers.CharField()
     hmac_key_id = serializers.CharField(
         allow_null=True,
-        help_text="The id of the audit HMAC key that chained the event (an addition to API.md); "
+        help_text="The id of the audit HMAC key that chained the event (docs/api.md); "
         "null for events chained before key ids existed.",
     )
 
@@ -172,7 +172,7 @@ class AuditExportApi(APIView):
         summary="Streamed export; JSONL ends with a signed manifest line",
         description=(
             'JSONL: one event per line, then `{"manifest": {count, first_seq, last_seq, head, '
-            "generated_at, sha256, signature}}` where `sha256` (an addition to API.md) is the "
+            "generated_at, sha256, signature}}` where `sha256` (an addition to docs/api.md) is the "
             "SHA-256 of all event lines and `signature` the Ed25519 signature over the canonical "
             "JSON of the other fields. Verify offline with `manage.py audit_verify_export`."
         ),

@@ -38,7 +38,7 @@ PRIVILEGED_ROLES = ("admin", "security_officer")
 ACCESS_TOKEN_MAX = timedelta(minutes=15)
 REFRESH_TOKEN_MAX = timedelta(days=1)
 HSTS_MIN_SECONDS = 31_536_000  # one year: what HSTS preload lists require
-API_KEY_MAX_LIFETIME = timedelta(days=365)  # API.md: expires_in_days is 1..365
+API_KEY_MAX_LIFETIME = timedelta(days=365)  # docs/api.md: expires_in_days is 1..365
 # Issue and creation times are taken microseconds apart; a key is not "too long" for that.
 API_KEY_LIFETIME_SLACK = timedelta(hours=1)
 API_KEY_UNUSED_DAYS = 90

@@ -1,4 +1,4 @@
-"""Refusals of the compliance app, in API.md's codes."""
+"""Refusals of the compliance app, in docs/api.md's codes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Compliance endpoints (API.md "Compliance"). Readers hold `compliance.read` (security
+"""Compliance endpoints (docs/api.md "Compliance"). Readers hold `compliance.read` (security
 officers, admins, auditors); writers `compliance.write` (security officers, admins)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The compliance UI under /compliance/ (API.md "Compliance": people do here what the API
+"""The compliance UI under /compliance/ (docs/api.md "Compliance": people do here what the API
 does)."""
 
 from django.urls import path

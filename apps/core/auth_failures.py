@@ -1,4 +1,4 @@
-"""Failed authentication is limited per client address (API.md: default 30/m), whatever the
+"""Failed authentication is limited per client address (docs/api.md: default 30/m), whatever the
 credential: JWTs and API keys count against the same bucket."""
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ _RATE = re.compile(r"^([1-9][0-9]{0,6})/([smh])$")
 
 
 def parse_rate(value: str) -> tuple[int, int]:
-    """`N/s|m|h` → (count, window seconds); N from 1 to 1,000,000 (API.md)."""
+    """`N/s|m|h` → (count, window seconds); N from 1 to 1,000,000 (docs/api.md)."""
     match = _RATE.match(value.strip())
     if match is None or int(match.group(1)) > 1_000_000:
         raise ValueError(f"{value!r} is not a rate like 60/m (N from 1 to 1,000,000 per s, m or h)")

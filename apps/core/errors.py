@@ -1,4 +1,4 @@
-"""Application errors and the one error envelope of API.md.
+"""Application errors and the one error envelope of docs/api.md.
 
 Every refusal is an `ApplicationError` (or a DRF/Django exception mapped onto one by
 `apps.core.exception_handler`), rendered as
@@ -98,7 +98,7 @@ class ServiceUnavailable(ApplicationError):
 
 
 class InternalError(ApplicationError):
-    """Not in API.md's table: an unexpected failure, answered without any internals."""
+    """Not in docs/api.md's table: an unexpected failure, answered without any internals."""
 
     status_code = 500
     code = "internal_error"

@@ -1,4 +1,4 @@
-"""Maps every exception a DRF view can raise onto API.md's codes and envelope."""
+"""Maps every exception a DRF view can raise onto docs/api.md's codes and envelope."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Middleware shared by every endpoint: request ids and access log, trusted proxies,
 security headers, input hardening for pages and API alike (NUL and invalid UTF-8 in URLs and
-forms, chunked bodies), and the cheap refusals of API.md's "Everywhere" (413, 415)."""
+forms, chunked bodies), and the cheap refusals of docs/api.md's "Everywhere" (413, 415)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class RequestContextMiddleware:
 class ProbeMiddleware:
     """Answers /healthz and /readyz before host validation, HTTPS redirect and sessions.
 
-    Orchestrators probe over plain HTTP with the pod's address as Host (API.md: probes answer
+    Orchestrators probe over plain HTTP with the pod's address as Host (docs/api.md: probes answer
     even where HTTPS is enforced); Django's ALLOWED_HOSTS check would refuse them with a 400.
     The probe views read nothing from the request, so skipping that check exposes nothing.
     """
@@ -275,10 +275,10 @@ def _clean_text(encoded: str) -> bool:
 
 JSON_TYPES = frozenset({"application/json"})
 UPLOAD_TYPES = frozenset({"multipart/form-data"})
-# Where a body may exceed the JSON limit: a multipart artifact upload (API.md "Models
+# Where a body may exceed the JSON limit: a multipart artifact upload (docs/api.md "Models
 # and versions"). Its own upload handler enforces the artifact limit byte by byte.
 ARTIFACT_UPLOAD_PATH = re.compile(r"^/api/v1/models/[^/]+/versions$")
-# Likewise a compliance evidence file (API.md "Compliance"), bounded by its own handler.
+# Likewise a compliance evidence file (docs/api.md "Compliance"), bounded by its own handler.
 EVIDENCE_UPLOAD_PATH = re.compile(r"^/api/v1/compliance/items/[^/]+/evidence$")
 
 

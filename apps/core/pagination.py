@@ -12,8 +12,8 @@ from apps.core.errors import InvalidInput
 
 
 class CursorPagination(DrfCursorPagination):
-    """API.md's list shape `{"results": [...], "next": cursor | null}`: the cursor alone, not a URL,
-    so clients pass it back as `?cursor=`. Stable under inserts, unlike offsets."""
+    """docs/api.md's list shape `{"results": [...], "next": cursor | null}`: the cursor alone,
+    not a URL, so clients pass it back as `?cursor=`. Stable under inserts, unlike offsets."""
 
     ordering = "-created_at"
     page_size = 50

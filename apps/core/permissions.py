@@ -1,7 +1,7 @@
 """Who may do what: the whole role matrix in one place, checked by DRF permission classes.
 
 Views name a capability (`permission_classes = [IsAuthenticated, Allows("audit.read")]`);
-this module says which roles hold it. Roles are those of API.md.
+this module says which roles hold it. Roles are those of docs/api.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GDPR endpoints (API.md "Privacy"): subject access for oneself and, for officers, for anyone;
+"""GDPR endpoints (docs/api.md "Privacy"): subject access for oneself and, for officers, for anyone;
 erasure for officers. Each view validates, calls one service, shapes the answer."""
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ BATCH = 5000  # events per transaction
 MAX_BATCHES = 20  # per run; a backlog beyond it is the next run's
 MAX_LINKED_EVENTS = 20  # audit events linked per hit (the evidence names up to MAX_SEQS)
 MAX_SEQS = 100
-# Failed authentication: every 401 of API.md except the first step of an MFA sign-in.
+# Failed authentication: every 401 of docs/api.md except the first step of an MFA sign-in.
 AUTH_FAILURE_CODES = UNAUTHENTICATED_CODES - {"mfa_required"}
 FAILED_SIGN_INS = ("auth.token.failed", "auth.session.failed")
 AUDITED_REFUSALS = (*FAILED_SIGN_INS, "apikey.rejected", "predict.rejected")

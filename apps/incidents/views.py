@@ -1,7 +1,7 @@
-"""Incident endpoints (API.md "Incidents"). Holders of `incidents.read` (security officers,
+"""Incident endpoints (docs/api.md "Incidents"). Holders of `incidents.read` (security officers,
 admins, auditors) read; holders of `incidents.write` (security officers, admins) open, move,
 annotate, assign and contain. Assignment and the post-mortem's own endpoint are additions to
-API.md, documented in the schema."""
+docs/api.md, documented in the schema."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ from apps.incidents.workflow import TRANSITIONS
 
 TAGS = ["incidents"]
 INCIDENT_ID = OpenApiParameter("incident_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
-# The list's filters: API.md's `status` and `severity`, and the selector's `state` and
+# The list's filters: docs/api.md's `status` and `severity`, and the selector's `state` and
 # `assignee` (additions). Sorting stays the cursor's (newest first): a cursor needs one order.
 LIST_FILTERS = ("status", "severity", "state", "assignee")
 MAX_TEXT = 10_000
@@ -311,12 +311,12 @@ class IncidentListApi(ReadOrWrite, ListAPIView):
             OpenApiParameter("status", str, enum=Status.values),
             OpenApiParameter("severity", str, enum=Severity.values),
             OpenApiParameter(
-                "state", str, enum=["open", "closed"], description="An addition to API.md."
+                "state", str, enum=["open", "closed"], description="An addition to docs/api.md."
             ),
             OpenApiParameter(
                 "assignee",
                 str,
-                description="A username, or `none` for unassigned. An addition to API.md.",
+                description="A username, or `none` for unassigned. An addition to docs/api.md.",
             ),
         ],
         description="An unknown filter value is 400 `invalid_input` naming the parameter.",
@@ -522,7 +522,7 @@ class IncidentAssignApi(ReadOrWrite, APIView):
 
     @extend_schema(
         tags=TAGS,
-        summary="Assign (or unassign) the incident. An addition to API.md",
+        summary="Assign (or unassign) the incident. An addition to docs/api.md",
         description="On the timeline and audited `incident.assigned` (people as pseudonyms).",
         parameters=[INCIDENT_ID],
         request=InputSerializer,
@@ -544,7 +544,7 @@ class IncidentAssignApi(ReadOrWrite, APIView):
 class IncidentPostmortemApi(ReadOrWrite, APIView):
     @extend_schema(
         tags=TAGS,
-        summary="Save the post-mortem, at any phase. An addition to API.md",
+        summary="Save the post-mortem, at any phase. An addition to docs/api.md",
         description=(
             "Root cause, impact and lessons are replaced (empty strings keep a draft); "
             "`actions`, when given, replace the action items. Closing needs all three "

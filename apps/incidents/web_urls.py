@@ -1,4 +1,5 @@
-"""The incidents UI under /incidents/ (API.md "Incidents": people do here what the API does)."""
+"""The incidents UI under /incidents/ (docs/api.md "Incidents": people do here what the API
+does)."""
 
 from django.urls import path
 

@@ -1,4 +1,4 @@
-"""The incident workflow as one small, explicit state machine (API.md "Incidents"):
+"""The incident workflow as one small, explicit state machine (docs/api.md "Incidents"):
 
     detected → contained → investigating → remediated → recovered → closed
     closed → investigating (reopen)

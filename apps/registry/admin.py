@@ -172,7 +172,7 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
         return self.get_fields(request, obj)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Owners and the allow-list are admins' (API.md); the service checks it again.
+        # Owners and the allow-list are admins' (docs/api.md); the service checks it again.
         return may(request.user, "models.admin")
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:

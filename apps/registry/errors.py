@@ -3,7 +3,7 @@ from apps.core.errors import Conflict, ServiceUnavailable
 
 class ArtifactRefused(ServiceUnavailable):
     """A stored artifact failed its integrity check or imports what it may not: a server-side
-    failure the caller cannot fix, so 503 `service_unavailable` (API.md's closest code), with
+    failure the caller cannot fix, so 503 `service_unavailable` (docs/api.md's closest code), with
     no detail of why (the audit event `model.version.rejected` has it)."""
 
     default_message = "The model version's artifact failed its integrity check; it was not loaded."

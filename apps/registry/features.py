@@ -14,7 +14,7 @@ def feature_values(
     feature_names: Sequence[str] | None = None,
 ) -> list[list[Any]]:
     """Each row's values in the version's feature order, or, for a model fitted with named
-    features, in the order it was fitted with (API.md: the names decide, so scikit-learn
+    features, in the order it was fitted with (docs/api.md: the names decide, so scikit-learn
     checks them instead of warning on every call). KeyError names a feature the model needs
     that a row lacks."""
     columns = feature_order if feature_names is None else feature_names

@@ -1,4 +1,4 @@
-"""`/api/v1/publishers` (API.md "Models and versions", additions): the trusted publishers of
+"""`/api/v1/publishers` (docs/api.md "Models and versions", additions): the trusted publishers of
 signed artifacts. Security officers and admins only."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Registry endpoints (API.md "Models and versions"). Writers hold `models.write` (admins, ML
+"""Registry endpoints (docs/api.md "Models and versions"). Writers hold `models.write` (admins, ML
 engineers); readers `models.read` (also auditors). Artifacts come in as multipart only."""
 
 from __future__ import annotations

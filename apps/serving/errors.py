@@ -1,4 +1,4 @@
-"""This app's refusals, each carrying its API.md code."""
+"""This app's refusals, each carrying its docs/api.md code."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ class Verdict:
     generation: object  # compared for equality only; None when Redis has no counter yet
 
     def headers(self) -> dict[str, str]:
-        """API.md's RateLimit-* headers, on every predict response."""
+        """docs/api.md's RateLimit-* headers, on every predict response."""
         return {
             "RateLimit-Limit": str(self.window.limit),
             "RateLimit-Remaining": str(self.window.remaining),

@@ -1,7 +1,7 @@
 """The predict path after authentication (IP allow-list and signature are checked by the
 API-key authenticator): rate limit → grant or scope → version → input → privacy budget →
 predict → audit. Cheap refusals come first; nothing expensive runs for a caller who will be
-refused. Each step raises its API.md error; the view records the refusal."""
+refused. Each step raises its docs/api.md error; the view records the refusal."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`POST /api/v1/models/{name}/predict` (API.md "Predict")."""
+"""`POST /api/v1/models/{name}/predict` (docs/api.md "Predict")."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ class PredictApi(APIView):
                             "epsilon_remaining": serializers.FloatField(),
                             "noise": serializers.CharField(
                                 help_text="`laplace` on numeric outputs; class labels are "
-                                "returned unchanged (`none: ...`). An addition to API.md."
+                                "returned unchanged (`none: ...`). An addition to docs/api.md."
                             ),
                         },
                         required=False,

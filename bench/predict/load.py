@@ -120,7 +120,7 @@ class Result:
 
 
 def signature(secret: str, path: str, payload: bytes, t: int) -> str:
-    """The X-Signature value of API.md "Request signing", by the project's own functions."""
+    """The X-Signature value of docs/api.md "Request signing", by the project's own functions."""
     from apps.apikeys.signatures import sign, signing_message
 
     return f"t={t},v1={sign(secret, signing_message(str(t), 'POST', path, payload))}"

@@ -1,4 +1,4 @@
-"""Credentials die with access (API.md "Credential lifecycle"): deactivation, a password
+"""Credentials die with access (docs/api.md "Credential lifecycle"): deactivation, a password
 change or reset, losing a role and an MFA reset each end every token family, access token,
 session and API key of the user at once, audited with the cause; reactivation revives none
 of them. A token family ends at its absolute lifetime and its idle timeout."""

@@ -1,4 +1,5 @@
-"""API.md "JWT": obtain, refresh with rotation, revoke, me; forgeries; families; deactivation."""
+"""docs/api.md "JWT": obtain, refresh with rotation, revoke, me; forgeries; families;
+deactivation."""
 
 from __future__ import annotations
 

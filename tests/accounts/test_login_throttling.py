@@ -1,4 +1,4 @@
-"""API.md: after 5 failed attempts for one username within 15 minutes (from any address),
+"""docs/api.md: after 5 failed attempts for one username within 15 minutes (from any address),
 further attempts get 429 with Retry-After for the rest of the window, even with the right
 password; failures per client IP are limited too; the counts are shared by every process."""
 

@@ -1,5 +1,5 @@
 """TOTP MFA: enrolment on /account/mfa/, recovery codes, removal, and the token endpoint's
-`mfa_required` (API.md "JWT"). Codes are real: computed from the device's key with
+`mfa_required` (docs/api.md "JWT"). Codes are real: computed from the device's key with
 django_otp.oath, as an authenticator app would."""
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def test_without_mfa_the_code_forms_change_nothing(client, person):
     assert audit_events("auth.mfa.removed") == []
 
 
-# --- the token endpoint (API.md "JWT") ---------------------------------------------------
+# --- the token endpoint (docs/api.md "JWT") ---------------------------------------------------
 
 
 def test_a_user_with_totp_and_no_otp_gets_mfa_required(api_client):

@@ -22,7 +22,7 @@ def _fresh_process_state() -> None:
 
 
 def assert_error(response: HttpResponse, status: int, code: str) -> dict[str, Any]:
-    """The response is API.md's envelope with this status and code; returns the error."""
+    """The response is docs/api.md's envelope with this status and code; returns the error."""
     assert response.status_code == status, response.content
     body = json.loads(response.content)
     assert set(body) == {"error"}

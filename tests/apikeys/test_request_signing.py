@@ -26,7 +26,7 @@ def signed(actors):  # type: ignore[no-untyped-def]
 
 
 def signature(secret: str, t: int | str, method: str, path: str, body: bytes) -> str:
-    """Written from API.md alone, independently of apps.apikeys.signatures."""
+    """Written from docs/api.md alone, independently of apps.apikeys.signatures."""
     message = f"{t}.{method}.{path}.{hashlib.sha256(body).hexdigest()}"
     return hmac.new(secret.encode("utf-8"), message.encode(), hashlib.sha256).hexdigest()
 

@@ -22,7 +22,7 @@ PUBLIC_KEY = "/api/v1/audit/public-key"
 VERIFY = "/api/v1/audit/verify"
 EXPORT = "/api/v1/audit/export"
 ENDPOINTS = [EVENTS, CHECKPOINTS, PUBLIC_KEY, VERIFY, EXPORT]
-# hmac_key_id (the key that chained the event) is an addition to API.md's fields.
+# hmac_key_id (the key that chained the event) is an addition to docs/api.md's fields.
 EVENT_FIELDS = {
     "seq", "ts", "action", "outcome", "actor", "target", "request_id", "ip", "details",
     "prev_hash", "hash", "hmac_key_id",

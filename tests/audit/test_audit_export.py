@@ -22,7 +22,7 @@ from apps.audit.subjects import pseudonym_for
 pytestmark = pytest.mark.django_db
 
 EXPORT = "/api/v1/audit/export"
-# hmac_key_id (the key that chained the event) is an addition to API.md's fields.
+# hmac_key_id (the key that chained the event) is an addition to docs/api.md's fields.
 EVENT_FIELDS = {
     "seq", "ts", "action", "outcome", "actor", "target", "request_id", "ip", "details",
     "prev_hash", "hash", "hmac_key_id",

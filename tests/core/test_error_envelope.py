@@ -1,4 +1,4 @@
-"""API.md "Everywhere": every error is the envelope with the documented code."""
+"""docs/api.md "Everywhere": every error is the envelope with the documented code."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`POST .../notes`, `POST .../assign` and `PUT .../postmortem` (the last two are additions to
-API.md): who may, what is recorded, every refusal."""
+docs/api.md): who may, what is recorded, every refusal."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Registering, listing and reading models (API.md "Models and versions")."""
+"""Registering, listing and reading models (docs/api.md "Models and versions")."""
 
 from __future__ import annotations
 

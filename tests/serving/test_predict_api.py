@@ -1,4 +1,4 @@
-"""The predict endpoint's contract (API.md "Predict"): success by JWT and by API key, the
+"""The predict endpoint's contract (docs/api.md "Predict"): success by JWT and by API key, the
 response body and headers, version resolution, and every refusal with its code."""
 
 from __future__ import annotations

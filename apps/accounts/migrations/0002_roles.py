@@ -1,4 +1,4 @@
-"""The five roles of API.md, created once; later migrations never rename them."""
+"""The five roles of docs/api.md, created once; later migrations never rename them."""
 
 from django.db import migrations
 

@@ -136,7 +136,7 @@ class ModelFacts:
     """What the serving side needs to know about a loaded model, without holding it."""
 
     # Set when the estimator was fitted with named features: it then gets a DataFrame with
-    # those names (API.md), so scikit-learn has nothing to warn about on every call.
+    # those names (docs/api.md), so scikit-learn has nothing to warn about on every call.
     feature_names: tuple[str, ...] | None
     # A classifier's outputs are labels: differential privacy leaves them as they are.
     classifier: bool
