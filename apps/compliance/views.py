@@ -21,7 +21,6 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
-from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -44,23 +43,18 @@ from apps.compliance.services import (
     evidence_add,
 )
 from apps.compliance.uploads import InMemoryEvidenceUploadHandler
+from apps.core import permissions
 from apps.core.errors import NotFound
 from apps.core.pagination import CursorPagination
 from apps.core.parsers import StrictJSONParser
-from apps.core.permissions import Allows
 
 TAGS = ["compliance"]
 ITEM_ID = OpenApiParameter("item_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 FRAMEWORK_HELP = "`checklist` (every item, the default), `gdpr`, `hipaa` or `soc2`."
 
 
-class ReadOrWrite:
+class ReadOrWrite(permissions.ReadOrWrite, area="compliance"):
     """Reads need `compliance.read`, anything else `compliance.write`."""
-
-    def get_permissions(self) -> list[BasePermission]:
-        request: Request = self.request  # type: ignore[attr-defined]  # set by APIView
-        capability = "compliance.read" if request.method in SAFE_METHODS else "compliance.write"
-        return [IsAuthenticated(), Allows(capability)]
 
 
 def refuse_unknown_fields(data: Any, known: set[str]) -> None:

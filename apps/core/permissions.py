@@ -6,9 +6,9 @@ this module says which roles hold it. Roles are those of docs/api.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 
 ADMIN = "admin"
@@ -93,3 +93,24 @@ class Allows(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return may(request.user, self.capability)
+
+
+class ReadOrWrite:
+    """A view mixin for an area of the matrix: reads (GET, HEAD, OPTIONS) need `<area>.read`,
+    anything else `<area>.write`; both need a signed-in caller. One definition for every app,
+    named once per area: `class ReadOrWrite(permissions.ReadOrWrite, area="incidents")`."""
+
+    area: ClassVar[str]
+
+    def __init_subclass__(cls, *, area: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if area is not None:
+            for capability in (f"{area}.read", f"{area}.write"):
+                if capability not in ROLE_MATRIX:
+                    raise KeyError(f"unknown capability {capability!r}")
+            cls.area = area
+
+    def get_permissions(self) -> list[BasePermission]:
+        request: Request = self.request  # type: ignore[attr-defined]  # set by APIView
+        kind = "read" if request.method in SAFE_METHODS else "write"
+        return [IsAuthenticated(), Allows(f"{self.area}.{kind}")]

@@ -7,25 +7,16 @@ one (as in the UI), else by the pseudonym alone.
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, timedelta
 from typing import Any
-from xml.sax.saxutils import escape
 
 from django.utils import timezone
 from reportlab.lib import colors
-from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.platypus import (
-    KeepTogether,
-    Paragraph,
-    SimpleDocTemplate,
-    Spacer,
-    Table,
-    TableStyle,
-)
+from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table
 
+from apps.core import pdf
 from apps.incidents.models import EntryKind, Incident, Status, TimelineEntry
 from apps.incidents.selectors import incident_people_names, phase_durations
 from apps.incidents.workflow import PHASE_FIELD, PHASES
@@ -178,49 +169,34 @@ def incident_report_data(*, actor: Any, incident: Incident) -> dict[str, Any]:
 
 # --- PDF -------------------------------------------------------------------------------
 
-_STYLES = getSampleStyleSheet()
+_STYLES = pdf.sample_styles()
 _BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontSize=9.5, leading=12.5)
 _SMALL = ParagraphStyle("small", parent=_BODY, fontSize=8.5, leading=11)
 _H1 = ParagraphStyle("h1", parent=_STYLES["Title"], alignment=0, fontSize=18, leading=22)
 _H2 = ParagraphStyle("h2", parent=_STYLES["Heading2"], fontSize=13, spaceBefore=10)
-_GRID = TableStyle(
-    [
-        ("FONT", (0, 0), (-1, -1), "Helvetica", 9),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#d0d7de")),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
-        ("TOPPADDING", (0, 0), (-1, -1), 4),
-    ]
-)
-_HEADED = TableStyle(
-    [
-        *_GRID.getCommands(),
-        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f4")),
-        ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 9),
-    ]
-)
+_GRID = [
+    ("FONT", (0, 0), (-1, -1), "Helvetica", 9),
+    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+    ("LINEBELOW", (0, 0), (-1, -1), 0.25, pdf.RULE),
+    ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+    ("TOPPADDING", (0, 0), (-1, -1), 4),
+]
+_HEADED = [
+    *_GRID,
+    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f4")),
+    ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 9),
+]
+_FOOTER = pdf.footer(lambda document: f"Bulwark incident report · {document.title}")
 
 
 def _p(text: str, style: ParagraphStyle = _BODY) -> Paragraph:
-    # Paragraph reads a small markup language: user text is escaped, newlines kept.
-    return Paragraph(escape(text or "—").replace("\n", "<br/>"), style)
+    return pdf.paragraph(text, style, empty="—")
 
 
 def _pairs(rows: list[tuple[str, str]]) -> Table:
-    table = Table(
-        [[_p(label, _SMALL), _p(value)] for label, value in rows], colWidths=[40 * mm, None]
+    return pdf.table(
+        [[_p(label, _SMALL), _p(value)] for label, value in rows], [40 * mm, None], _GRID
     )
-    table.setStyle(_GRID)
-    return table
-
-
-def _footer(canvas: Any, doc: Any) -> None:
-    canvas.saveState()
-    canvas.setFont("Helvetica", 8)
-    canvas.setFillColor(colors.HexColor("#59636e"))
-    canvas.drawString(doc.leftMargin, 10 * mm, f"Bulwark incident report · {doc.title}")
-    canvas.drawRightString(A4[0] - doc.rightMargin, 10 * mm, f"Page {doc.page}")
-    canvas.restoreState()
 
 
 def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
@@ -228,18 +204,6 @@ def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
     post-mortem with action items."""
     names = incident_people_names(actor=actor, incident=incident)
     durations = phase_durations(incident)
-    buffer = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        title=f"{incident.get_severity_display()} {incident.title}",
-        author="Bulwark",
-        subject="Incident report",
-        leftMargin=18 * mm,
-        rightMargin=18 * mm,
-        topMargin=16 * mm,
-        bottomMargin=18 * mm,
-    )
     story: list[Any] = [
         _p(f"Incident report: {incident.title}", _H1),
         _p(f"Generated {_stamp(timezone.now())} · incident {incident.id}", _SMALL),
@@ -281,9 +245,7 @@ def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
                 _p(f"{what}\n{text}" if text else what),
             ]
         )
-    timeline = Table(rows, colWidths=[32 * mm, 32 * mm, None], repeatRows=1)
-    timeline.setStyle(_HEADED)
-    story.append(timeline)
+    story.append(pdf.table(rows, [32 * mm, 32 * mm, None], _HEADED, repeat_header=True))
     resources = list(incident.resources.all())
     story.append(_p("Linked resources", _H2))
     if resources:
@@ -315,7 +277,7 @@ def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
     )
     items = list(incident.actions.all())
     if items:
-        table = Table(
+        table = pdf.table(
             [[_p("Action", _SMALL), _p("Owner", _SMALL), _p("Due", _SMALL)]]
             + [
                 [
@@ -325,10 +287,15 @@ def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
                 ]
                 for item in items
             ],
-            colWidths=[None, 40 * mm, 26 * mm],
-            repeatRows=1,
+            [None, 40 * mm, 26 * mm],
+            _HEADED,
+            repeat_header=True,
         )
-        table.setStyle(_HEADED)
         story.append(KeepTogether([_p("Action items", _H2), table]))
-    doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
-    return buffer.getvalue()
+    return pdf.render(
+        story,
+        title=f"{incident.get_severity_display()} {incident.title}",
+        subject="Incident report",
+        first_page=_FOOTER,
+        later_pages=_FOOTER,
+    )

@@ -20,13 +20,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core import permissions
 from apps.core.pagination import CursorPagination
-from apps.core.permissions import Allows
 from apps.incidents.models import (
     EntryKind,
     Incident,
@@ -63,13 +62,8 @@ MAX_TEXT = 10_000
 User = get_user_model()
 
 
-class ReadOrWrite:
+class ReadOrWrite(permissions.ReadOrWrite, area="incidents"):
     """Reads need `incidents.read`, anything else `incidents.write` (auditors: 403)."""
-
-    def get_permissions(self) -> list[BasePermission]:
-        request: Request = self.request  # type: ignore[attr-defined]  # set by APIView
-        capability = "incidents.read" if request.method in SAFE_METHODS else "incidents.write"
-        return [IsAuthenticated(), Allows(capability)]
 
 
 def _seconds(duration: timedelta | None) -> float | None:

@@ -17,11 +17,12 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
-from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core import permissions
 from apps.core.pagination import CursorPagination
 from apps.core.permissions import Allows, AllowsAny
 from apps.registry.inputs import positive_finite, version_arguments
@@ -55,13 +56,8 @@ NAME = OpenApiParameter("name", str, OpenApiParameter.PATH, description="The mod
 NUMBER = OpenApiParameter("number", int, OpenApiParameter.PATH, description="Version number.")
 
 
-class ReadOrWrite:
+class ReadOrWrite(permissions.ReadOrWrite, area="models"):
     """Reads need `models.read`, anything else `models.write`."""
-
-    def get_permissions(self) -> list[BasePermission]:
-        request: Request = self.request  # type: ignore[attr-defined]  # set by APIView
-        capability = "models.read" if request.method in SAFE_METHODS else "models.write"
-        return [IsAuthenticated(), Allows(capability)]
 
 
 @extend_schema_field(OpenApiTypes.BINARY)

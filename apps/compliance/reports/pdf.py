@@ -3,7 +3,6 @@ status, check result and evidence, the audit trail's verification, incident stat
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
@@ -11,24 +10,21 @@ from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER
-from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     Flowable,
     KeepTogether,
     PageBreak,
     Paragraph,
-    SimpleDocTemplate,
     Spacer,
     Table,
     TableStyle,
 )
 
-INK = colors.HexColor("#1b1f24")
-MUTED = colors.HexColor("#59636e")
-ACCENT = colors.HexColor("#0b5cad")
+from apps.core import pdf
+from apps.core.pdf import ACCENT, INK, MUTED
+
 RESULT_COLOURS = {
     "pass": colors.HexColor("#1a7f37"),
     "fail": colors.HexColor("#cf222e"),
@@ -41,7 +37,7 @@ STATUS_COLOURS = {
     "not_applicable": MUTED,
 }
 
-_styles = getSampleStyleSheet()
+_styles = pdf.sample_styles()
 BODY = ParagraphStyle("body", parent=_styles["BodyText"], fontSize=9, leading=12, textColor=INK)
 SMALL = ParagraphStyle("small", parent=BODY, fontSize=8, leading=10, textColor=MUTED)
 H1 = ParagraphStyle("h1", parent=_styles["Heading1"], textColor=INK)
@@ -77,7 +73,7 @@ class ProgressBar(Flowable):
 
 
 def _p(text: Any, style: ParagraphStyle = BODY) -> Paragraph:
-    return Paragraph(escape("" if text is None else str(text)).replace("\n", "<br/>"), style)
+    return pdf.paragraph(text, style)
 
 
 def _coloured(text: str, colour: colors.Color, *, bold: bool = True) -> str:
@@ -98,21 +94,14 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes} min {secs} s"
 
 
-def _footer(canvas: Canvas, document: SimpleDocTemplate) -> None:
-    canvas.saveState()
-    canvas.setFont("Helvetica", 8)
-    canvas.setFillColor(MUTED)
-    canvas.drawString(18 * mm, 10 * mm, document.title)
-    canvas.drawRightString(A4[0] - 18 * mm, 10 * mm, f"Page {document.page}")
-    canvas.restoreState()
+_FOOTER = pdf.footer(lambda document: str(document.title))
 
 
 def _grid(rows: list[list[Any]], widths: list[float], *, header: bool = True) -> Table:
-    table = Table(rows, colWidths=widths, hAlign="LEFT", repeatRows=1 if header else 0)
-    style = [
+    style: list[tuple[Any, ...]] = [
         ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
         ("FONTSIZE", (0, 0), (-1, -1), 8),
-        ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#d0d7de")),
+        ("LINEBELOW", (0, 0), (-1, -1), 0.25, pdf.RULE),
         ("TOPPADDING", (0, 0), (-1, -1), 3),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
     ]
@@ -122,8 +111,7 @@ def _grid(rows: list[list[Any]], widths: list[float], *, header: bool = True) ->
             ("TEXTCOLOR", (0, 0), (-1, 0), colors.white),
             ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
         ]
-    table.setStyle(TableStyle(style))
-    return table
+    return pdf.table(rows, widths, style, repeat_header=header, hAlign="LEFT")
 
 
 def _generated(value: str) -> str:
@@ -318,26 +306,18 @@ def _audit_and_incidents(data: dict[str, Any]) -> list[Flowable]:
 
 
 def render_pdf(data: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
     report = data["report"]
-    document = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=18 * mm,
-        rightMargin=18 * mm,
-        topMargin=16 * mm,
-        bottomMargin=18 * mm,
-        title=f"{report['title']}: {report['framework_name']}",
-        author="Bulwark",
-        subject=f"Compliance report generated {report['generated_at']}",
-        # Reproducible bytes for the same content: no random document id, no creation time.
-        invariant=1,
-    )
     story = [
         *_title_page(data),
         *_summary(data),
         *_items(data),
         *_audit_and_incidents(data),
     ]
-    document.build(story, onFirstPage=lambda c, d: None, onLaterPages=_footer)
-    return buffer.getvalue()
+    return pdf.render(
+        story,
+        title=f"{report['title']}: {report['framework_name']}",
+        subject=f"Compliance report generated {report['generated_at']}",
+        first_page=pdf.no_footer,  # the title page
+        later_pages=_FOOTER,
+        invariant=True,  # reproducible bytes for the same content
+    )
