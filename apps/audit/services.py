@@ -26,7 +26,7 @@ from apps.audit.models import LEGACY_KEY_ID, ActorPseudonym, AuditEvent, Checkpo
 from apps.audit.signing import sign
 from apps.audit.subjects import actor_of, pseudonym_forget, target_of, truncated_ip
 from apps.core.masking import Public, mask
-from apps.core.request_context import current_request_id
+from apps.core.request_context import current_client_ip, current_request_id
 from apps.core.secrets import SecretsError
 
 logger = logging.getLogger("bulwark.audit")
@@ -92,7 +92,9 @@ def audit_event_record(
             "actor": {"type": subject.type, "ref": subject.ref},
             "target": target_of(target),
             "request_id": getattr(request, "request_id", None) or current_request_id.get() or None,
-            "ip": truncated_ip(request.META.get("REMOTE_ADDR")) if request is not None else None,
+            "ip": truncated_ip(
+                request.META.get("REMOTE_ADDR") if request is not None else current_client_ip.get()
+            ),
             "details": _safe_details(details),
         }
         with connection.cursor() as cursor:

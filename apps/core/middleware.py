@@ -24,7 +24,11 @@ from apps.core.errors import (
     UnsupportedMediaType,
     error_response,
 )
-from apps.core.request_context import current_request_id, request_id_from_header
+from apps.core.request_context import (
+    current_client_ip,
+    current_request_id,
+    request_id_from_header,
+)
 from apps.core.views import HealthzApi, ReadyzApi
 
 access_logger = logging.getLogger("bulwark.access")
@@ -125,7 +129,13 @@ class TrustedProxyMiddleware:
             proto = forwarded_proto.split(",")[-1].strip().lower()
             if proto in {"http", "https"}:
                 meta["wsgi.url_scheme"] = proto
-        return self.get_response(request)
+        # The client as now known, for the audit trail of whatever this request changes
+        # (apps.core.request_context): services take an actor, not the request.
+        token = current_client_ip.set(meta.get("REMOTE_ADDR") or None)
+        try:
+            return self.get_response(request)
+        finally:
+            current_client_ip.reset(token)
 
 
 def _valid_ip(value: str) -> bool:

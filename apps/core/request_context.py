@@ -1,4 +1,7 @@
-"""The current request's id, for log lines written anywhere during the request."""
+"""What is known of the current request wherever code runs during it: its id (for every log
+line) and the client's address (for the audit trail). Set by the outer middleware
+(apps.core.middleware), so that services and the audit need no HttpRequest; empty outside a
+request (Celery jobs, commands)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,10 @@ import re
 import uuid
 
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# After trusted proxies are resolved: the address audit events record (truncated there).
+current_client_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "client_ip", default=None
+)
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
