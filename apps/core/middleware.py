@@ -89,7 +89,9 @@ class ProbeMiddleware:
         return response
 
 
-def _in_networks(address: str, networks: tuple[ipaddress._BaseNetwork, ...]) -> bool:
+def _in_networks(
+    address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -252,7 +254,7 @@ class InputHardeningMiddleware:
         request.META["CONTENT_LENGTH"] = str(len(body))
         request.META.pop("HTTP_TRANSFER_ENCODING", None)
         # Django read its stream's length from CONTENT_LENGTH when the request was made (0 here).
-        request._stream = LimitedStream(io.BytesIO(body), len(body))  # type: ignore[attr-defined]
+        request._stream = LimitedStream(io.BytesIO(body), len(body))  # type: ignore[assignment]  # a BinaryIO in the stubs
         return None
 
 
