@@ -202,7 +202,7 @@ def _login_state(request: HttpRequest) -> str | None:
     user = request.user
     if not user.is_authenticated or not mfa_required_for(user):
         return None
-    if user.is_verified():  # type: ignore[union-attr]
+    if user.is_verified():
         return None
     return "verify" if user_has_device(user, confirmed=True) else "enrol"
 
