@@ -148,7 +148,7 @@ class ItemListApi(ReadOrWrite, ListAPIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         params = self.request.query_params
         return compliance_item_list(
             actor=self.request.user,

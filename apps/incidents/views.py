@@ -324,7 +324,7 @@ class IncidentListApi(ReadOrWrite, ListAPIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         params = self.request.query_params
         filters = {name: params[name] for name in LIST_FILTERS if params.get(name)}
         return incident_list(actor=self.request.user, filters=filters)

@@ -50,7 +50,7 @@ class PublisherCollectionApi(ListAPIView):
             max_length=4096, help_text="PEM public key: an elliptic curve on P-256/384/521."
         )
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         return publisher_list(actor=self.request.user)
 
     @extend_schema(tags=TAGS, summary="Trusted publishers of signed artifacts")

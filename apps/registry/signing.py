@@ -47,7 +47,7 @@ def canonical_public_key(pem: str) -> tuple[str, str]:
     return canonical.decode(), hashlib.sha256(canonical).hexdigest()
 
 
-class _KeyVerifier(sign_ec_key.Verifier):  # type: ignore[misc]  # untyped library
+class _KeyVerifier(sign_ec_key.Verifier):
     """model-signing's key verifier, given the key itself rather than a file holding it."""
 
     def __init__(self, pem: str) -> None:

@@ -65,7 +65,7 @@ class ReadOrWrite:
 
 
 @extend_schema_field(OpenApiTypes.BINARY)
-class BundleField(serializers.Field):  # type: ignore[type-arg]
+class BundleField(serializers.Field):
     """A signature bundle sent as a file part (`-F signature=@model.sig`) or as text."""
 
     def to_internal_value(self, data: Any) -> str:
@@ -161,7 +161,7 @@ class RegisteredModelListApi(ReadOrWrite, ListAPIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         return registered_model_list(actor=self.request.user)
 
 
@@ -259,7 +259,7 @@ class ModelVersionListApi(ReadOrWrite, ListAPIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         model = registered_model_get(actor=self.request.user, name=self.kwargs["name"])
         return model_version_list(actor=self.request.user, model=model)
 
