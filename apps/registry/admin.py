@@ -272,7 +272,7 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
                 actor=request.user, model=model, request=request, **arguments
             )
             try:
-                message = self.construct_change_message(request, form, None, add=True)
+                message = self.construct_change_message(request, form, None, add=True)  # type: ignore[arg-type]  # no formsets
                 self.log_addition(request, version, message)
             except BaseException:
                 default_storage.delete(version.artifact)  # the row rolls back; the file not
@@ -341,7 +341,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "created_at",
         "last_watermark_result",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # plain names, no groups
 
     @admin.display(description="globals beyond the deployment's list")
     def globals_beyond_default(self, version: ModelVersion) -> str:
@@ -381,7 +381,7 @@ class WatermarkResultAdmin(ReadOnlyAdmin):
         "finished_at",
         "created_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # plain names, no groups
 
 
 @admin.register(PredictGrant)

@@ -52,7 +52,7 @@ class _KeyVerifier(sign_ec_key.Verifier):
 
     def __init__(self, pem: str) -> None:
         self._public_key = serialization.load_pem_public_key(pem.encode())
-        sign_ec_key._check_supported_ec_key(self._public_key)
+        sign_ec_key._check_supported_ec_key(self._public_key)  # type: ignore[arg-type]  # checks it is EC
 
 
 def parse_bundle(raw: str) -> tuple[Any, str]:
