@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db import transaction
 from django.http import StreamingHttpResponse
@@ -21,7 +22,7 @@ from apps.audit.verification import audit_chain_verify
 from apps.core.pagination import CursorPagination
 from apps.core.permissions import Allows
 
-CAN_READ = [IsAuthenticated, Allows("audit.read")]
+CAN_READ: list[Any] = [IsAuthenticated, Allows("audit.read")]  # Allows(...) stands in for a class
 
 
 class EventSerializer(serializers.Serializer):
