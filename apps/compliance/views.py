@@ -246,7 +246,7 @@ class EvidenceCreateApi(ReadOrWrite, APIView):
     )
     def post(self, request: Request, item_id: UUID) -> Response:
         item = compliance_item_get(actor=request.user, item_id=item_id)
-        data = request.data
+        data: Any = request.data  # an object: refuse_unknown_fields checks it
         refuse_unknown_fields(data, {"url", "text", "file"})
         values: dict[str, Any] = {}
         for name in ("url", "text"):
