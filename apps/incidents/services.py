@@ -287,7 +287,7 @@ def _contain(
         from apps.apikeys.models import ApiKey
         from apps.apikeys.services import api_key_revoke
 
-        api_key = ApiKey.objects.filter(pk=_uuid(target)).first() if _uuid(target) else None
+        api_key = ApiKey.objects.filter(pk=_uuid(target)).first() if _uuid(target) else None  # type: ignore[misc]  # not None there
         if api_key is None:
             raise NotFound("No API key with this id.")
         api_key_revoke(actor=actor, api_key=api_key, reason=reason, request=request)
