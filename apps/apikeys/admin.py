@@ -182,12 +182,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # The admin's own bookkeeping (its log entry) needs the saved object's identity.
         obj.pk, obj.public_id = issued.api_key.pk, issued.api_key.public_id
         obj._state.adding = False
-        request._bulwark_issued = [issued]  # type: ignore[attr-defined]
+        request._bulwark_issued = [issued]  # type: ignore[attr-defined]  # for response_add
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
     ) -> HttpResponse:
-        return self._show_once(request, request._bulwark_issued)  # type: ignore[attr-defined]
+        return self._show_once(request, request._bulwark_issued)  # type: ignore[attr-defined]  # save_model's
 
     def _show_once(self, request: HttpRequest, issued: list[IssuedKey]) -> HttpResponse:
         response = TemplateResponse(

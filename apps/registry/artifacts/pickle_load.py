@@ -71,7 +71,7 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     uninitialised memory."""
     if base not in (object, dict, list) or not isinstance(cls, type):
         raise _refuse("rebuilds an object on a base other than object, dict or list")
-    return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
+    return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]  # not in typeshed
 
 
 def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
