@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -348,7 +349,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Identity: JWT, MFA, login throttling, API keys ---------------------------------------
-SIMPLE_JWT = {
+SIMPLE_JWT: dict[str, Any] = {
     "ALGORITHM": "HS256",  # pinned: a token naming any other algorithm (none included) is refused
     "SIGNING_KEY": _secrets["JWT_SIGNING_KEY"],
     "VERIFYING_KEY": None,

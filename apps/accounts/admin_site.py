@@ -4,7 +4,7 @@ this session, and members of MFA_REQUIRED_ROLES must always have (settable)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import admin
@@ -51,7 +51,7 @@ def _mfa_login_state(request: HttpRequest) -> str | None:
     if not (user.is_authenticated and user.is_active and user.is_staff):
         return None
     if user_has_device(user, confirmed=True):
-        return None if user.is_verified() else "verify"  # type: ignore[union-attr]
+        return None if user.is_verified() else "verify"
     if user.is_superuser or roles_of(user) & set(settings.MFA_REQUIRED_ROLES):
         return "enrol"
     return None
@@ -99,7 +99,7 @@ class BulwarkAdminSite(admin.AdminSite):
             )
         return response
 
-    def logout(
+    def logout(  # type: ignore[override]  # a redirect too, not only the stubs' TemplateResponse
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         user = request.user
@@ -121,7 +121,7 @@ class BulwarkAdminSite(admin.AdminSite):
         **options: Any,
     ) -> None:
         models = (
-            [model_or_iterable]
+            [cast("type[Model]", model_or_iterable)]
             if isinstance(model_or_iterable, ModelBase)
             else list(model_or_iterable)
         )

@@ -30,7 +30,7 @@ class JwtAuthentication(JWTAuthentication):
             return None
         bucket = failure_bucket(request)
         try:
-            token = AccessToken(raw)
+            token = AccessToken(raw)  # type: ignore[arg-type]  # simplejwt: the encoded token
         except (TokenError, InvalidToken, *BAD_TIME):
             self._fail(bucket)
         if not times_are_valid(token.payload):

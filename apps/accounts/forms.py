@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -92,9 +92,10 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
         # shared by every process; a success gives its attempt back.
         username = self.data.get("username", "") if self.data else ""
         counted = self.request is not None and bool(username)
+        request = cast(HttpRequest, self.request)  # used only when counted: never None then
         if counted:
             try:
-                login.begin_attempt(self.request, username)
+                login.begin_attempt(request, username)
             except LoginLocked:
                 raise forms.ValidationError(
                     "Too many failed sign-ins for this account or address; try again later.",
@@ -106,18 +107,18 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
             if counted:
                 known = User.objects.filter(username=username).first()
                 login.record_failure(
-                    self.request, username, known, "bad_credentials", action=SESSION_FAILED
+                    request, username, known, "bad_credentials", action=SESSION_FAILED
                 )
             raise
         user = self.get_user()
         if user is None or not user_has_device(user, confirmed=True):
             if counted:
-                login.attempt_succeeded(self.request, username)
+                login.attempt_succeeded(request, username)
             return cleaned
         code = cleaned.get("otp_token") or ""
         if not code:
             if counted:
-                login.attempt_not_counted(self.request, username)
+                login.attempt_not_counted(request, username)
             raise forms.ValidationError(self.error_messages["otp_required"], code="otp_required")
         try:
             device = mfa.mfa_code_verify(user=user, code=code, request=self.request)
@@ -126,7 +127,7 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
                 login.record_failure(self.request, username, user, "bad_otp", action=SESSION_FAILED)
             raise forms.ValidationError(str(exc), code="otp_invalid") from None
         if counted:
-            login.attempt_succeeded(self.request, username)
+            login.attempt_succeeded(request, username)
         # django-otp's user_logged_in receiver reads this and marks the session verified.
         user.otp_device = device
         return cleaned

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -33,7 +33,7 @@ class Role(models.Model):
         return self.get_name_display()
 
 
-class User(AbstractUser):
+class User(AbstractUser):  # type: ignore[django-manager-missing]  # django-otp's Device is untyped
     """Bulwark's user. Random ids so that neither URLs nor audit targets reveal a count."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -45,6 +45,13 @@ class User(AbstractUser):
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
+
+    if TYPE_CHECKING:
+        # Attributes other code puts on instances (none of them is a field).
+        _password: str | None  # AbstractBaseUser's: the new raw password until saved
+        is_verified: Callable[[], bool]  # django-otp's OTPMiddleware, on request.user
+        otp_device: Any  # read by django-otp's user_logged_in receiver
+        _bulwark_roles: set[str]  # the role names, cached (apps.core.permissions.roles_of)
 
     def __str__(self) -> str:
         return self.username
@@ -75,7 +82,7 @@ class User(AbstractUser):
         if isinstance(self.access_epoch, Combinable):  # moved by the UPDATE: read it back
             self.refresh_from_db(fields=["access_epoch"])
 
-    def _session_hash(self, secret: str | None = None) -> str:
+    def _session_hash(self, secret: str | bytes | None = None) -> str:
         if not self.access_epoch:  # Django's own value: sessions from before the field live
             return salted_hmac(
                 "django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash",

@@ -28,6 +28,6 @@ def _roles_changed(sender: type, instance: Any, action: str, **kwargs: Any) -> N
     if action == "pre_clear":
         instance._bulwark_cleared = list(instance.users.values_list("pk", flat=True))
         return
-    user_ids = kwargs.get("pk_set") or getattr(instance, "_bulwark_cleared", ())
+    user_ids = kwargs.get("pk_set", ()) or getattr(instance, "_bulwark_cleared", ())
     for user_id in user_ids:
         refresh_user(user_id)

@@ -89,7 +89,8 @@ def token_pair_issue(
 
 def _decode_refresh(raw: str) -> RefreshToken:
     try:
-        token = RefreshToken(raw)  # signature (HS256 only), exp, iss, aud and type checked
+        # Signature (HS256 only), exp, iss, aud and type checked.
+        token = RefreshToken(raw)  # type: ignore[arg-type]  # simplejwt: the encoded token
     except (TokenError, *BAD_TIME):
         raise TokenInvalid() from None
     if not times_are_valid(token.payload):

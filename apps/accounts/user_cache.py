@@ -13,7 +13,7 @@ deactivated, demoted or erased user is refused by the very next request after th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -56,7 +56,7 @@ def encode(user: User | None) -> str:
     return dumps_signed(payload, _mac_key())
 
 
-def decode(raw: str | bytes) -> User | bool | None:
+def decode(raw: str | bytes) -> User | Literal[False] | None:
     """The user (None for a tombstone); False when the record does not verify."""
     text = raw.decode() if isinstance(raw, bytes) else raw
     if text == _TOMBSTONE:

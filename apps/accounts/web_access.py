@@ -34,7 +34,7 @@ def ui_view(capability: str, *, home: str) -> Callable[[View], View]:
             back = request.get_full_path() if request.method == "GET" else reverse(home)
             if not user.is_authenticated:
                 return redirect_to_login(back)
-            if mfa_required_for(user) and not user.is_verified():  # type: ignore[union-attr]
+            if mfa_required_for(user) and not user.is_verified():
                 if user_has_device(user, confirmed=True):
                     return redirect_to_login(back)
                 return HttpResponseRedirect(reverse("account-mfa"))

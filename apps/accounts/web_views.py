@@ -56,7 +56,7 @@ def _page(
     status: int = 200,
 ) -> HttpResponse:
     user = request.user
-    status_now = mfa.mfa_status_get(user=user)  # type: ignore[arg-type]
+    status_now = mfa.mfa_status_get(user=user)  # type: ignore[arg-type]  # signed in: a User
     context: dict[str, Any] = {
         "status": status_now,
         "required_by_role": bool(roles_of(user) & set(settings.MFA_REQUIRED_ROLES)),
@@ -65,7 +65,7 @@ def _page(
         context["recovery_form"] = recovery_form or MfaRecoveryCodesForm()
         context["remove_form"] = remove_form or MfaRemoveForm()
     else:
-        context["pending"] = mfa.totp_device_pending_get_or_create(user=user)  # type: ignore[arg-type]
+        context["pending"] = mfa.totp_device_pending_get_or_create(user=user)  # type: ignore[arg-type]  # a User
         context["confirm_form"] = confirm_form or MfaConfirmForm()
     return render(request, "accounts/mfa.html", context, status=status)
 
@@ -96,7 +96,7 @@ def mfa_page(request: HttpRequest) -> HttpResponse:
         return _page(request, confirm_form=form, status=400)
     try:
         device, codes = mfa.mfa_enrol_confirm(
-            user=request.user,  # type: ignore[arg-type]
+            user=request.user,  # type: ignore[arg-type]  # signed in: a User
             code=form.cleaned_data["code"],
             request=request,
         )
@@ -124,7 +124,7 @@ def mfa_recovery_codes(request: HttpRequest) -> HttpResponse:
         return _page(request, recovery_form=form, status=400)
     try:
         codes = mfa.mfa_recovery_codes_regenerate(
-            user=request.user,  # type: ignore[arg-type]
+            user=request.user,  # type: ignore[arg-type]  # signed in: a User
             code=form.cleaned_data["code"],
             request=request,
         )
@@ -146,7 +146,7 @@ def mfa_remove(request: HttpRequest) -> HttpResponse:
         return _page(request, remove_form=form, status=400)
     try:
         mfa.mfa_remove(
-            user=request.user,  # type: ignore[arg-type]
+            user=request.user,  # type: ignore[arg-type]  # signed in: a User
             code=form.cleaned_data["code"],
             request=request,
         )
@@ -202,7 +202,7 @@ def _login_state(request: HttpRequest) -> str | None:
     user = request.user
     if not user.is_authenticated or not mfa_required_for(user):
         return None
-    if user.is_verified():  # type: ignore[union-attr]
+    if user.is_verified():
         return None
     return "verify" if user_has_device(user, confirmed=True) else "enrol"
 

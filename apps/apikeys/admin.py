@@ -6,7 +6,7 @@ the messages framework, which would keep it in a cookie or the session table."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -72,7 +72,7 @@ class ApiKeyAddForm(forms.ModelForm):
         return canonical_cidrs(networks)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = cast(dict[str, Any], super().clean())  # ModelForm.clean: cleaned_data
         owner, scopes = getattr(self, "owner", None), data.get("scopes")
         if owner is not None and scopes:
             beyond = scopes_beyond_grants(owner, scopes)
@@ -120,7 +120,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def status(self, obj: ApiKey) -> str:
         return obj.status
 
-    def get_form(self, request: HttpRequest, obj: ApiKey | None = None, **kwargs: Any) -> Any:
+    def get_form(self, request: HttpRequest, obj: ApiKey | None = None, **kwargs: Any) -> Any:  # type: ignore[override]  # `change` comes in kwargs
         if obj is not None:  # the read-only view of an existing key: no add-form fields
             kwargs["form"] = forms.ModelForm
             return super().get_form(request, obj, **kwargs)
@@ -182,12 +182,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # The admin's own bookkeeping (its log entry) needs the saved object's identity.
         obj.pk, obj.public_id = issued.api_key.pk, issued.api_key.public_id
         obj._state.adding = False
-        request._bulwark_issued = [issued]  # type: ignore[attr-defined]
+        request._bulwark_issued = [issued]  # type: ignore[attr-defined]  # for response_add
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
     ) -> HttpResponse:
-        return self._show_once(request, request._bulwark_issued)  # type: ignore[attr-defined]
+        return self._show_once(request, request._bulwark_issued)  # type: ignore[attr-defined]  # save_model's
 
     def _show_once(self, request: HttpRequest, issued: list[IssuedKey]) -> HttpResponse:
         response = TemplateResponse(

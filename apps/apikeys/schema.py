@@ -7,7 +7,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "apps.apikeys.authentication.ApiKeyAuthentication"
     name = "apiKey"
 
-    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+    def get_security_definition(self, auto_schema):
         return {
             "type": "apiKey",
             "in": "header",

@@ -16,7 +16,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "ts"
     ordering = ("-seq",)
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # type: ignore[no-untyped-def]
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         audit_chain_pending(wait=True)  # show everything recorded, as the API does
         return super().changelist_view(request, extra_context)
 

@@ -141,8 +141,8 @@ class AuditedAdminMixin:
         self, request: HttpRequest, form: BaseForm, formsets: Any, add: bool = False
     ) -> Any:
         setattr(request, _FORM_KEY, form)
-        request._bulwark_admin_formsets = formsets  # type: ignore[attr-defined]
-        return super().construct_change_message(request, form, formsets, add)  # type: ignore[misc]
+        request._bulwark_admin_formsets = formsets  # type: ignore[attr-defined]  # for _logged
+        return super().construct_change_message(request, form, formsets, add)  # type: ignore[misc]  # a mixin
 
     def _logged(self, action: str, request: HttpRequest, obj: Any) -> None:
         changes = form_changes(type(obj), admin_form_of(request))
@@ -156,24 +156,24 @@ class AuditedAdminMixin:
         )
 
     def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        entry = super().log_addition(request, obj, message)  # type: ignore[misc]
+        entry = super().log_addition(request, obj, message)  # type: ignore[misc]  # a mixin
         self._logged("admin.add", request, obj)
         return entry
 
     def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        entry = super().log_change(request, obj, message)  # type: ignore[misc]
+        entry = super().log_change(request, obj, message)  # type: ignore[misc]  # a mixin
         self._logged("admin.change", request, obj)
         return entry
 
     def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
         objects = list(queryset)
-        entries = super().log_deletions(request, objects)  # type: ignore[misc]
+        entries = super().log_deletions(request, objects)  # type: ignore[misc]  # a mixin
         for obj in objects:
             _record("admin.delete", request, obj)
         return entries
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)  # type: ignore[misc]
+        actions = super().get_actions(request)  # type: ignore[misc]  # a mixin: ModelAdmin's
         return {
             name: (_audited_action(func, name), name, description)
             for name, (func, _, description) in actions.items()

@@ -15,5 +15,5 @@ class AuditConfig(AppConfig):
         # it deletes pending events once chained and pseudonyms at erasure, never edits them.
         for model in (AuditEvent, Checkpoint):
             append_only(model._meta.db_table)
-        for model in (PendingEvent, ActorPseudonym):
-            never_updated(model._meta.db_table)
+        for kept in (PendingEvent, ActorPseudonym):
+            never_updated(kept._meta.db_table)

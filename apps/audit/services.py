@@ -58,7 +58,7 @@ def _safe_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
             return [scrub(item) for item in value]
         return value
 
-    masked = mask(scrub(dict(details or {})))
+    masked: dict[str, Any] = mask(scrub(dict(details or {})))
     text = canonical_json(masked)
     if len(text.encode()) > MAX_DETAILS_BYTES:
         return {"truncated": True, "sha256": hashlib.sha256(text.encode()).hexdigest()}

@@ -67,7 +67,7 @@ def _micros(value: datetime | int | str) -> int:
 # The C scanner behind json.loads, without its wrapper's two whitespace regexes per call:
 # bodies are canonical JSON (no surrounding whitespace), and one that is not a single JSON
 # value from its first character to its last is refused as such.
-_scan_json = json.JSONDecoder().scan_once
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # not in typeshed
 
 
 def _column_mismatch(row: tuple[Any, ...], body: str) -> str | None:

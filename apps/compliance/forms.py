@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -17,8 +17,11 @@ class FilterForm(forms.Form):
         self, *args: Any, frameworks: list[tuple[str, str]], categories: Any, **kwargs: Any
     ):
         super().__init__(*args, **kwargs)
-        self.fields["framework"].choices = frameworks
-        self.fields["category"].choices = [("", "All categories"), *categories]
+        cast(forms.ChoiceField, self.fields["framework"]).choices = frameworks
+        cast(forms.ChoiceField, self.fields["category"]).choices = [
+            ("", "All categories"),
+            *categories,
+        ]
 
 
 class ReportForm(forms.Form):
@@ -29,7 +32,7 @@ class ReportForm(forms.Form):
 
     def __init__(self, *args: Any, frameworks: list[tuple[str, str]], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["framework"].choices = frameworks
+        cast(forms.ChoiceField, self.fields["framework"]).choices = frameworks
 
 
 class ItemForm(forms.Form):
@@ -45,7 +48,10 @@ class ItemForm(forms.Form):
 
     def __init__(self, *args: Any, owners: list[str], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["owner"].choices = [("", "Nobody"), *((name, name) for name in owners)]
+        cast(forms.ChoiceField, self.fields["owner"]).choices = [
+            ("", "Nobody"),
+            *((name, name) for name in owners),
+        ]
 
 
 class EvidenceForm(forms.Form):

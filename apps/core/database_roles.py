@@ -117,6 +117,8 @@ def app_role_grant(cursor: Any, role: str) -> None:
     )
     for (table,) in cursor.fetchall():
         kept = _privileges(table)
+        if kept is None:  # not reached: the query selects only the restricted tables
+            raise RuntimeError(f"no restriction recorded for {table}")
         statements.append(
             sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(sql.Identifier(table), who)
         )

@@ -59,7 +59,7 @@ def _first_code(exc: drf.APIException, allowed: frozenset[str], fallback: str) -
 
 def _message(exc: drf.APIException) -> str:
     detail = exc.detail
-    return str(detail) if isinstance(detail, str) else exc.default_detail
+    return str(detail) if isinstance(detail, str) else str(exc.default_detail)
 
 
 def to_application_error(exc: BaseException) -> errors.ApplicationError | None:
@@ -106,7 +106,7 @@ def to_application_error(exc: BaseException) -> errors.ApplicationError | None:
         error.status_code, error.code = 406, "not_acceptable"
         return error
     if isinstance(exc, drf.Throttled):
-        return errors.RateLimited(retry_after=math.ceil(exc.wait or 1))
+        return errors.RateLimited(retry_after=math.ceil(exc.wait or 1))  # type: ignore[attr-defined]  # set in Throttled.__init__; not in the stubs
     if isinstance(exc, drf.APIException):
         error = errors.ApplicationError(_message(exc))
         error.status_code, error.code = (

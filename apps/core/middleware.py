@@ -45,7 +45,7 @@ class RequestContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = request_id_from_header(request.META.get("HTTP_X_REQUEST_ID"))
-        request.request_id = request_id  # type: ignore[attr-defined]
+        request.request_id = request_id  # type: ignore[attr-defined]  # ours, on every request
         token = current_request_id.set(request_id)
         started = time.perf_counter()
         try:
@@ -92,7 +92,9 @@ class ProbeMiddleware:
         return response
 
 
-def _in_networks(address: str, networks: tuple[ipaddress._BaseNetwork, ...]) -> bool:
+def _in_networks(
+    address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -259,7 +261,7 @@ class InputHardeningMiddleware:
         request.META["CONTENT_LENGTH"] = str(len(body))
         request.META.pop("HTTP_TRANSFER_ENCODING", None)
         # Django read its stream's length from CONTENT_LENGTH when the request was made (0 here).
-        request._stream = LimitedStream(io.BytesIO(body), len(body))  # type: ignore[attr-defined]
+        request._stream = LimitedStream(io.BytesIO(body), len(body))  # type: ignore[assignment]  # a BinaryIO in the stubs
         return None
 
 

@@ -20,5 +20,5 @@ def shared_client() -> Any:
     client = getattr(backend, "_bulwark_client", None)
     if client is None:
         client = get_client(write=True)
-        backend._bulwark_client = client  # type: ignore[union-attr]
+        backend._bulwark_client = client  # type: ignore[union-attr]  # not None: it has get_client
     return client

@@ -4,11 +4,11 @@ from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 
 
-class BulwarkSessionScheme(SessionScheme):
+class BulwarkSessionScheme(SessionScheme):  # type: ignore[no-untyped-call]  # untyped __init_subclass__
     target_class = "apps.core.authentication.SessionAuthentication"
     name = "session"
 
 
-class BulwarkJwtScheme(SimpleJWTScheme):
+class BulwarkJwtScheme(SimpleJWTScheme):  # type: ignore[no-untyped-call]  # untyped __init_subclass__
     target_class = "apps.accounts.authentication.JwtAuthentication"
     name = "jwtAuth"

@@ -88,7 +88,7 @@ def _is_too_deep(document: Any) -> bool:
     # Level by level, so the loop body runs once per container, not once per value.
     level = [document]
     for _ in range(MAX_DEPTH):
-        children = []
+        children: list[Any] = []
         for value in level:
             items = value.values() if type(value) is dict else value
             children.extend(child for child in items if isinstance(child, _CONTAINERS))
@@ -132,7 +132,7 @@ def loads_strict(raw: bytes) -> Any:
         raise MalformedJson(f"The body is not valid UTF-8 (byte {exc.start}).") from None
     text = text.removeprefix("\ufeff")
     try:
-        document, end = _decoder.raw_decode(text, json.decoder.WHITESPACE.match(text, 0).end())
+        document, end = _decoder.raw_decode(text, json.decoder.WHITESPACE.match(text, 0).end())  # type: ignore[attr-defined]  # not in typeshed
     except _DuplicateKey as exc:
         raise MalformedJson(f"The key {exc.key!r} appears twice in one object.") from None
     except _NotFinite as exc:

@@ -89,9 +89,10 @@ def server_error(request: HttpRequest) -> HttpResponse:
     """Django calls this inside its `except` block, so the exception is in sys.exc_info():
     a dependency that is down is a 503 with Retry-After, anything else a bare 500."""
     exc = sys.exc_info()[1]
-    dependency = failed_dependency(exc) if exc is not None else None
-    if dependency is not None:
-        return error_answer(request, as_service_unavailable(exc, dependency))
+    if exc is not None:
+        dependency = failed_dependency(exc)
+        if dependency is not None:
+            return error_answer(request, as_service_unavailable(exc, dependency))
     return error_answer(request, errors.InternalError())
 
 

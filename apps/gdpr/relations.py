@@ -54,7 +54,7 @@ def user_relations() -> Iterator[tuple[type[models.Model], models.Field[Any, Any
                 and field.related_model is user_model
                 and model is not user_model
             ):
-                yield model, field  # type: ignore[misc]
+                yield model, field  # type: ignore[misc]  # concrete: a Field, not a ForeignObjectRel
 
 
 def rows_elsewhere(user: Any, *, covered: frozenset[str]) -> dict[str, list[dict[str, Any]]]:

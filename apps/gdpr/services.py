@@ -139,7 +139,7 @@ def subject_erase(*, actor: User, user: User, request: HttpRequest | None = None
     try:
         locked.delete()
     except (ProtectedError, RestrictedError) as exc:
-        rows = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
+        rows = getattr(exc, "protected_objects", ()) or getattr(exc, "restricted_objects", ())
         blocking = sorted({row._meta.label_lower for row in rows})
         raise Conflict(
             f"Rows of {', '.join(blocking)} still need this user; reassign or remove them first."

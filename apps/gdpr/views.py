@@ -4,7 +4,7 @@ erasure for officers. Each view validates, calls one service, shapes the answer.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -15,12 +15,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+if TYPE_CHECKING:  # a type hint only: users are reached through accounts' services
+    from apps.accounts.models import User
+
 from apps.accounts.safety import Change, access_change_check
 from apps.core.permissions import Allows
 from apps.gdpr.selectors import subject_get
 from apps.gdpr.services import subject_access_export, subject_erase
 
-CAN_MANAGE = [IsAuthenticated, Allows("privacy.manage")]
+CAN_MANAGE: list[Any] = [IsAuthenticated, Allows("privacy.manage")]  # Allows(...): a class
 EXPORT_DESCRIPTION = (
     "Every personal datum held about the person, by category: account, audit_pseudonym, "
     "mfa_devices, token_families, api_keys, predict_grants, models, incidents, admin_log, "
@@ -54,7 +57,7 @@ class SubjectAccessMeApi(APIView):
         responses={(200, "application/json"): OpenApiTypes.OBJECT},
     )
     def get(self, request: Request) -> Response:
-        user = request.user
+        user = cast("User", request.user)  # IsAuthenticated
         return _download(subject_access_export(actor=user, user=user, request=request._request))
 
 
@@ -74,7 +77,9 @@ class SubjectAccessApi(APIView):
         payload.is_valid(raise_exception=True)
         user = subject_get(username=payload.validated_data["username"])
         return _download(
-            subject_access_export(actor=request.user, user=user, request=request._request)
+            subject_access_export(
+                actor=cast("User", request.user), user=user, request=request._request
+            )
         )
 
 
@@ -120,7 +125,9 @@ class SubjectErasureApi(APIView):
         access_change_check(
             actor=request.user, user=user, change=Change.ERASE, request=request._request
         )
-        receipt = subject_erase(actor=request.user, user=user, request=request._request)
+        receipt = subject_erase(
+            actor=cast("User", request.user), user=user, request=request._request
+        )
         return Response(
             self.OutputSerializer(
                 {

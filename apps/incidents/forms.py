@@ -3,7 +3,7 @@ and own every rule); choices of people are usernames, resolved by the views."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -77,7 +77,7 @@ class IncidentFilterForm(_Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["assignee"].choices = [
+        cast(forms.ChoiceField, self.fields["assignee"]).choices = [
             ("", "Anyone"),
             ("none", "Unassigned"),
             *responder_choices(),
@@ -109,7 +109,10 @@ class IncidentCreateForm(_Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["assignee"].choices = [("", "Nobody yet"), *responder_choices()]
+        cast(forms.ChoiceField, self.fields["assignee"]).choices = [
+            ("", "Nobody yet"),
+            *responder_choices(),
+        ]
 
 
 class TransitionForm(_Form):
@@ -135,7 +138,10 @@ class AssignForm(_Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["assignee"].choices = [("", "Unassigned"), *responder_choices()]
+        cast(forms.ChoiceField, self.fields["assignee"]).choices = [
+            ("", "Unassigned"),
+            *responder_choices(),
+        ]
 
 
 ACTION_LABELS = {
@@ -174,7 +180,7 @@ class ContainmentForm(_Form):
     }
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = cast(dict[str, Any], super().clean())  # Form.clean: cleaned_data
         for name in self.REQUIRED.get(cleaned.get("action") or "", ()):
             if cleaned.get(name) in (None, ""):
                 self.add_error(name, "This field is required for this action.")
@@ -212,10 +218,10 @@ class ActionItemForm(_Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["owner"].choices = [("", "Choose…"), *people_choices()]
+        cast(forms.ChoiceField, self.fields["owner"]).choices = [("", "Choose…"), *people_choices()]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = cast(dict[str, Any], super().clean())  # Form.clean: cleaned_data
         fields = ("description", "owner", "due_date")
         if not cleaned.get("DELETE") and any(cleaned.get(n) or n in self.errors for n in fields):
             for name in fields:

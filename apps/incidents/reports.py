@@ -72,11 +72,11 @@ def actor_label(entry: TimelineEntry, names: dict[str, str]) -> str:
 
 def entry_summary(entry: TimelineEntry, names: dict[str, str]) -> str:
     """One line saying what the entry is; its `text` (the note) is shown apart."""
-    data = entry.data or {}
+    data: dict[str, Any] = entry.data or {}
     if entry.kind == EntryKind.CREATED:
         return "Opened the incident"
     if entry.kind == EntryKind.TRANSITION:
-        old, new = Status(data.get("from")).label, Status(data.get("to")).label
+        old, new = Status(data.get("from")).label, Status(data.get("to")).label  # type: ignore[arg-type]  # a transition has both
         return f"Reopened: {old} → {new}" if data.get("reopen") else f"{old} → {new}"
     if entry.kind == EntryKind.NOTE:
         return "Note"

@@ -291,7 +291,8 @@ def _contain(
 ) -> tuple[str, str, str]:
     """Do the action; (kind, ref, label) of the resource it acted on."""
     if action == "revoke_api_key":
-        api_key = ApiKey.objects.filter(pk=_uuid(target)).first() if _uuid(target) else None
+        key_id = _uuid(target)
+        api_key = ApiKey.objects.filter(pk=key_id).first() if key_id else None
         if api_key is None:
             raise NotFound("No API key with this id.")
         api_key_revoke(actor=actor, api_key=api_key, reason=reason, request=request)

@@ -120,8 +120,8 @@ def incident_list_page(request: HttpRequest) -> HttpResponse:
     page = Paginator(incidents, PAGE_SIZE).get_page(request.GET.get("page"))
     now = timezone.now()
     for incident in page:
-        incident.detected_ago = _ago(now - incident.detected_at)  # type: ignore[attr-defined]
-        incident.updated_ago = _ago(now - incident.updated_at)  # type: ignore[attr-defined]
+        incident.detected_ago = _ago(now - incident.detected_at)  # type: ignore[attr-defined]  # for the template
+        incident.updated_ago = _ago(now - incident.updated_at)  # type: ignore[attr-defined]  # likewise
     counts = incident_counts_by_phase(actor=user)
     keep = request.GET.copy()
     keep.pop("page", None)

@@ -115,7 +115,7 @@ class VersionUploadForm(forms.Form):
             self.add_error(None, error.message)
 
 
-class ModelOwnersForm(forms.ModelForm):  # type: ignore[type-arg]
+class ModelOwnersForm(forms.ModelForm):
     """What an admin changes on a model; saved by `registered_model_update`, not by the form."""
 
     extra_allowed_globals = forms.CharField(
@@ -228,7 +228,7 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         model = self.get_object(request, unquote(object_id))
         if model is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)  # type: ignore[attr-defined]  # ModelAdmin's, not in the stubs
         request.upload_handlers = [InMemoryArtifactUploadHandler(request)]
         try:
             return self._upload_version(request, model)
@@ -272,7 +272,7 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
                 actor=request.user, model=model, request=request, **arguments
             )
             try:
-                message = self.construct_change_message(request, form, None, add=True)
+                message = self.construct_change_message(request, form, None, add=True)  # type: ignore[arg-type]  # no formsets
                 self.log_addition(request, version, message)
             except BaseException:
                 default_storage.delete(version.artifact)  # the row rolls back; the file not
@@ -341,7 +341,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "created_at",
         "last_watermark_result",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # plain names, no groups
 
     @admin.display(description="globals beyond the deployment's list")
     def globals_beyond_default(self, version: ModelVersion) -> str:
@@ -381,11 +381,11 @@ class WatermarkResultAdmin(ReadOnlyAdmin):
         "finished_at",
         "created_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # plain names, no groups
 
 
 @admin.register(PredictGrant)
-class PredictGrantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no runtime generics
+class PredictGrantAdmin(admin.ModelAdmin):
     """Grants are added and deleted, never edited: each change goes through the registry's
     services, so it is audited (`model.grant.created` / `model.grant.deleted`)."""
 
@@ -425,7 +425,7 @@ class PredictGrantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no runti
                 predict_grant_delete(actor=request.user, grant=grant, request=request)
 
 
-class PublisherForm(forms.ModelForm):  # type: ignore[type-arg]
+class PublisherForm(forms.ModelForm):
     class Meta:
         model = Publisher
         fields = ["name", "public_key"]
@@ -433,7 +433,7 @@ class PublisherForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(Publisher)
-class PublisherAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no runtime generics
+class PublisherAdmin(admin.ModelAdmin):
     """Trusted publishers: added and removed (never edited) by security officers and admins,
     through the registry's services (audited `publisher.created` / `publisher.removed`)."""
 

@@ -226,7 +226,7 @@ def _digest_pass(
             return reread, hasher.digest(), size
         pieces: Iterable[bytes] = iter(lambda: stream.read(chunk_size), b"")
     else:
-        pieces = source  # type: ignore[assignment]  # not a file, so an iterable of chunks
+        pieces = source
     # Not rewindable: keep one copy in memory (bounded by the upload size limit).
     buffer = bytearray()
     for piece in pieces:

@@ -37,7 +37,7 @@ class PublisherSerializer(serializers.Serializer):
 
 
 class PublisherCollectionApi(ListAPIView):
-    permission_classes = [IsAuthenticated, Allows("publishers.manage")]
+    permission_classes = [IsAuthenticated, Allows("publishers.manage")]  # type: ignore[list-item]  # an instance for a class
     pagination_class = CursorPagination
     serializer_class = PublisherSerializer
 
@@ -50,7 +50,7 @@ class PublisherCollectionApi(ListAPIView):
             max_length=4096, help_text="PEM public key: an elliptic curve on P-256/384/521."
         )
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         return publisher_list(actor=self.request.user)
 
     @extend_schema(tags=TAGS, summary="Trusted publishers of signed artifacts")
@@ -78,7 +78,7 @@ class PublisherCollectionApi(ListAPIView):
 
 
 class PublisherDetailApi(APIView):
-    permission_classes = [IsAuthenticated, Allows("publishers.manage")]
+    permission_classes = [IsAuthenticated, Allows("publishers.manage")]  # type: ignore[list-item]  # an instance for a class
 
     @extend_schema(
         tags=TAGS,

@@ -35,7 +35,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
+from typing import cast
 
 from django.db import connection, transaction
 from django.db.models import Count
@@ -113,7 +115,7 @@ def _in_use(current_id: str) -> dict[str, int]:
     return counts
 
 
-Row = tuple[object, bytes, str, int, str]  # pk, wrapped key, master-key id, number, model
+Row = tuple[uuid.UUID, bytes, str, int, str]  # pk, wrapped key, master-key id, number, model
 
 
 def _pending(current_id: str, after: object, batch: int) -> list[Row]:
@@ -131,7 +133,7 @@ def _pending(current_id: str, after: object, batch: int) -> list[Row]:
 
 def _rewrap_sql() -> str:
     table = connection.ops.quote_name(ModelVersion._meta.db_table)
-    pk = connection.ops.quote_name(ModelVersion._meta.pk.column)
+    pk = connection.ops.quote_name(cast(str, ModelVersion._meta.pk.column))  # the id column
     # One statement, so one transaction of its own (autocommit), one round trip: lock the row
     # (skipping it if a concurrent run holds it), re-check that it still holds exactly the
     # wrapped key we re-wrapped, and write the new wrapped key with its id together.

@@ -85,7 +85,7 @@ def _verdict(version: ModelVersion, plaintext: Any) -> tuple[str | None, list[st
     except ArtifactRejected as exc:
         return f"artifact: {exc.detail or exc.reason.value}", None
     allowed = set(deployment_globals())
-    if version.signed_by_id is not None and version.signed_by.removed_at is None:
+    if version.signed_by_id is not None and version.signed_by.removed_at is None:  # type: ignore[union-attr]  # signed_by_id is set
         allowed |= set(version.model.extra_allowed_globals)
     untrusted = sorted(found - allowed)
     if untrusted:
@@ -110,7 +110,7 @@ def artifacts_scan(*, quarantine: bool, actor: Any = SCAN_ACTOR) -> ScanReport:
         try:
             why, found = model_version_open(
                 version=version,
-                loader=lambda plaintext, version=version: _verdict(version, plaintext),
+                loader=lambda plaintext, version=version: _verdict(version, plaintext),  # type: ignore[misc]  # the default binds this version
                 master_keys=master_keys,
             )
         except ArtifactRejected as exc:

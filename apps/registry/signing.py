@@ -47,12 +47,12 @@ def canonical_public_key(pem: str) -> tuple[str, str]:
     return canonical.decode(), hashlib.sha256(canonical).hexdigest()
 
 
-class _KeyVerifier(sign_ec_key.Verifier):  # type: ignore[misc]  # untyped library
+class _KeyVerifier(sign_ec_key.Verifier):
     """model-signing's key verifier, given the key itself rather than a file holding it."""
 
     def __init__(self, pem: str) -> None:
         self._public_key = serialization.load_pem_public_key(pem.encode())
-        sign_ec_key._check_supported_ec_key(self._public_key)
+        sign_ec_key._check_supported_ec_key(self._public_key)  # type: ignore[arg-type]  # checks it is EC
 
 
 def parse_bundle(raw: str) -> tuple[Any, str]:

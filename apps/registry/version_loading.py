@@ -178,5 +178,5 @@ def model_version_load(*, version: ModelVersion) -> Servable:
     except RunnerFailed as exc:
         runner_failure_record(subject=version.audit_subject(), reason=exc.reason)
         raise ModelRunnerFailed() from None
-    servable: Servable = loaded  # type: ignore[assignment]  # what our loaders return
+    servable: Servable = loaded
     return servable

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -122,8 +122,11 @@ def predict_run(call: PredictCall, data: Any, *, request: HttpRequest) -> dict[s
     noisy = False
     if spend is not None and not loaded.facts.classifier and is_numeric_output(predictions):
         try:
+            # A spend means dp_epsilon is set, and a constraint sets dp_sensitivity with it.
             predictions = privatise(
-                predictions, epsilon=version.dp_epsilon, sensitivity=version.dp_sensitivity
+                predictions,
+                epsilon=cast(float, version.dp_epsilon),
+                sensitivity=cast(float, version.dp_sensitivity),
             )
         except NonFiniteOutput:  # plain_outputs refuses these first; the mechanism re-checks
             raise PredictionFailed(

@@ -30,7 +30,7 @@ def _details(error: ValidationError, row: int) -> list[dict[str, str]]:
     base = ["inputs", row, *error.absolute_path]
     instance = error.instance
     if error.validator == "required" and isinstance(instance, dict):
-        missing = [name for name in error.validator_value if name not in instance]
+        missing = [name for name in error.validator_value if name not in instance]  # type: ignore[union-attr]  # set by a validator
         return [
             {"path": _pointer([*base, name]), "message": "is a required field and is missing"}
             for name in missing
@@ -38,7 +38,7 @@ def _details(error: ValidationError, row: int) -> list[dict[str, str]]:
     if error.validator in {"additionalProperties", "unevaluatedProperties"} and isinstance(
         instance, dict
     ):
-        known = set(error.schema.get("properties", {}))
+        known = set(error.schema.get("properties", {}))  # type: ignore[union-attr]  # a dict here
         extra = [name for name in instance if name not in known] or [""]
         return [
             {"path": _pointer([*base, name]), "message": "is not a field of this model's input"}

@@ -77,7 +77,7 @@ class PredictApi(APIView):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         # The refusal is audited here, once (predict.rejected); the API-key authenticator
         # leaves it to us instead of writing apikey.rejected as well.
-        request.rejection_audited_by_view = True  # type: ignore[attr-defined]
+        request.rejection_audited_by_view = True  # type: ignore[attr-defined]  # read by the authenticator
         return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(

@@ -31,7 +31,7 @@ WRAPPER_REQUIRED = frozenset({"subclass", "shape", "order", "dtype"})
 ARRAY_SUBCLASS = "numpy.ndarray"
 
 
-def _decompressor(data: bytes | memoryview) -> tuple[str, Callable[[], Any]] | None:
+def _decompressor(data: bytes | bytearray | memoryview) -> tuple[str, Callable[[], Any]] | None:
     head = bytes(data[:8])
     if head.startswith(_OLD_JOBLIB):
         raise ArtifactRejected(

@@ -29,7 +29,8 @@ import copyreg
 import importlib
 import io
 import pickle
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     uninitialised memory."""
     if base not in (object, dict, list) or not isinstance(cls, type):
         raise _refuse("rebuilds an object on a base other than object, dict or list")
-    return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
+    return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]  # not in typeshed
 
 
 def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
@@ -105,8 +106,15 @@ def _import(name: str) -> Any:
         ) from None
 
 
-class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]  # the pure-Python one
-    dispatch = pickle._Unpickler.dispatch.copy()  # type: ignore[attr-defined]
+class _Unpickler(pickle._Unpickler):  # the pure-Python one
+    # typeshed types the table's handlers as taking the C Unpickler; they take this one.
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = pickle._Unpickler.dispatch.copy()
+
+    if TYPE_CHECKING:  # the pure-Python unpickler's internals, which typeshed leaves out
+        proto: int
+        stack: list[Any]
+        append: Callable[[Any], None]
+        _unframer: Any
 
     def __init__(self, file: io.BytesIO, *, allowed: frozenset[str], nested: bool) -> None:
         super().__init__(file, fix_imports=True, encoding="ASCII", errors="strict")
@@ -188,7 +196,7 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]  # the p
         self._callee(klass, "OBJ")
         if klass is _ArrayWrapper:
             raise _refuse("makes a NumpyArrayWrapper other than the way joblib does")
-        super()._instantiate(klass, args)
+        super()._instantiate(klass, args)  # type: ignore[misc]  # not in typeshed
         self._made_now(self.stack[-1])
 
     # -- state -----------------------------------------------------------------------------
@@ -201,7 +209,7 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]  # the p
         if key in self._built:
             raise _refuse("sets the state of one object twice (BUILD)")
         self._built.add(key)
-        super().load_build()
+        super().load_build()  # type: ignore[misc]  # not in typeshed
         if isinstance(inst, np.dtype):
             checked_dtype(inst)
         elif isinstance(inst, _ArrayWrapper):
@@ -234,7 +242,7 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]  # the p
                 raise ArtifactRejected(Reason.UNREADABLE, detail="is truncated inside an array")
         count = layout.nbytes // layout.dtype.itemsize if layout.dtype.itemsize else 0
         array = np.empty(count, dtype=layout.dtype)
-        if layout.nbytes and self._file.readinto(array.view(np.uint8)) != layout.nbytes:
+        if layout.nbytes and self._file.readinto(array.view(np.uint8)) != layout.nbytes:  # type: ignore[arg-type]  # an ndarray is a buffer
             raise ArtifactRejected(Reason.UNREADABLE, detail="is truncated inside an array")
         if layout.order == "F":
             array = array.reshape(layout.shape[::-1]).transpose()

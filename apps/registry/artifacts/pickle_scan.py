@@ -150,7 +150,7 @@ def concrete(value: Any, *, depth: int = 0) -> Any:
         try:
             dtype = np.dtype(description, False, True)  # a copy: never numpy's singletons
             if value.built:
-                dtype.__setstate__(concrete(value.state, depth=depth + 1))
+                dtype.__setstate__(concrete(value.state, depth=depth + 1))  # type: ignore[attr-defined]  # not in numpy's stubs
         except (TypeError, ValueError) as exc:
             raise _refuse(f"holds a dtype numpy does not accept ({type(exc).__name__})") from None
         checked_dtype(dtype)
