@@ -88,8 +88,7 @@ class ErasableUserAdmin(UserAdmin):
             raise PermissionDenied
         user = self.get_object(request, unquote(object_id))
         if user is None:
-            # ModelAdmin's own redirect, not in the stubs.
-            redirect = self._get_obj_does_not_exist_redirect  # type: ignore[attr-defined]
+            redirect = self._get_obj_does_not_exist_redirect  # type: ignore[attr-defined]  # ModelAdmin's, not in the stubs
             return redirect(request, self.opts, object_id)
         form = ErasureConfirmForm(
             request.POST if request.method == "POST" else None, expected=user.username
