@@ -132,7 +132,6 @@ class UserAccessForm(UserChangeForm):
                     user=user,
                     change=change,
                     still_administrator=administrator_after,
-                    request=self.request,
                 )
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from None
@@ -185,7 +184,7 @@ class UserAdmin(DjangoUserAdmin):
             rails = {"actor": request.user, "user": user, "change": Change.SET_PASSWORD}
             try:
                 if request.method == "POST":
-                    access_change_check(**rails, request=request)
+                    access_change_check(**rails)
                 elif refusal := access_change_refusal(**rails):
                     raise AccessRefused(refusal[1])
             except ApplicationError as exc:
@@ -255,9 +254,7 @@ class UserAdmin(DjangoUserAdmin):
         reset = 0
         for user in queryset:
             try:  # only a superuser resets a superuser's MFA (it ends all their credentials)
-                access_change_check(
-                    actor=request.user, user=user, change=Change.RESET_MFA, request=request
-                )
+                access_change_check(actor=request.user, user=user, change=Change.RESET_MFA)
             except ApplicationError as exc:
                 self.message_user(request, exc.message, level=messages.ERROR)
                 continue
@@ -290,7 +287,7 @@ class GroupAccessAdmin(GroupAdmin):
 
     def _members_lose_access(self, request: HttpRequest, group: Group) -> list[User]:
         for grant in PredictGrant.objects.filter(group=group).select_related("model", "group"):
-            predict_grant_delete(actor=request.user, grant=grant, request=request)
+            predict_grant_delete(actor=request.user, grant=grant)
         return list(User.objects.filter(groups=group))
 
     def _revoke(self, request: HttpRequest, members: list[User]) -> None:

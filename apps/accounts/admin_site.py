@@ -95,7 +95,6 @@ class BulwarkAdminSite(admin.AdminSite):
                     "method": "password+otp" if hasattr(user, "otp_device") else "password",
                     "site": "admin",
                 },
-                request=request,
             )
         return response
 
@@ -110,7 +109,6 @@ class BulwarkAdminSite(admin.AdminSite):
                 actor=user,
                 target=user,
                 details={"site": "admin"},
-                request=request,
             )
         return response
 

@@ -60,7 +60,7 @@ def credentials_revoke(
     families = TokenFamily.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), revoked_reason=cause.value
     )
-    keys = api_key_revoke_owner(actor=actor, owner=user, reason=cause.value, request=request)
+    keys = api_key_revoke_owner(actor=actor, owner=user, reason=cause.value)
     refresh_user(user.pk)  # the cached record carries the epoch access tokens are checked by
     audit_event_record(
         "user.credentials_revoked",
@@ -73,7 +73,6 @@ def credentials_revoke(
             "keys_revoked": keys,
             "sessions": "ended",
         },
-        request=request,
     )
     if request is not None and getattr(actor, "pk", None) == user.pk:
         update_session_auth_hash(request, user)

@@ -121,7 +121,7 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
                 login.attempt_not_counted(request, username)
             raise forms.ValidationError(self.error_messages["otp_required"], code="otp_required")
         try:
-            device = mfa.mfa_code_verify(user=user, code=code, request=self.request)
+            device = mfa.mfa_code_verify(user=user, code=code)
         except mfa.MfaCodeRejected as exc:
             if self.request is not None:
                 login.record_failure(self.request, username, user, "bad_otp", action=SESSION_FAILED)

@@ -77,7 +77,6 @@ def record_failure(
         actor=user,  # None (the system) when nobody has that username: we never store it
         outcome="failure",
         details={"reason": reason},
-        request=request,
     )
 
 
@@ -102,15 +101,14 @@ def login_with_password(
                 actor=user,
                 outcome="denied",
                 details={"reason": "mfa_required"},
-                request=request,
             )
             raise MfaRequired()
         try:
             # A TOTP code (once per window) or a recovery code (spent, and audited).
-            mfa_code_verify(user=user, code=otp, request=request)
+            mfa_code_verify(user=user, code=otp)
         except MfaCodeRejected:
             record_failure(request, username, user, "bad_otp")
             raise MfaRequired("The one-time code is wrong or was already used.") from None
         method = "password+otp"
     attempt_succeeded(request, username)
-    return token_pair_issue(user=user, request=request, method=method)
+    return token_pair_issue(user=user, method=method)

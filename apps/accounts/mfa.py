@@ -146,18 +146,17 @@ def _matching_device(user: User, code: str) -> tuple[Device | None, str]:
     return None, reason
 
 
-def _record_recovery_code_use(user: User, device: Device, request: HttpRequest | None) -> None:
+def _record_recovery_code_use(user: User, device: Device) -> None:
     remaining = RecoveryCode.objects.filter(device=device).count()
     audit_event_record(
         "auth.mfa.recovery_code_used",
         actor=user,
         target=user,
         details={"remaining": remaining},
-        request=request,
     )
 
 
-def mfa_code_verify(*, user: User, code: str, request: HttpRequest | None = None) -> Device:
+def mfa_code_verify(*, user: User, code: str) -> Device:
     """Check a TOTP code or a recovery code for a user with MFA; the device that accepted it.
 
     A recovery code is spent (deleted) and its use audited as `auth.mfa.recovery_code_used`.
@@ -169,7 +168,7 @@ def mfa_code_verify(*, user: User, code: str, request: HttpRequest | None = None
     with transaction.atomic():
         device, reason = _matching_device(user, code)
         if isinstance(device, RecoveryCodeDevice):
-            _record_recovery_code_use(user, device, request)
+            _record_recovery_code_use(user, device)
     if device is None:
         raise MfaCodeRejected(reason)
     return device
@@ -238,7 +237,7 @@ def _recovery_codes_replace(user: User) -> list[str]:
     return codes
 
 
-def _recovery_codes_issue(user: User, request: HttpRequest | None) -> list[str]:
+def _recovery_codes_issue(user: User) -> list[str]:
     """A new set of recovery codes, audited by count (never the codes)."""
     codes = _recovery_codes_replace(user)
     audit_event_record(
@@ -246,14 +245,11 @@ def _recovery_codes_issue(user: User, request: HttpRequest | None) -> list[str]:
         actor=user,
         target=user,
         details={"count": len(codes)},
-        request=request,
     )
     return codes
 
 
-def mfa_enrol_confirm(
-    *, user: User, code: str, request: HttpRequest | None = None
-) -> tuple[TotpDevice, list[str]]:
+def mfa_enrol_confirm(*, user: User, code: str) -> tuple[TotpDevice, list[str]]:
     """Confirm the user's pending authenticator with a code from it; then issue recovery codes.
 
     Returns the confirmed device and the recovery codes (the only time they are readable by
@@ -285,17 +281,14 @@ def mfa_enrol_confirm(
                 actor=user,
                 target=user,
                 details={"device": "totp"},
-                request=request,
             )
-            codes = _recovery_codes_issue(user, request)
+            codes = _recovery_codes_issue(user)
     if refusal is not None:
         raise MfaCodeRejected(refusal)
     return device, codes
 
 
-def mfa_recovery_codes_regenerate(
-    *, user: User, code: str, request: HttpRequest | None = None
-) -> list[str]:
+def mfa_recovery_codes_regenerate(*, user: User, code: str) -> list[str]:
     """A new set of recovery codes, for a current code from the user's app; the old set stops
     working. Asking the app (not a recovery code, not just the session) means a stolen
     password alone, or a session opened before MFA was set up, cannot mint codes.
@@ -315,7 +308,7 @@ def mfa_recovery_codes_regenerate(
                 if refusal is None:
                     break
         if refusal is None:
-            codes = _recovery_codes_issue(user, request)
+            codes = _recovery_codes_issue(user)
     if refusal is not None:
         raise MfaCodeRejected(refusal)
     return codes
@@ -329,7 +322,7 @@ def _delete_devices(user: User) -> int:
     return deleted
 
 
-def mfa_remove(*, user: User, code: str, request: HttpRequest | None = None) -> None:
+def mfa_remove(*, user: User, code: str) -> None:
     """Turn MFA off for oneself, given a current code (from the app or a recovery code, so a
     user who lost the phone can still start over). Deletes the app and the recovery codes.
     Members of MFA_REQUIRED_ROLES may do it too; the admin then refuses them until they enrol
@@ -347,7 +340,6 @@ def mfa_remove(*, user: User, code: str, request: HttpRequest | None = None) -> 
                 actor=user,
                 target=user,
                 details={"reason": "self"},
-                request=request,
             )
     if device is None:
         raise MfaCodeRejected(refusal)
@@ -366,7 +358,6 @@ def mfa_reset(*, actor: Any, user: User, request: HttpRequest | None = None) -> 
         actor=actor,
         target=user,
         details={"reason": "admin_reset"},
-        request=request,
     )
     # Whoever asked for the reset may not be the user: nothing signed in before it survives.
     credentials_revoke(user=user, cause=Cause.MFA_RESET, actor=actor, request=request)

@@ -15,7 +15,6 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Q
-from django.http import HttpRequest
 
 from apps.accounts.models import User
 from apps.accounts.roles import RoleName
@@ -109,7 +108,6 @@ def access_change_check(
     user: User,
     change: Change,
     still_administrator: bool = False,
-    request: HttpRequest | None = None,
 ) -> None:
     """Raise PermissionDenied (403) for a change the rails refuse, after recording
     `user.change_refused` (outcome denied) in a transaction of its own: call it before the
@@ -127,6 +125,5 @@ def access_change_check(
             target=user,
             outcome="denied",
             details={"change": change.value, "reason": code},
-            request=request,
         )
     raise PermissionDenied(sentence)

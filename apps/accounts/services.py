@@ -4,7 +4,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
-from django.http import HttpRequest
 
 from apps.accounts.credentials import Cause, credentials_revoke
 from apps.accounts.models import Role, User
@@ -57,9 +56,7 @@ def user_create(
 
 
 @transaction.atomic
-def user_deactivate(
-    *, actor: Any, user: User, reason: str = "", request: HttpRequest | None = None
-) -> User:
+def user_deactivate(*, actor: Any, user: User, reason: str = "") -> User:
     """Deactivate now (a containment action): the next request with any of the user's tokens,
     sessions or keys is refused, because the cached user record is rewritten as this commits.
     Every session, token and API key of theirs ends with it and stays dead if they are
@@ -75,8 +72,6 @@ def user_deactivate(
         raise PermissionDenied(refusal[1])
     locked.is_active = False
     locked.save(update_fields=["is_active"])
-    audit_event_record(
-        "user.deactivated", actor=actor, target=locked, details={"reason": reason}, request=request
-    )
-    credentials_revoke(user=locked, cause=Cause.DEACTIVATED, actor=actor, request=request)
+    audit_event_record("user.deactivated", actor=actor, target=locked, details={"reason": reason})
+    credentials_revoke(user=locked, cause=Cause.DEACTIVATED, actor=actor)
     return locked

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -70,9 +69,7 @@ def _pair(user: User, family: TokenFamily, now: datetime) -> dict[str, Any]:
 
 
 @transaction.atomic
-def token_pair_issue(
-    *, user: User, request: HttpRequest | None = None, method: str = "password"
-) -> dict[str, Any]:
+def token_pair_issue(*, user: User, method: str = "password") -> dict[str, Any]:
     """A new family and its first pair; audited as auth.token.issued."""
     now = timezone.now()
     family = TokenFamily.objects.create(user=user, last_used_at=now, access_epoch=user.access_epoch)
@@ -82,7 +79,6 @@ def token_pair_issue(
         actor=user,
         target=Subject("token_family", str(family.id)),
         details={"method": method},
-        request=request,
     )
     return pair
 
@@ -98,9 +94,7 @@ def _decode_refresh(raw: str) -> RefreshToken:
     return token
 
 
-def _revoke_family(
-    family: TokenFamily, *, reason: str, actor: Any, request: HttpRequest | None
-) -> None:
+def _revoke_family(family: TokenFamily, *, reason: str, actor: Any) -> None:
     """Mark the family revoked and deny its access tokens until the longest could expire."""
     if family.revoked_at is None:
         family.revoked_at = timezone.now()
@@ -112,7 +106,6 @@ def _revoke_family(
         target=Subject("token_family", str(family.id)),
         outcome="success" if reason == "revoked" else "denied",
         details={"reason": reason},
-        request=request,
     )
     family_id = str(family.id)
     # Before commit too: if Redis cannot take the mark, the revocation fails (503) rather
@@ -121,7 +114,7 @@ def _revoke_family(
     transaction.on_commit(lambda: mark_family_revoked(family_id))
 
 
-def token_refresh(*, raw: str, request: HttpRequest | None = None) -> dict[str, Any]:
+def token_refresh(*, raw: str) -> dict[str, Any]:
     """Rotate: the presented refresh token is used up and a new pair issued in its family.
     A refresh token presented a second time is a theft signal: its whole family is revoked
     (access tokens included) and the event audited; the caller gets 401 token_invalid. So is
@@ -149,7 +142,6 @@ def token_refresh(*, raw: str, request: HttpRequest | None = None) -> dict[str, 
                     actor=family.user,
                     target=Subject("token_family", str(family.id)),
                     details={"method": "refresh"},
-                    request=request,
                 )
                 return pair
     record = IssuedRefreshToken.objects.select_related("family__user").filter(jti=jti).first()
@@ -159,14 +151,14 @@ def token_refresh(*, raw: str, request: HttpRequest | None = None) -> dict[str, 
         family = TokenFamily.objects.select_for_update().get(pk=record.family_id)
         user = record.family.user
         if not user.is_active:
-            _revoke_family(family, reason="user_inactive", actor=user, request=request)
+            _revoke_family(family, reason="user_inactive", actor=user)
         elif family.revoked_at is None:
             reason = "refresh_reused" if not spent else family_end_reason(family, user, now)
-            _revoke_family(family, reason=reason or "revoked", actor=user, request=request)
+            _revoke_family(family, reason=reason or "revoked", actor=user)
     raise TokenInvalid()
 
 
-def token_revoke(*, raw: str, request: HttpRequest | None = None) -> None:
+def token_revoke(*, raw: str) -> None:
     """Logout: the refresh token, its family and every access token issued from it end now."""
     token = _decode_refresh(raw)
     record = (
@@ -179,4 +171,4 @@ def token_revoke(*, raw: str, request: HttpRequest | None = None) -> None:
         IssuedRefreshToken.objects.filter(jti=record.jti, used_at__isnull=True).update(
             used_at=timezone.now()
         )
-        _revoke_family(family, reason="revoked", actor=record.family.user, request=request)
+        _revoke_family(family, reason="revoked", actor=record.family.user)

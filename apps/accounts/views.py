@@ -68,7 +68,7 @@ class TokenRefreshApi(PublicApi):
     def post(self, request: Request) -> Response:
         payload = RefreshInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        pair = token_refresh(raw=payload.validated_data["refresh"], request=request._request)
+        pair = token_refresh(raw=payload.validated_data["refresh"])
         return Response({"access": pair["access"], "refresh": pair["refresh"]})
 
 
@@ -82,7 +82,7 @@ class TokenRevokeApi(PublicApi):
     def post(self, request: Request) -> Response:
         payload = RefreshInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        token_revoke(raw=payload.validated_data["refresh"], request=request._request)
+        token_revoke(raw=payload.validated_data["refresh"])
         return Response(status=204)
 
 

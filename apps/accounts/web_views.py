@@ -98,7 +98,6 @@ def mfa_page(request: HttpRequest) -> HttpResponse:
         device, codes = mfa.mfa_enrol_confirm(
             user=request.user,  # type: ignore[arg-type]  # signed in: a User
             code=form.cleaned_data["code"],
-            request=request,
         )
     except (mfa.MfaAlreadyEnabled, mfa.MfaNotEnabled):
         # A second tab confirmed first, or the page was never loaded: show what is true now.
@@ -126,7 +125,6 @@ def mfa_recovery_codes(request: HttpRequest) -> HttpResponse:
         codes = mfa.mfa_recovery_codes_regenerate(
             user=request.user,  # type: ignore[arg-type]  # signed in: a User
             code=form.cleaned_data["code"],
-            request=request,
         )
     except mfa.MfaNotEnabled:
         return _redirect_to_page()
@@ -148,7 +146,6 @@ def mfa_remove(request: HttpRequest) -> HttpResponse:
         mfa.mfa_remove(
             user=request.user,  # type: ignore[arg-type]  # signed in: a User
             code=form.cleaned_data["code"],
-            request=request,
         )
     except mfa.MfaNotEnabled:
         return _redirect_to_page()
@@ -231,7 +228,6 @@ def login_page(request: HttpRequest) -> HttpResponse:
             actor=user,
             target=user,
             details={"method": "password+otp" if verified else "password"},
-            request=request,
         )
         if not verified and mfa_required_for(user):
             messages.info(
@@ -253,9 +249,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
 def logout_page(request: HttpRequest) -> HttpResponse:
     """Sign out (POST only, with the CSRF token: a link or an image cannot sign anyone out)."""
     if request.user.is_authenticated:
-        audit_event_record(
-            "auth.session.ended", actor=request.user, target=request.user, request=request
-        )
+        audit_event_record("auth.session.ended", actor=request.user, target=request.user)
     auth_logout(request)
     messages.info(request, "You are signed out.")
     return HttpResponseRedirect(reverse("account-login"))

@@ -177,7 +177,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
             rate_limit=data["rate_limit"],
             require_signature=data["require_signature"],
             allowed_ips=data["allowed_ips"],
-            request=request,
         )
         # The admin's own bookkeeping (its log entry) needs the saved object's identity.
         obj.pk, obj.public_id = issued.api_key.pk, issued.api_key.public_id
@@ -208,7 +207,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         issued = []
         for api_key in queryset:
             try:
-                issued.append(api_key_rotate(actor=request.user, api_key=api_key, request=request))
+                issued.append(api_key_rotate(actor=request.user, api_key=api_key))
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.WARNING)
         return self._show_once(request, issued) if issued else None
@@ -218,7 +217,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         revoked = 0
         for api_key in queryset:
             try:
-                api_key_revoke(actor=request.user, api_key=api_key, reason="admin", request=request)
+                api_key_revoke(actor=request.user, api_key=api_key, reason="admin")
                 revoked += 1
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.WARNING)

@@ -53,7 +53,6 @@ def refuse(
                 target=api_key,
                 outcome="failure" if code in _WRONG_CREDENTIAL else "denied",
                 details={"code": code, "reason": reason},
-                request=http_request,
             )
     except Exception:
         # Fail closed: the refusal stands even when it cannot be recorded.

@@ -13,7 +13,6 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
-from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.apikeys import records
@@ -122,7 +121,6 @@ def api_key_issue(
     rate_limit: str | None = None,
     require_signature: bool = False,
     allowed_ips: Iterable[str] = (),
-    request: HttpRequest | None = None,
 ) -> IssuedKey:
     """Create a key for `owner` (audited as apikey.created). Defaults: 90 days, "60/m".
 
@@ -173,7 +171,6 @@ def api_key_issue(
         actor=actor,
         target=issued.api_key,
         details=_audit_key_fields(issued.api_key),
-        request=request,
     )
     return issued
 
@@ -189,7 +186,6 @@ def api_key_rotate(
     actor: Any,
     api_key: ApiKey,
     grace_seconds: int | None = None,
-    request: HttpRequest | None = None,
 ) -> IssuedKey:
     """Replace an active key by a new one with the same owner, name, scopes, rate, signing
     requirement and networks, and a fresh lifetime as long as the old key's. The old key keeps
@@ -237,23 +233,19 @@ def api_key_rotate(
             "grace_seconds": grace,
             "grace_ends_at": old.grace_ends_at.isoformat(),
         },
-        request=request,
     )
     audit_event_record(
         "apikey.created",
         actor=actor,
         target=issued.api_key,
         details={**_audit_key_fields(issued.api_key), "rotated_from": old.prefix},
-        request=request,
     )
     _publish(old)
     return issued
 
 
 @transaction.atomic
-def api_key_revoke(
-    *, actor: Any, api_key: ApiKey, reason: str = "", request: HttpRequest | None = None
-) -> ApiKey:
+def api_key_revoke(*, actor: Any, api_key: ApiKey, reason: str = "") -> ApiKey:
     """Revoke now: the next request with the key gets 401 api_key_revoked (the record cache
     already says so when this returns). Requests already authenticated may finish.
 
@@ -270,16 +262,13 @@ def api_key_revoke(
         actor=actor,
         target=locked,
         details={"reason": reason, "status_before": status_before},
-        request=request,
     )
     _publish(locked)
     return locked
 
 
 @transaction.atomic
-def api_key_revoke_owner(
-    *, actor: Any, owner: Any, reason: str, request: HttpRequest | None = None
-) -> int:
+def api_key_revoke_owner(*, actor: Any, owner: Any, reason: str) -> int:
     """Revoke every key of `owner` that still authenticates (their access was taken away:
     apps.accounts.credentials), each audited `apikey.revoked` with `reason`. Revoked keys stay
     revoked: a reactivated owner is issued new ones. Returns how many were revoked."""
@@ -294,7 +283,6 @@ def api_key_revoke_owner(
             actor=actor,
             target=api_key,
             details={"reason": reason, "status_before": status_before},
-            request=request,
         )
         _publish(api_key)
         revoked += 1
@@ -302,7 +290,7 @@ def api_key_revoke_owner(
 
 
 @transaction.atomic
-def api_key_erase_owner(*, actor: Any, owner: Any, request: HttpRequest | None = None) -> int:
+def api_key_erase_owner(*, actor: Any, owner: Any) -> int:
     """GDPR erasure, key side (the owner FK is PROTECT, so the privacy app calls this before
     deleting the user): revoke every live key of `owner` (audited, reason "erasure"), then
     delete all their key rows. Returns how many rows were deleted."""
@@ -317,7 +305,6 @@ def api_key_erase_owner(*, actor: Any, owner: Any, request: HttpRequest | None =
                 actor=actor,
                 target=api_key,
                 details={"reason": "erasure"},
-                request=request,
             )
     public_ids = [api_key.public_id for api_key in keys]
     # Unlink successors first: SET_NULL on delete would break the grace_iff_rotated check.

@@ -171,7 +171,6 @@ class ApiKeyCreateApi(APIView):
         issued = api_key_issue(
             actor=request.user,
             owner=request.user,
-            request=request._request,
             **payload.validated_data,
         )
         return Response(IssuedKeySerializer(issued).data, status=201)
@@ -209,9 +208,7 @@ class ApiKeyRotateApi(APIView):
         api_key = api_key_get(actor=request.user, key_id=key_id)
         payload = self.InputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        issued = api_key_rotate(
-            actor=request.user, api_key=api_key, request=request._request, **payload.validated_data
-        )
+        issued = api_key_rotate(actor=request.user, api_key=api_key, **payload.validated_data)
         return Response(IssuedKeySerializer(issued).data, status=201)
 
 
@@ -240,7 +237,5 @@ class ApiKeyRevokeApi(APIView):
         api_key = api_key_get(actor=request.user, key_id=key_id)
         payload = self.InputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        api_key_revoke(
-            actor=request.user, api_key=api_key, request=request._request, **payload.validated_data
-        )
+        api_key_revoke(actor=request.user, api_key=api_key, **payload.validated_data)
         return Response({"status": "revoked"})

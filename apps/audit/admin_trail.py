@@ -131,7 +131,7 @@ def _record(
     if values:
         details["values"] = values
     details.update(extra or {})
-    audit_event_record(action, actor=request.user, target=obj, details=details, request=request)
+    audit_event_record(action, actor=request.user, target=obj, details=details)
 
 
 class AuditedAdminMixin:

@@ -11,7 +11,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.http import HttpRequest
 
 from apps.audit.canonical import GENESIS_HASH, canonical_json, chain_hash, with_seq
 from apps.audit.errors import AuditUnavailable
@@ -72,7 +71,6 @@ def audit_event_record(
     target: Any = None,
     outcome: str = "success",
     details: Mapping[str, Any] | None = None,
-    request: HttpRequest | None = None,
 ) -> None:
     """Record an event in the caller's transaction: it commits with the change or not at all.
 
@@ -91,10 +89,10 @@ def audit_event_record(
             "outcome": outcome,
             "actor": {"type": subject.type, "ref": subject.ref},
             "target": target_of(target),
-            "request_id": getattr(request, "request_id", None) or current_request_id.get() or None,
-            "ip": truncated_ip(
-                request.META.get("REMOTE_ADDR") if request is not None else current_client_ip.get()
-            ),
+            # Of the request this runs in, if any (apps.core.request_context): no caller hands
+            # the request down for it.
+            "request_id": current_request_id.get() or None,
+            "ip": truncated_ip(current_client_ip.get()),
             "details": _safe_details(details),
         }
         with connection.cursor() as cursor:

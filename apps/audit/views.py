@@ -200,7 +200,6 @@ class AuditExportApi(APIView):
                     "since": since.isoformat() if since else None,
                     "until": until.isoformat() if until else None,
                 },
-                request=request,
             )
         checkpoint = checkpoint_create()  # chains everything, the export event included
         last_seq = checkpoint.seq if checkpoint is not None else 0

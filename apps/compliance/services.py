@@ -13,7 +13,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit.services import audit_event_record
@@ -66,7 +65,6 @@ def compliance_item_update(
     status: str,
     owner: str | None = UNSET,
     notes: str = UNSET,
-    request: HttpRequest | None = None,
 ) -> ChecklistItem:
     """Set the status (and, when given, the owner by username or None, and the notes); the
     item counts as reviewed now. Audited `compliance.item.updated` with what changed (people
@@ -103,7 +101,6 @@ def compliance_item_update(
         actor=actor,
         target=item,
         details={"changes": changes},
-        request=request,
     )
     return item
 
@@ -152,7 +149,6 @@ def evidence_add(
     url: str | None = None,
     text: str | None = None,
     file: Any = None,
-    request: HttpRequest | None = None,
 ) -> Evidence:
     """Attach exactly one of a link (http/https), a text (bounded) or a file (allow-listed
     type, bounded, stored encrypted) to the item. Audited `compliance.evidence.added` with
@@ -206,14 +202,11 @@ def evidence_add(
         actor=actor,
         target=item,
         details={"evidence": str(evidence.id), "kind": evidence.kind, **details},
-        request=request,
     )
     return evidence
 
 
-def compliance_checks_run(
-    *, actor: Any, trigger: str = "request", request: HttpRequest | None = None
-) -> list[CheckResult]:
+def compliance_checks_run(*, actor: Any, trigger: str = "request") -> list[CheckResult]:
     """Run every item's automated check now and record the results (one transaction, with a
     `compliance.checks.completed` event). A check that passed last time and fails now is also
     a `compliance.check.regressed` event. Returns the new results in checklist order."""
@@ -262,7 +255,6 @@ def compliance_checks_run(
                     target=item,
                     outcome="failure",
                     details={"check": item.automated_check, "detail": result.detail},
-                    request=request,
                 )
         CheckResult.objects.bulk_create(results)
         audit_event_record(
@@ -273,7 +265,6 @@ def compliance_checks_run(
                 "pass": sum(result.result == "pass" for result in results),
                 "fail": sum(result.result == "fail" for result in results),
             },
-            request=request,
         )
     return results
 
@@ -290,7 +281,6 @@ def compliance_report_generate(
     actor: Any,
     framework: str = CHECKLIST,
     format: str = "pdf",
-    request: HttpRequest | None = None,
 ) -> GeneratedReport:
     """Build the report (verifying the whole audit chain on the way) and record
     `compliance.report.generated` with the report's SHA-256, so a copy can later be matched
@@ -313,7 +303,6 @@ def compliance_report_generate(
                 "size": len(content),
                 "sha256": hashlib.sha256(content).hexdigest(),
             },
-            request=request,
         )
     return GeneratedReport(
         f"bulwark-compliance-{framework}-{stamp}.{chosen.extension}", chosen.content_type, content

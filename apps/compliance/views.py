@@ -195,7 +195,6 @@ class ItemDetailApi(ReadOrWrite, APIView):
             status=values["status"],
             owner=values.get("owner", UNSET),
             notes=values.get("notes", UNSET),
-            request=request._request,
         )
         return Response(
             ItemSerializer(compliance_item_get(actor=request.user, item_id=item_id)).data
@@ -251,9 +250,7 @@ class EvidenceCreateApi(ReadOrWrite, APIView):
         upload = data.get("file")
         if upload is not None and not isinstance(upload, UploadedFile):
             raise invalid("file", "send a file as multipart/form-data")
-        evidence = evidence_add(
-            actor=request.user, item=item, file=upload, request=request._request, **values
-        )
+        evidence = evidence_add(actor=request.user, item=item, file=upload, **values)
         return Response(EvidenceSerializer(evidence).data, status=201)
 
 
@@ -321,9 +318,7 @@ class ChecksRunApi(ReadOrWrite, APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        results = compliance_checks_run(
-            actor=request.user, trigger="request", request=request._request
-        )
+        results = compliance_checks_run(actor=request.user, trigger="request")
         return Response({"results": self.OutputSerializer(results, many=True).data, "next": None})
 
 
@@ -362,9 +357,7 @@ def report_response(
     """The generated report as an attachment (shared by the API and the UI)."""
     if format not in report_formats():
         raise invalid("format", f"must be one of {', '.join(report_formats())}")
-    report = compliance_report_generate(
-        actor=actor, framework=framework, format=format, request=request
-    )
+    report = compliance_report_generate(actor=actor, framework=framework, format=format)
     response = HttpResponse(report.content, content_type=report.content_type)
     response["Content-Disposition"] = content_disposition_header(
         as_attachment=True, filename=report.file_name

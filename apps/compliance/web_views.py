@@ -170,7 +170,6 @@ def item_update_post(request: HttpRequest, item_id: Any) -> HttpResponse:
                 status=form.cleaned_data["status"],
                 owner=form.cleaned_data["owner"] or None,
                 notes=form.cleaned_data["notes"],
-                request=request,
             )
         except ApplicationError as exc:
             form.add_error(_field_of(exc, form), _sentence(exc))
@@ -212,7 +211,6 @@ def _evidence_add(request: HttpRequest, item_id: Any) -> HttpResponse:
                 url=form.cleaned_data["url"] or None,
                 text=form.cleaned_data["text"] or None,
                 file=form.cleaned_data["file"],
-                request=request,
             )
         except ApplicationError as exc:
             form.add_error(_field_of(exc, form), _sentence(exc))
@@ -233,7 +231,7 @@ def _evidence_add(request: HttpRequest, item_id: Any) -> HttpResponse:
 @ui_view(WRITE, home="compliance-dashboard")
 def checks_run_post(request: HttpRequest) -> HttpResponse:
     try:
-        results = compliance_checks_run(actor=request.user, trigger="ui", request=request)
+        results = compliance_checks_run(actor=request.user, trigger="ui")
     except ApplicationError as exc:
         return error_page(request, exc)
     passed = sum(result.result == "pass" for result in results)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextvars
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 # After trusted proxies are resolved: the address audit events record (truncated there).
@@ -24,3 +26,16 @@ def request_id_from_header(value: str | None) -> str:
     if value and _SANE_REQUEST_ID.match(value):
         return value
     return uuid.uuid4().hex
+
+
+@contextmanager
+def request_facts(*, request_id: str, client_ip: str | None) -> Iterator[None]:
+    """What the middleware sets, for code that runs on a request's behalf outside it (and
+    for tests)."""
+    id_token = current_request_id.set(request_id)
+    ip_token = current_client_ip.set(client_ip)
+    try:
+        yield
+    finally:
+        current_client_ip.reset(ip_token)
+        current_request_id.reset(id_token)

@@ -95,11 +95,9 @@ class ErasableUserAdmin(UserAdmin):
         )
         if request.method == "POST" and form.is_valid():
             try:
-                access_change_check(
-                    actor=request.user, user=user, change=Change.ERASE, request=request
-                )
+                access_change_check(actor=request.user, user=user, change=Change.ERASE)
                 actor = cast(User, request.user)  # the admin lets only staff in
-                receipt = subject_erase(actor=actor, user=user, request=request)
+                receipt = subject_erase(actor=actor, user=user)
             except ApplicationError as exc:
                 form.add_error(None, exc.message)
             else:

@@ -21,7 +21,6 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.db.models import ProtectedError, Q, RestrictedError
 from django.db.models.functions import Cast
-from django.http import HttpRequest
 
 from apps.accounts.models import RecoveryCodeDevice, TokenFamily, TotpDevice, User
 from apps.accounts.safety import Change, access_change_refusal
@@ -43,9 +42,7 @@ _NOT_REVIEWED = frozenset(
 MAX_MENTIONS = 100
 
 
-def subject_access_export(
-    *, actor: User, user: User, request: HttpRequest | None = None
-) -> dict[str, Any]:
+def subject_access_export(*, actor: User, user: User) -> dict[str, Any]:
     """Everything held about `user` (apps.gdpr.selectors.subject_data), for `user` or for
     an officer answering their request. Audited as privacy.subject_access (the person as its
     target, by pseudonym), committed before the data is returned: no export leaves without
@@ -62,7 +59,6 @@ def subject_access_export(
                 "requested_by": "self" if actor.pk == user.pk else "officer",
                 "audit_events": len(data["audit_events"]),
             },
-            request=request,
         )
     return data
 
@@ -84,7 +80,7 @@ def new_reference() -> str:
 
 
 @transaction.atomic
-def subject_erase(*, actor: User, user: User, request: HttpRequest | None = None) -> ErasureReceipt:
+def subject_erase(*, actor: User, user: User) -> ErasureReceipt:
     """Erase `user` (GDPR art. 17), all in one transaction:
 
     - their API keys are revoked (each audited `apikey.revoked`, reason "erasure") and deleted;
@@ -115,10 +111,10 @@ def subject_erase(*, actor: User, user: User, request: HttpRequest | None = None
     user_id = locked.pk
     needles = _identifiers(locked)
 
-    counts = {"keys_deleted": api_key_erase_owner(actor=actor, owner=locked, request=request)}
+    counts = {"keys_deleted": api_key_erase_owner(actor=actor, owner=locked)}
     grants = list(PredictGrant.objects.filter(user=locked).select_related("model", "group"))
     for grant in grants:
-        predict_grant_delete(actor=actor, grant=grant, request=request)
+        predict_grant_delete(actor=actor, grant=grant)
     counts["grants_deleted"] = len(grants)
     families = [str(pk) for (pk,) in TokenFamily.objects.filter(user=locked).values_list("pk")]
 
@@ -154,7 +150,6 @@ def subject_erase(*, actor: User, user: User, request: HttpRequest | None = None
         target=Subject("erasure", reference),
         # Names chosen to pass masking: "api_keys" or "token_..." would be masked as secrets.
         details={**counts, "free_text_mentions": len(mentions)},
-        request=request,
     )
     return ErasureReceipt(reference=reference, counts=counts, mentions=mentions)
 

@@ -58,7 +58,7 @@ class SubjectAccessMeApi(APIView):
     )
     def get(self, request: Request) -> Response:
         user = cast("User", request.user)  # IsAuthenticated
-        return _download(subject_access_export(actor=user, user=user, request=request._request))
+        return _download(subject_access_export(actor=user, user=user))
 
 
 class SubjectAccessApi(APIView):
@@ -76,11 +76,7 @@ class SubjectAccessApi(APIView):
         payload = UsernameSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         user = subject_get(username=payload.validated_data["username"])
-        return _download(
-            subject_access_export(
-                actor=cast("User", request.user), user=user, request=request._request
-            )
-        )
+        return _download(subject_access_export(actor=cast("User", request.user), user=user))
 
 
 class SubjectErasureApi(APIView):
@@ -122,12 +118,8 @@ class SubjectErasureApi(APIView):
         payload = UsernameSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         user = subject_get(username=payload.validated_data["username"])
-        access_change_check(
-            actor=request.user, user=user, change=Change.ERASE, request=request._request
-        )
-        receipt = subject_erase(
-            actor=cast("User", request.user), user=user, request=request._request
-        )
+        access_change_check(actor=request.user, user=user, change=Change.ERASE)
+        receipt = subject_erase(actor=cast("User", request.user), user=user)
         return Response(
             self.OutputSerializer(
                 {

@@ -11,7 +11,6 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.accounts.safety import Change, access_change_check
@@ -95,7 +94,6 @@ def incident_create(
     description: str = "",
     assignee: Any = None,
     links: Iterable[tuple[str, str, str]] = (),
-    request: HttpRequest | None = None,
 ) -> Incident:
     """Open an incident by a person, status `detected`; audited incident.created."""
     _check_assignee(assignee)
@@ -117,7 +115,6 @@ def incident_create(
         actor=actor,
         target=incident,
         details={"severity": incident.severity, "source": incident.source},
-        request=request,
     )
     return incident
 
@@ -140,7 +137,6 @@ def incident_transition(
     to: str,
     note: str,
     postmortem: Mapping[str, Any] | None = None,
-    request: HttpRequest | None = None,
 ) -> Incident:
     """Move to the next status (409 invalid_transition otherwise). A note is required (400);
     closing requires a complete post-mortem, given here or saved before (400). Records the
@@ -173,27 +169,22 @@ def incident_transition(
         actor=actor,
         target=incident,
         details={"from": previous, "to": to},
-        request=request,
     )
     return incident
 
 
 @transaction.atomic
-def incident_note_add(
-    *, actor: Any, incident: Incident, text: str, request: HttpRequest | None = None
-) -> TimelineEntry:
+def incident_note_add(*, actor: Any, incident: Incident, text: str) -> TimelineEntry:
     text = (text or "").strip()
     if not text:
         raise _invalid("text", "a note needs text")
     entry = _entry(_locked(incident), kind=EntryKind.NOTE, actor=actor, text=text)
-    audit_event_record("incident.note_added", actor=actor, target=incident, request=request)
+    audit_event_record("incident.note_added", actor=actor, target=incident)
     return entry
 
 
 @transaction.atomic
-def incident_assign(
-    *, actor: Any, incident: Incident, assignee: Any, request: HttpRequest | None = None
-) -> Incident:
+def incident_assign(*, actor: Any, incident: Incident, assignee: Any) -> Incident:
     """Assign to a user (or None to unassign); audited incident.assigned with pseudonyms.
     InvalidInput unless the assignee is an active holder of incidents.write."""
     _check_assignee(assignee)
@@ -207,7 +198,6 @@ def incident_assign(
         actor=actor,
         target=incident,
         details={"assignee": assigned},
-        request=request,
     )
     return incident
 
@@ -267,7 +257,6 @@ def incident_postmortem_save(
     actor: Any,
     incident: Incident,
     postmortem: Mapping[str, Any],
-    request: HttpRequest | None = None,
 ) -> Incident:
     """Save (or update) the post-mortem at any phase; audited incident.postmortem_saved."""
     incident = _locked(incident)
@@ -277,7 +266,6 @@ def incident_postmortem_save(
         actor=actor,
         target=incident,
         details={"complete": incident.has_postmortem},
-        request=request,
     )
     return incident
 
@@ -286,16 +274,14 @@ def incident_postmortem_save(
 CONTAINMENT_ACTIONS = ("revoke_api_key", "archive_model_version", "deactivate_user")
 
 
-def _contain(
-    action: str, target: Any, *, actor: Any, reason: str, request: Any
-) -> tuple[str, str, str]:
+def _contain(action: str, target: Any, *, actor: Any, reason: str) -> tuple[str, str, str]:
     """Do the action; (kind, ref, label) of the resource it acted on."""
     if action == "revoke_api_key":
         key_id = _uuid(target)
         api_key = ApiKey.objects.filter(pk=key_id).first() if key_id else None
         if api_key is None:
             raise NotFound("No API key with this id.")
-        api_key_revoke(actor=actor, api_key=api_key, reason=reason, request=request)
+        api_key_revoke(actor=actor, api_key=api_key, reason=reason)
         return ResourceKind.API_KEY, api_key.prefix, api_key.name
     if action == "archive_model_version":
         if not isinstance(target, Mapping):
@@ -308,14 +294,14 @@ def _contain(
         if version.stage == "archived":
             # Like revoking a revoked key: nothing would change, so nothing is recorded.
             raise Conflict(f"{version.model.name} v{version.number} is already archived.")
-        model_version_stage(actor=actor, version=version, stage="archived", request=request)
+        model_version_stage(actor=actor, version=version, stage="archived")
         ref = f"{version.model.name}:{version.number}"
         return ResourceKind.MODEL_VERSION, ref, ref
     if action == "deactivate_user":
         user = get_user_model().objects.filter(username=str(target)).first()
         if user is None:
             raise NotFound("No user with this username.")
-        user_deactivate(actor=actor, user=user, reason=reason, request=request)
+        user_deactivate(actor=actor, user=user, reason=reason)
         return ResourceKind.USER, actor_of(user).ref, ""
     raise _invalid("action", f"must be one of {', '.join(CONTAINMENT_ACTIONS)}")
 
@@ -340,7 +326,6 @@ def incident_contain(
     incident: Incident,
     action: str,
     target: Any,
-    request: HttpRequest | None = None,
 ) -> TimelineEntry:
     """Revoke an API key, archive a model version or deactivate a user, from the incident, in
     one step: the owning app's service does it (and audits it), effective on the next request;
@@ -353,21 +338,19 @@ def incident_contain(
     if action == "deactivate_user":
         user = get_user_model().objects.filter(username=str(target)).first()
         if user is not None:
-            access_change_check(actor=actor, user=user, change=Change.DEACTIVATE, request=request)
+            access_change_check(actor=actor, user=user, change=Change.DEACTIVATE)
     with transaction.atomic():
-        return _contain_in_transaction(
-            actor=actor, incident=incident, action=action, target=target, request=request
-        )
+        return _contain_in_transaction(actor=actor, incident=incident, action=action, target=target)
 
 
 def _contain_in_transaction(
-    *, actor: Any, incident: Incident, action: str, target: Any, request: HttpRequest | None
+    *, actor: Any, incident: Incident, action: str, target: Any
 ) -> TimelineEntry:
     incident = _locked(incident)
     if incident.status == Status.CLOSED:
         raise Conflict("The incident is closed; reopen it before taking containment actions.")
     reason = f"incident {incident.id}"
-    kind, ref, label = _contain(action, target, actor=actor, reason=reason, request=request)
+    kind, ref, label = _contain(action, target, actor=actor, reason=reason)
     _link(incident, [(kind, ref, label)])
     entry = _entry(
         incident,
@@ -381,7 +364,6 @@ def _contain_in_transaction(
         actor=actor,
         target=incident,
         details={"action": action, "resource": {"type": kind, "id": ref}},
-        request=request,
     )
     return entry
 

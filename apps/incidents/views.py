@@ -350,9 +350,7 @@ class IncidentCreateApi(ReadOrWrite, APIView):
     def post(self, request: Request) -> Response:
         payload = IncidentCreateApi.InputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        incident = incident_create(
-            actor=request.user, request=request._request, **payload.validated_data
-        )
+        incident = incident_create(actor=request.user, **payload.validated_data)
         return _incident_response(request, incident, status=201)
 
 
@@ -409,7 +407,6 @@ class IncidentTransitionApi(ReadOrWrite, APIView):
             to=data["to"],
             note=data["note"],
             postmortem=data.get("postmortem"),
-            request=request._request,
         )
         return _incident_response(request, incident)
 
@@ -436,7 +433,6 @@ class IncidentNoteApi(ReadOrWrite, APIView):
             actor=request.user,
             incident=incident,
             text=payload.validated_data["text"],
-            request=request._request,
         )
         names = {entry.actor_ref: request.user.username}
         return Response(TimelineEntrySerializer(entry, context={"names": names}).data, status=201)
@@ -500,7 +496,6 @@ class IncidentActionApi(ReadOrWrite, APIView):
             incident=incident,
             action=data["action"],
             target=data["target"],
-            request=request._request,
         )
         return _incident_response(request, incident)
 
@@ -530,7 +525,6 @@ class IncidentAssignApi(ReadOrWrite, APIView):
             actor=request.user,
             incident=incident,
             assignee=payload.validated_data["assignee"],
-            request=request._request,
         )
         return _incident_response(request, incident)
 
@@ -556,6 +550,5 @@ class IncidentPostmortemApi(ReadOrWrite, APIView):
             actor=request.user,
             incident=incident,
             postmortem=payload.validated_data,
-            request=request._request,
         )
         return _incident_response(request, incident)

@@ -159,7 +159,6 @@ def incident_new_page(request: HttpRequest) -> HttpResponse:
                 severity=data["severity"],
                 description=data["description"],
                 assignee=_user(data["assignee"]),
-                request=request,
             )
         except ApplicationError as exc:
             field = exc.details[0]["path"] if exc.details else None
@@ -419,7 +418,6 @@ def incident_transition_post(request: HttpRequest, incident: Incident) -> HttpRe
             incident=incident,
             to=to,
             note=form.cleaned_data["note"],
-            request=request,
         )
     except ApplicationError as exc:
         return _refused(request, str(incident.id), exc, transition_form=form)
@@ -434,9 +432,7 @@ def incident_note_post(request: HttpRequest, incident: Incident) -> HttpResponse
     if not form.is_valid():
         return _detail(request, incident, error="A note needs text.", note_form=form, status=400)
     try:
-        incident_note_add(
-            actor=request.user, incident=incident, text=form.cleaned_data["text"], request=request
-        )
+        incident_note_add(actor=request.user, incident=incident, text=form.cleaned_data["text"])
     except ApplicationError as exc:
         return _refused(request, str(incident.id), exc, note_form=form)
     messages.success(request, "Note added.")
@@ -456,9 +452,7 @@ def incident_assign_post(request: HttpRequest, incident: Incident) -> HttpRespon
         )
     try:
         assignee = _user(form.cleaned_data["assignee"])
-        incident = incident_assign(
-            actor=request.user, incident=incident, assignee=assignee, request=request
-        )
+        incident = incident_assign(actor=request.user, incident=incident, assignee=assignee)
     except ApplicationError as exc:
         return _refused(request, str(incident.id), exc, assign_form=form)
     messages.success(
@@ -554,7 +548,6 @@ def incident_contain_post(request: HttpRequest, incident: Incident) -> HttpRespo
             incident=incident,
             action=data["action"],
             target=target,
-            request=request,
         )
     except ApplicationError as exc:
         return _refused(request, str(incident.id), exc, containment_form=form)
@@ -581,7 +574,6 @@ def incident_postmortem_post(request: HttpRequest, incident: Incident) -> HttpRe
             actor=request.user,
             incident=incident,
             postmortem={**form.cleaned_data, "actions": f.action_items_of(items)},
-            request=request,
         )
     except ApplicationError as exc:
         return _refused(request, str(incident.id), exc, postmortem_form=form, action_formset=items)

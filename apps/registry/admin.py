@@ -186,7 +186,6 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
             owner_group=group.name if group is not None else None,
             require_signed_artifacts=data.get("require_signed_artifacts", False),
             extra_allowed_globals=data.get("extra_allowed_globals", []),
-            request=request,
         )
         obj.refresh_from_db()
 
@@ -268,9 +267,7 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
         `admin.add` in the audit chain), in one transaction."""
         with transaction.atomic():
             arguments = version_arguments(form.cleaned_data)
-            version = model_version_register(
-                actor=request.user, model=model, request=request, **arguments
-            )
+            version = model_version_register(actor=request.user, model=model, **arguments)
             try:
                 message = self.construct_change_message(request, form, None, add=True)  # type: ignore[arg-type]  # no formsets
                 self.log_addition(request, version, message)
@@ -409,20 +406,20 @@ class PredictGrantAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: PredictGrant, form: Any, change: bool) -> None:
         # The form has already refused neither/both grantees and duplicates (the constraints).
         grant = predict_grant_create(
-            actor=request.user, model=obj.model, user=obj.user, group=obj.group, request=request
+            actor=request.user, model=obj.model, user=obj.user, group=obj.group
         )
         # The admin goes on with `obj` (its log entry, its redirect): make it the saved row.
         obj.pk, obj.granted_by, obj.created_at = grant.pk, grant.granted_by, grant.created_at
         obj._state.adding, obj._state.db = False, grant._state.db
 
     def delete_model(self, request: HttpRequest, obj: PredictGrant) -> None:
-        predict_grant_delete(actor=request.user, grant=obj, request=request)
+        predict_grant_delete(actor=request.user, grant=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[PredictGrant]) -> None:
         # "Delete selected": one audited deletion per grant, all or none.
         with transaction.atomic():
             for grant in queryset.select_related("model", "user", "group"):
-                predict_grant_delete(actor=request.user, grant=grant, request=request)
+                predict_grant_delete(actor=request.user, grant=grant)
 
 
 class PublisherForm(forms.ModelForm):
@@ -470,9 +467,7 @@ class PublisherAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Publisher, form: Any, change: bool) -> None:
         try:
-            created = publisher_create(
-                actor=request.user, name=obj.name, public_key=obj.public_key, request=request
-            )
+            created = publisher_create(actor=request.user, name=obj.name, public_key=obj.public_key)
         except ApplicationError as exc:
             # Shown on the list page; nothing was stored.
             self.message_user(request, exc.message, messages.ERROR)
@@ -488,12 +483,12 @@ class PublisherAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:registry_publisher_changelist"))
 
     def delete_model(self, request: HttpRequest, obj: Publisher) -> None:
-        publisher_remove(actor=request.user, publisher=obj, request=request)
+        publisher_remove(actor=request.user, publisher=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Publisher]) -> None:
         with transaction.atomic():
             for publisher in queryset:
-                publisher_remove(actor=request.user, publisher=publisher, request=request)
+                publisher_remove(actor=request.user, publisher=publisher)
 
 
 class _Refused(Exception):

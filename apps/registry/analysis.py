@@ -10,7 +10,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 
 from apps.audit.services import audit_event_record
 from apps.core.errors import InvalidInput
@@ -139,7 +138,6 @@ def artifact_rejection_record(
     model: RegisteredModel,
     denial: ArtifactDenied,
     sha256: str | None,
-    request: HttpRequest | None,
 ) -> None:
     """`model.version.rejected` for a refused upload, committed on its own (the upload's own
     transaction, if any, rolled back)."""
@@ -153,5 +151,4 @@ def artifact_rejection_record(
             target=model,
             outcome="denied",
             details=details,
-            request=request,
         )

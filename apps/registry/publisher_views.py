@@ -71,9 +71,7 @@ class PublisherCollectionApi(ListAPIView):
     def post(self, request: Request) -> Response:
         payload = self.InputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        publisher = publisher_create(
-            actor=request.user, request=request._request, **payload.validated_data
-        )
+        publisher = publisher_create(actor=request.user, **payload.validated_data)
         return Response(PublisherSerializer(publisher).data, status=201)
 
 
@@ -93,5 +91,5 @@ class PublisherDetailApi(APIView):
     )
     def delete(self, request: Request, publisher_id: UUID) -> Response:
         publisher = publisher_get(actor=request.user, publisher_id=publisher_id)
-        publisher_remove(actor=request.user, publisher=publisher, request=request._request)
+        publisher_remove(actor=request.user, publisher=publisher)
         return Response(status=204)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit.services import audit_event_record
@@ -17,9 +16,7 @@ from apps.registry.signing import canonical_public_key
 from apps.registry.trust import beyond_deployment
 
 
-def publisher_create(
-    *, actor: Any, name: str, public_key: str, request: HttpRequest | None = None
-) -> Publisher:
+def publisher_create(*, actor: Any, name: str, public_key: str) -> Publisher:
     """Register a publisher; audited `publisher.created` (with the key id, never more).
     InvalidInput for a key model signing cannot use, Conflict for a name or key already
     registered."""
@@ -39,7 +36,6 @@ def publisher_create(
                 actor=actor,
                 target=publisher,
                 details={"name": name, "key_id": key_id},
-                request=request,
             )
     except IntegrityError:
         raise Conflict("A publisher with this name or this key is already registered.") from None
@@ -47,9 +43,7 @@ def publisher_create(
 
 
 @transaction.atomic
-def publisher_remove(
-    *, actor: Any, publisher: Publisher, request: HttpRequest | None = None
-) -> Publisher:
+def publisher_remove(*, actor: Any, publisher: Publisher) -> Publisher:
     """Stop trusting `publisher`'s signatures from now on; audited `publisher.removed`. The
     row stays (versions name their signer). Versions that needed its signature (they import
     globals beyond the deployment's list) are quarantined in the same transaction."""
@@ -63,7 +57,6 @@ def publisher_remove(
         actor=actor,
         target=publisher,
         details={"name": publisher.name, "key_id": publisher.key_id},
-        request=request,
     )
     signed = ModelVersion.objects.filter(signed_by=publisher, status=VersionStatus.OK)
     for version in signed.select_related("model"):
@@ -74,6 +67,5 @@ def publisher_remove(
                 version=version,
                 reason=f"its signer {publisher.name} was removed and it imports "
                 + ", ".join(beyond),
-                request=request,
             )
     return publisher

@@ -10,7 +10,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 
 from apps.audit.services import audit_event_record
 from apps.core.errors import InvalidInput
@@ -26,9 +25,7 @@ logger = logging.getLogger("bulwark.registry")
 SCAN_ACTOR = "registry.artifacts_scan"
 
 
-def model_version_quarantine(
-    *, actor: Any, version: ModelVersion, reason: str, request: HttpRequest | None = None
-) -> ModelVersion:
+def model_version_quarantine(*, actor: Any, version: ModelVersion, reason: str) -> ModelVersion:
     """Quarantine `version` in the caller's transaction; audited `model.version.quarantined`.
     A production version moves to staging first (audited `model.version.staged`), so the
     model has no production version until another is promoted. Idempotent."""
@@ -46,7 +43,6 @@ def model_version_quarantine(
                 actor=actor,
                 target=version,
                 details={"from": Stage.PRODUCTION, "to": Stage.STAGING, "reason": "quarantine"},
-                request=request,
             )
         version.status = VersionStatus.QUARANTINED
         version.quarantine_reason = reason[:500]
@@ -58,7 +54,6 @@ def model_version_quarantine(
             target=version,
             outcome="failure",
             details={"reason": version.quarantine_reason},
-            request=request,
         )
     return version
 

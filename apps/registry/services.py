@@ -17,7 +17,6 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Max
-from django.http import HttpRequest
 
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import pseudonym_for
@@ -78,9 +77,7 @@ def _invalid(path: str, message: str) -> InvalidInput:
     return InvalidInput(f"{path}: {message}", details=[{"path": path, "message": message}])
 
 
-def registered_model_create(
-    *, actor: Any, name: str, description: str = "", request: HttpRequest | None = None
-) -> RegisteredModel:
+def registered_model_create(*, actor: Any, name: str, description: str = "") -> RegisteredModel:
     """Register a model owned by `actor` (its first owner); audited `model.created`. Conflict
     if the name is taken."""
     if RegisteredModel.objects.filter(name=name).exists():
@@ -91,7 +88,7 @@ def registered_model_create(
         with transaction.atomic():
             model.save()
             model.owners.add(actor)
-            audit_event_record("model.created", actor=actor, target=model, request=request)
+            audit_event_record("model.created", actor=actor, target=model)
     except IntegrityError:
         # A concurrent request registered the same name between our check and our insert.
         raise Conflict("A model with this name already exists.") from None
@@ -135,7 +132,6 @@ def registered_model_update(
     owner_group: str | None = UNSET,
     require_signed_artifacts: bool = UNSET,
     extra_allowed_globals: list[str] = UNSET,
-    request: HttpRequest | None = None,
 ) -> RegisteredModel:
     """Change what is given; audited `model.updated` with the fields changed (owners by
     pseudonym). Owners, owner group and the allow-list extension are admins' to change; the
@@ -198,7 +194,6 @@ def registered_model_update(
             actor=actor,
             target=locked,
             details={"fields": sorted(changed), **changed},
-            request=request,
         )
         if removed:
             allowed = deployment_globals() | set(locked.extra_allowed_globals)
@@ -209,7 +204,6 @@ def registered_model_update(
                         actor=actor,
                         version=version,
                         reason="imports globals no longer allowed: " + ", ".join(lost),
-                        request=request,
                     )
     return locked
 
@@ -240,7 +234,6 @@ def model_version_register(
     dp_sensitivity: float | None = None,
     watermark: Any = None,
     signature: str | None = None,
-    request: HttpRequest | None = None,
 ) -> ModelVersion:
     """Analyse `artifact`, encrypt it under a fresh data key, store the ciphertext in the
     default storage and record the next version (staging); audited `model.version.created`
@@ -300,7 +293,6 @@ def model_version_register(
                 "dp_sensitivity": dp_sensitivity,
             },
             watermark_set=watermark_set,
-            request=request,
         )
     except ArtifactDenied as denial:
         artifact_rejection_record(
@@ -308,7 +300,6 @@ def model_version_register(
             model=model,
             denial=denial,
             sha256=analysis.sha256 if analysis else None,
-            request=request,
         )
         raise denial.error from None
     return version
@@ -323,7 +314,6 @@ def _store(
     master_keys: Any,
     fields: dict[str, Any],
     watermark_set: dict[str, Any] | None,
-    request: HttpRequest | None,
 ) -> ModelVersion:
     name = _artifact_name()
     try:
@@ -375,7 +365,6 @@ def _store(
                     "globals_beyond_default": list(analysis.beyond),
                     "signed_by": analysis.publisher.name if analysis.publisher else None,
                 },
-                request=request,
             )
             if analysis.publisher is not None:
                 audit_event_record(
@@ -387,7 +376,6 @@ def _store(
                         "key_id": analysis.publisher.key_id,
                         "sha256": version.sha256,
                     },
-                    request=request,
                 )
             if watermark_set is not None:
                 watermarks.watermark_job_create(version=version)
@@ -400,7 +388,7 @@ def _store(
     return version
 
 
-def _move(*, actor: Any, version: ModelVersion, stage: str, request: HttpRequest | None) -> None:
+def _move(*, actor: Any, version: ModelVersion, stage: str) -> None:
     previous = version.stage
     version.stage = stage
     version.full_clean()
@@ -410,14 +398,11 @@ def _move(*, actor: Any, version: ModelVersion, stage: str, request: HttpRequest
         actor=actor,
         target=version,
         details={"from": previous, "to": stage},
-        request=request,
     )
 
 
 @transaction.atomic
-def model_version_stage(
-    *, actor: Any, version: ModelVersion, stage: str, request: HttpRequest | None = None
-) -> ModelVersion:
+def model_version_stage(*, actor: Any, version: ModelVersion, stage: str) -> ModelVersion:
     """Move `version` to `stage`; promoting to production moves the former production version
     to staging first. Each move is audited `model.version.staged` with from/to. Moving a
     version to the stage it is in changes nothing and records nothing. Only the model's owners
@@ -442,8 +427,8 @@ def model_version_stage(
         )
         if current is not None:
             # Demote first: the one-production constraint holds after every statement.
-            _move(actor=actor, version=current, stage=Stage.STAGING, request=request)
-    _move(actor=actor, version=version, stage=stage, request=request)
+            _move(actor=actor, version=current, stage=Stage.STAGING)
+    _move(actor=actor, version=version, stage=stage)
     return version
 
 
@@ -460,7 +445,6 @@ def predict_grant_create(
     model: RegisteredModel,
     user: Any = None,
     group: Any = None,
-    request: HttpRequest | None = None,
 ) -> PredictGrant:
     """Grant `predict` on `model` to one user or one group; audited `model.grant.created`.
     InvalidInput if neither or both are given, Conflict if that grantee already holds it."""
@@ -480,7 +464,6 @@ def predict_grant_create(
                 actor=actor,
                 target=model,
                 details={"grantee": _grantee(grant), "grant": str(grant.pk)},
-                request=request,
             )
     except IntegrityError:
         # The unique constraints, race-free: this grantee already holds predict on the model.
@@ -489,13 +472,9 @@ def predict_grant_create(
 
 
 @transaction.atomic
-def predict_grant_delete(
-    *, actor: Any, grant: PredictGrant, request: HttpRequest | None = None
-) -> None:
+def predict_grant_delete(*, actor: Any, grant: PredictGrant) -> None:
     """Withdraw a grant; audited `model.grant.deleted`. Keys already issued are not changed
     here; rotating one re-checks its owner's grants."""
     details = {"grantee": _grantee(grant), "grant": str(grant.pk)}
     grant.delete()
-    audit_event_record(
-        "model.grant.deleted", actor=actor, target=grant.model, details=details, request=request
-    )
+    audit_event_record("model.grant.deleted", actor=actor, target=grant.model, details=details)

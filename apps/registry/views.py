@@ -183,9 +183,7 @@ class RegisteredModelCreateApi(ReadOrWrite, APIView):
     def post(self, request: Request) -> Response:
         payload = RegisteredModelCreateApi.InputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        model = registered_model_create(
-            actor=request.user, request=request._request, **payload.validated_data
-        )
+        model = registered_model_create(actor=request.user, **payload.validated_data)
         return Response(ModelSerializer(model).data, status=201)
 
 
@@ -241,9 +239,7 @@ class RegisteredModelDetailApi(ReadOrWrite, APIView):
         model = registered_model_get(actor=request.user, name=name)
         payload = self.UpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        model = registered_model_update(
-            actor=request.user, model=model, request=request._request, **payload.validated_data
-        )
+        model = registered_model_update(actor=request.user, model=model, **payload.validated_data)
         return Response(ModelSerializer(registered_model_get(actor=request.user, name=name)).data)
 
 
@@ -359,7 +355,6 @@ class ModelVersionUploadApi(ReadOrWrite, APIView):
         version = model_version_register(
             actor=request.user,
             model=model,
-            request=request._request,
             **version_arguments(payload.validated_data),
         )
         return Response(self.OutputSerializer(version).data, status=201)
@@ -402,7 +397,6 @@ class ModelVersionStageApi(APIView):
             actor=request.user,
             version=version,
             stage=payload.validated_data["stage"],
-            request=request._request,
         )
         return Response(VersionSerializer(version).data)
 
@@ -431,9 +425,7 @@ class ModelVersionVerifyWatermarkApi(APIView):
     def post(self, request: Request, name: str, number: int) -> Response:
         model = registered_model_get(actor=request.user, name=name)
         version = model_version_get(actor=request.user, model=model, number=number)
-        result = watermark_verification_request(
-            actor=request.user, version=version, request=request._request
-        )
+        result = watermark_verification_request(actor=request.user, version=version)
         return Response(self.OutputSerializer(result).data, status=202)
 
 

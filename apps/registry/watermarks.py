@@ -19,7 +19,6 @@ import numpy as np
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
@@ -115,9 +114,7 @@ def watermark_job_create(
 
 
 @transaction.atomic
-def watermark_verification_request(
-    *, actor: Any, version: ModelVersion, request: HttpRequest | None = None
-) -> WatermarkResult:
+def watermark_verification_request(*, actor: Any, version: ModelVersion) -> WatermarkResult:
     """Queue a verification of `version`; Conflict if it carries no watermark."""
     if not version.watermark_sealed:
         raise Conflict("This version has no watermark set: upload one with the version.")
@@ -127,14 +124,13 @@ def watermark_verification_request(
         actor=actor,
         target=version,
         details={"job_id": str(result.id), "kind": result.kind},
-        request=request,
     )
     return result
 
 
 @transaction.atomic
 def suspect_endpoint_check_request(
-    *, actor: Any, version: ModelVersion, url: str, request: HttpRequest | None = None
+    *, actor: Any, version: ModelVersion, url: str
 ) -> WatermarkResult:
     """Queue a check of the prediction endpoint at `url` against `version`'s watermark. The
     host allow-list is enforced by the job itself, before any connection."""
@@ -146,7 +142,6 @@ def suspect_endpoint_check_request(
         actor=actor,
         target=version,
         details={"job_id": str(result.id), "kind": result.kind, "url": url},
-        request=request,
     )
     return result
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.conf import settings
-from django.http import HttpRequest
 
 from apps.apikeys.errors import ScopeMissing
 from apps.apikeys.validation import SCOPE_ALL_MODELS
@@ -90,7 +89,7 @@ def _load(version: ServedVersion) -> Callable[[], LoadedModel]:
     return load
 
 
-def predict_run(call: PredictCall, data: Any, *, request: HttpRequest) -> dict[str, Any]:
+def predict_run(call: PredictCall, data: Any) -> dict[str, Any]:
     """Resolve, validate, spend the privacy budget, predict, audit; the response body."""
     version = call.version = catalog.resolve(call.model, call.version_number)
     rows = call.rows = validate_body(data, max_batch=version.max_batch)
@@ -147,7 +146,6 @@ def predict_run(call: PredictCall, data: Any, *, request: HttpRequest) -> dict[s
         actor=call.actor,
         target=version,
         details=_details(call, extra={"dp": spend is not None}),
-        request=request,
     )
     return body
 
@@ -172,7 +170,6 @@ def predict_rejection_record(
     status: int,
     reason: str | None,
     actor: Any,
-    request: HttpRequest,
 ) -> None:
     """The one `predict.rejected` event of a refused call."""
     if call is None:
@@ -189,5 +186,4 @@ def predict_rejection_record(
         target=target,
         outcome="denied" if status in {403, 429} else "failure",
         details=details,
-        request=request,
     )

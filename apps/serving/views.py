@@ -131,7 +131,7 @@ class PredictApi(APIView):
         predict_rate_limit(self.call)
         predict_authorize(self.call)
         self.call.version_number = _version_param(request)
-        body = predict_run(self.call, request.data, request=request._request)
+        body = predict_run(self.call, request.data)
         body["request_id"] = getattr(request._request, "request_id", None)
         return Response(body)
 
@@ -176,7 +176,6 @@ class PredictApi(APIView):
                 status=status,
                 reason=rejection.get("reason"),
                 actor=actor or ANONYMOUS,
-                request=http_request,
             )
         except Exception:
             # Fail closed: the refusal stands even when it cannot be recorded.

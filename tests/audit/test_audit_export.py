@@ -11,13 +11,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import CommandError, call_command
-from django.test import RequestFactory
 
 from apps.audit.export import CSV_COLUMNS, verify_export
 from apps.audit.models import AuditEvent, Checkpoint, PendingEvent
 from apps.audit.services import audit_chain_pending, audit_event_record
 from apps.audit.signing import load_public_key, public_key_pem
 from apps.audit.subjects import pseudonym_for
+from apps.core.request_context import request_facts
 
 pytestmark = pytest.mark.django_db
 
@@ -215,15 +215,14 @@ def test_a_csv_export_is_a_header_and_one_row_per_event(auditor_client, recorded
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(auditor_client):
-    request = RequestFactory().get("/x", REMOTE_ADDR="203.0.113.9")
-    request.request_id = "-2+3"  # a client may send any [A-Za-z0-9._-]+ request id
-    audit_event_record(
-        "model.created",
-        actor=None,
-        target=("model", "=HYPERLINK(1)"),
-        details={"note": "=HYPERLINK(1)"},
-        request=request,
-    )
+    # A client may send any [A-Za-z0-9._-]+ request id.
+    with request_facts(request_id="-2+3", client_ip="203.0.113.9"):
+        audit_event_record(
+            "model.created",
+            actor=None,
+            target=("model", "=HYPERLINK(1)"),
+            details={"note": "=HYPERLINK(1)"},
+        )
     _, table = csv_rows(auditor_client)
     header, first = table[0], dict(zip(table[0], table[1], strict=True))
     assert header.index("target_id") >= 0

@@ -5,7 +5,6 @@ import json
 
 import pytest
 from django.db import connection, transaction
-from django.test import RequestFactory
 
 from apps.audit.errors import AuditUnavailable
 from apps.audit.models import ActorPseudonym, AuditEvent, PendingEvent
@@ -13,6 +12,7 @@ from apps.audit.selectors import event_as_dict
 from apps.audit.services import audit_chain_pending, audit_event_record, inputs_digest
 from apps.audit.subjects import Subject, truncated_ip
 from apps.audit.verification import audit_chain_verify
+from apps.core.request_context import request_facts
 from tests.accounts.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,11 +25,10 @@ def events() -> list[dict]:
 
 def test_an_event_has_every_field_of_api_md():
     user = UserFactory(username="alice", email="alice@example.test")
-    request = RequestFactory().post("/x", REMOTE_ADDR="203.0.113.77")
-    request.request_id = "req-1"
-    audit_event_record(
-        "model.created", actor=user, target=("model", "pricing"), details={"n": 1}, request=request
-    )
+    with request_facts(request_id="req-1", client_ip="203.0.113.77"):
+        audit_event_record(
+            "model.created", actor=user, target=("model", "pricing"), details={"n": 1}
+        )
     [event] = events()
     assert set(event) == {
         "seq", "ts", "action", "outcome", "actor", "target", "request_id", "ip", "details",

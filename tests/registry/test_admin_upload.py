@@ -161,13 +161,13 @@ def test_the_admin_upload_keeps_the_artifact_in_memory_only(
     # 3 MB: over Django's 2.5 MB threshold for spilling an upload to a temporary file, which
     # `no_temp_files` turns into a failure. And the view's only handler is the in-memory one.
     seen: list[list[type]] = []
-    real_register = registry_admin.model_version_register
+    real_register = registry_admin.RegisteredModelAdmin._register_and_log
 
-    def register(**kwargs: Any) -> Any:
-        seen.append([type(handler) for handler in kwargs["request"].upload_handlers])
-        return real_register(**kwargs)
+    def register(self: Any, request: Any, *args: Any) -> Any:
+        seen.append([type(handler) for handler in request.upload_handlers])
+        return real_register(self, request, *args)
 
-    monkeypatch.setattr(registry_admin, "model_version_register", register)
+    monkeypatch.setattr(registry_admin.RegisteredModelAdmin, "_register_and_log", register)
 
     content = array_bytes(3 * 1024 * 1024)
     response = admin_user_client.post(upload_url(model), form_data(content))
