@@ -1,31 +1,31 @@
 from django.urls import path
 
-from apps.incidents import views
+from apps.incidents.views import api
 
 urlpatterns = [
-    path("incidents", views.IncidentCollectionApi.as_view(), name="incidents"),
-    path("incidents/<uuid:incident_id>", views.IncidentDetailApi.as_view(), name="incident"),
+    path("incidents", api.IncidentCollectionApi.as_view(), name="incidents"),
+    path("incidents/<uuid:incident_id>", api.IncidentDetailApi.as_view(), name="incident"),
     path(
         "incidents/<uuid:incident_id>/transition",
-        views.IncidentTransitionApi.as_view(),
+        api.IncidentTransitionApi.as_view(),
         name="incident-transition",
     ),
     path(
-        "incidents/<uuid:incident_id>/notes", views.IncidentNoteApi.as_view(), name="incident-notes"
+        "incidents/<uuid:incident_id>/notes", api.IncidentNoteApi.as_view(), name="incident-notes"
     ),
     path(
         "incidents/<uuid:incident_id>/actions",
-        views.IncidentActionApi.as_view(),
+        api.IncidentActionApi.as_view(),
         name="incident-actions",
     ),
     path(
         "incidents/<uuid:incident_id>/assign",
-        views.IncidentAssignApi.as_view(),
+        api.IncidentAssignApi.as_view(),
         name="incident-assign",
     ),
     path(
         "incidents/<uuid:incident_id>/postmortem",
-        views.IncidentPostmortemApi.as_view(),
+        api.IncidentPostmortemApi.as_view(),
         name="incident-postmortem",
     ),
 ]

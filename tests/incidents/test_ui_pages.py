@@ -335,6 +335,6 @@ def test_an_admin_acts_like_a_security_officer(client: Client, actors, verified_
     ],
 )
 def test_the_list_says_how_long_ago_in_few_words(delta, text):
-    from apps.incidents.web_views import _ago
+    from apps.incidents.views.web import _ago
 
     assert _ago(delta) == text

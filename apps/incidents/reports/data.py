@@ -1,9 +1,7 @@
-"""Incident reports: one dictionary (the JSON export) and the same content as a PDF.
-
-Both carry the summary, the phase times and durations, the timeline, the linked resources
-and the post-mortem. People appear by username while their audit pseudonym still maps to
-one (as in the UI), else by the pseudonym alone.
-"""
+"""Incident reports' data: one dictionary, the JSON export (reports/pdf.py shows the same
+content as a PDF). Both carry the summary, the phase times and durations, the timeline, the
+linked resources and the post-mortem. People appear by username while their audit pseudonym
+still maps to one (as in the UI), else by the pseudonym alone."""
 
 from __future__ import annotations
 
@@ -11,12 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
-from reportlab.lib import colors
-from reportlab.lib.styles import ParagraphStyle
-from reportlab.lib.units import mm
-from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table
 
-from apps.core import pdf
 from apps.incidents.models import EntryKind, Incident, Status, TimelineEntry
 from apps.incidents.selectors import incident_people_names, phase_durations
 from apps.incidents.workflow import PHASE_FIELD, PHASES
@@ -54,7 +47,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _stamp(moment: datetime | None) -> str:
+def stamp(moment: datetime | None) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
 
 
@@ -165,137 +158,3 @@ def incident_report_data(*, actor: Any, incident: Incident) -> dict[str, Any]:
             ],
         },
     }
-
-
-# --- PDF -------------------------------------------------------------------------------
-
-_STYLES = pdf.sample_styles()
-_BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontSize=9.5, leading=12.5)
-_SMALL = ParagraphStyle("small", parent=_BODY, fontSize=8.5, leading=11)
-_H1 = ParagraphStyle("h1", parent=_STYLES["Title"], alignment=0, fontSize=18, leading=22)
-_H2 = ParagraphStyle("h2", parent=_STYLES["Heading2"], fontSize=13, spaceBefore=10)
-_GRID = [
-    ("FONT", (0, 0), (-1, -1), "Helvetica", 9),
-    ("VALIGN", (0, 0), (-1, -1), "TOP"),
-    ("LINEBELOW", (0, 0), (-1, -1), 0.25, pdf.RULE),
-    ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
-    ("TOPPADDING", (0, 0), (-1, -1), 4),
-]
-_HEADED = [
-    *_GRID,
-    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f4")),
-    ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 9),
-]
-_FOOTER = pdf.footer(lambda document: f"Bulwark incident report · {document.title}")
-
-
-def _p(text: str, style: ParagraphStyle = _BODY) -> Paragraph:
-    return pdf.paragraph(text, style, empty="—")
-
-
-def _pairs(rows: list[tuple[str, str]]) -> Table:
-    return pdf.table(
-        [[_p(label, _SMALL), _p(value)] for label, value in rows], [40 * mm, None], _GRID
-    )
-
-
-def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
-    """The report as a PDF (A4): summary, phases and durations, timeline, linked resources,
-    post-mortem with action items."""
-    names = incident_people_names(actor=actor, incident=incident)
-    durations = phase_durations(incident)
-    story: list[Any] = [
-        _p(f"Incident report: {incident.title}", _H1),
-        _p(f"Generated {_stamp(timezone.now())} · incident {incident.id}", _SMALL),
-        Spacer(1, 4 * mm),
-        _pairs(
-            [
-                ("Severity", incident.get_severity_display()),
-                ("Status", incident.get_status_display()),
-                (
-                    "Source",
-                    f"Detector {incident.detector}"
-                    if incident.detector
-                    else f"Reported by {incident.reported_by or '—'}",
-                ),
-                ("Assignee", str(incident.assignee or "Unassigned")),
-                ("Reopened", f"{incident.reopened_count} times"),
-                ("Description", incident.description),
-            ]
-        ),
-        _p("Phase durations", _H2),
-        _pairs([(DURATION_LABELS[k], format_duration(v)) for k, v in durations.items()]),
-        _p("Phases", _H2),
-        _pairs(
-            [
-                (Status(phase).label, _stamp(getattr(incident, PHASE_FIELD[phase])))
-                for phase in PHASES
-            ]
-        ),
-        _p("Timeline", _H2),
-    ]
-    rows: list[list[Any]] = [[_p("When", _SMALL), _p("Who", _SMALL), _p("What", _SMALL)]]
-    for entry in incident.timeline.all():
-        what = entry_summary(entry, names)
-        text = entry_text(entry)
-        rows.append(
-            [
-                _p(_stamp(entry.created_at), _SMALL),
-                _p(actor_label(entry, names), _SMALL),
-                _p(f"{what}\n{text}" if text else what),
-            ]
-        )
-    story.append(pdf.table(rows, [32 * mm, 32 * mm, None], _HEADED, repeat_header=True))
-    resources = list(incident.resources.all())
-    story.append(_p("Linked resources", _H2))
-    if resources:
-        story.append(
-            _pairs(
-                [
-                    (
-                        r.get_kind_display(),
-                        " · ".join(
-                            x for x in (person_label(r.ref, names), r.label) if x and x != r.ref
-                        )
-                        or r.ref,
-                    )
-                    for r in resources
-                ]
-            )
-        )
-    else:
-        story.append(_p("None."))
-    story.append(_p("Post-mortem", _H2))
-    story.append(
-        _pairs(
-            [
-                ("Root cause", incident.root_cause),
-                ("Impact", incident.impact),
-                ("Lessons learned", incident.lessons),
-            ]
-        )
-    )
-    items = list(incident.actions.all())
-    if items:
-        table = pdf.table(
-            [[_p("Action", _SMALL), _p("Owner", _SMALL), _p("Due", _SMALL)]]
-            + [
-                [
-                    _p(item.description),
-                    _p(str(item.owner or "—")),
-                    _p(item.due_date.isoformat()),
-                ]
-                for item in items
-            ],
-            [None, 40 * mm, 26 * mm],
-            _HEADED,
-            repeat_header=True,
-        )
-        story.append(KeepTogether([_p("Action items", _H2), table]))
-    return pdf.render(
-        story,
-        title=f"{incident.get_severity_display()} {incident.title}",
-        subject="Incident report",
-        first_page=_FOOTER,
-        later_pages=_FOOTER,
-    )

@@ -30,15 +30,15 @@ from apps.core.errors import ApplicationError, InvalidInput, NotFound
 from apps.core.permissions import may
 from apps.incidents import forms as f
 from apps.incidents.models import EntryKind, Incident, ResourceKind, Status
-from apps.incidents.reports import (
+from apps.incidents.reports.data import (
     DURATION_LABELS,
     actor_label,
     entry_summary,
     entry_text,
     format_duration,
     incident_report_data,
-    incident_report_pdf,
 )
+from apps.incidents.reports.pdf import incident_report_pdf
 from apps.incidents.selectors import (
     incident_counts_by_phase,
     incident_get,
