@@ -3,21 +3,21 @@ does)."""
 
 from django.urls import path
 
-from apps.compliance import web_views
+from apps.compliance.views import web
 
 urlpatterns = [
-    path("", web_views.dashboard_page, name="compliance-dashboard"),
-    path("items/<uuid:item_id>", web_views.item_update_post, name="compliance-item-update"),
+    path("", web.dashboard_page, name="compliance-dashboard"),
+    path("items/<uuid:item_id>", web.item_update_post, name="compliance-item-update"),
     path(
         "items/<uuid:item_id>/evidence",
-        web_views.evidence_add_post,
+        web.evidence_add_post,
         name="compliance-evidence-add",
     ),
     path(
         "evidence/<uuid:evidence_id>",
-        web_views.evidence_download,
+        web.evidence_download,
         name="compliance-evidence-download",
     ),
-    path("checks/run", web_views.checks_run_post, name="compliance-checks-run"),
-    path("report", web_views.report_download, name="compliance-report"),
+    path("checks/run", web.checks_run_post, name="compliance-checks-run"),
+    path("report", web.report_download, name="compliance-report"),
 ]

@@ -38,7 +38,7 @@ from apps.compliance.selectors import (
 )
 from apps.compliance.services import compliance_checks_run, compliance_item_update, evidence_add
 from apps.compliance.uploads import InMemoryEvidenceUploadHandler
-from apps.compliance.views import evidence_file_response, report_response
+from apps.compliance.views.downloads import evidence_file_response, report_response
 from apps.core.errors import ApplicationError
 from apps.core.permissions import may
 
@@ -257,7 +257,6 @@ def report_download(request: HttpRequest) -> HttpResponse:
             actor=request.user,
             framework=form.cleaned_data["framework"],
             format=form.cleaned_data["format"],
-            request=request,
         )
     except ApplicationError as exc:
         return error_page(request, exc)

@@ -9,13 +9,11 @@ from uuid import UUID
 
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse
-from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers
@@ -26,25 +24,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.compliance.errors import invalid
-from apps.compliance.evidence import evidence_decrypt
-from apps.compliance.models import Category, EvidenceKind, ItemStatus
-from apps.compliance.reports import check_data, report_formats
+from apps.compliance.models import Category, ItemStatus
 from apps.compliance.selectors import (
     CHECKLIST,
     compliance_item_get,
     compliance_item_list,
-    evidence_get,
 )
+from apps.compliance.serializers import EvidenceSerializer, ItemSerializer
 from apps.compliance.services import (
     UNSET,
     compliance_checks_run,
     compliance_item_update,
-    compliance_report_generate,
     evidence_add,
 )
 from apps.compliance.uploads import InMemoryEvidenceUploadHandler
+from apps.compliance.views.downloads import evidence_file_response, report_response
 from apps.core import permissions
-from apps.core.errors import NotFound
 from apps.core.pagination import CursorPagination
 from apps.core.parsers import StrictJSONParser
 
@@ -68,63 +63,6 @@ def refuse_unknown_fields(data: Any, known: set[str]) -> None:
 
 class ItemCursorPagination(CursorPagination):
     ordering = "position"  # the checklist's own order; unique, so a stable cursor
-
-
-class ControlSerializer(serializers.Serializer):
-    class Meta:
-        ref_name = "ComplianceControl"
-
-    framework = serializers.CharField(source="framework.key")
-    code = serializers.CharField()
-    title = serializers.CharField()
-
-
-class EvidenceSerializer(serializers.Serializer):
-    class Meta:
-        ref_name = "ComplianceEvidence"
-
-    id = serializers.UUIDField()
-    kind = serializers.ChoiceField(choices=EvidenceKind.choices)
-    url = serializers.CharField(help_text='Links; "" otherwise.')
-    text = serializers.CharField(help_text='Texts; "" otherwise.')
-    file_name = serializers.CharField(help_text='Files; "" otherwise.')
-    content_type = serializers.CharField()
-    size = serializers.IntegerField(allow_null=True)
-    sha256 = serializers.CharField(help_text="SHA-256 of a file's plaintext.")
-    added_by = serializers.CharField(source="added_by.username", allow_null=True, default=None)
-    created_at = serializers.DateTimeField()
-
-
-class CheckSerializer(serializers.Serializer):
-    class Meta:
-        ref_name = "ComplianceCheck"
-
-    name = serializers.CharField(help_text='The automated check; "" when people review it.')
-    result = serializers.ChoiceField(choices=["pass", "fail", "manual"])
-    detail = serializers.CharField()
-    checked_at = serializers.DateTimeField(allow_null=True)
-
-
-class ItemSerializer(serializers.Serializer):
-    class Meta:
-        ref_name = "ComplianceItem"
-
-    id = serializers.UUIDField()
-    key = serializers.CharField()
-    category = serializers.ChoiceField(choices=Category.choices)
-    title = serializers.CharField()
-    description = serializers.CharField()
-    status = serializers.ChoiceField(choices=ItemStatus.choices)
-    owner = serializers.CharField(source="owner.username", allow_null=True, default=None)
-    notes = serializers.CharField()
-    last_reviewed_at = serializers.DateTimeField(allow_null=True)
-    controls = ControlSerializer(many=True)
-    evidence = EvidenceSerializer(many=True)
-    check = serializers.SerializerMethodField()
-
-    @extend_schema_field(CheckSerializer)
-    def get_check(self, item: Any) -> dict[str, Any]:
-        return check_data(item)
 
 
 class ItemListApi(ReadOrWrite, ListAPIView):
@@ -268,24 +206,6 @@ class EvidenceFileApi(ReadOrWrite, APIView):
         return super().perform_content_negotiation(request, force=True)
 
 
-def evidence_file_response(*, actor: Any, evidence_id: Any) -> HttpResponse:
-    """The decrypted file as an attachment (shared by the API and the UI)."""
-    evidence = evidence_get(actor=actor, evidence_id=evidence_id)
-    if evidence.kind != EvidenceKind.FILE:
-        raise NotFound("This evidence is not a file.")
-    content = evidence_decrypt(
-        evidence_id=str(evidence.id),
-        sha256=evidence.sha256,
-        data_key_sealed=evidence.data_key_sealed,
-        ciphertext=bytes(evidence.ciphertext),
-    )
-    response = HttpResponse(content, content_type=evidence.content_type)
-    response["Content-Disposition"] = content_disposition_header(
-        as_attachment=True, filename=evidence.file_name
-    )
-    return response
-
-
 class ChecksRunApi(ReadOrWrite, APIView):
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -343,23 +263,8 @@ class ReportApi(ReadOrWrite, APIView):
             actor=request.user,
             framework=params.get("framework") or CHECKLIST,
             format=params.get("format") or "pdf",
-            request=request._request,
         )
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # A client asking for application/pdf must not get 406 from the JSON-only renderers.
         return super().perform_content_negotiation(request, force=True)
-
-
-def report_response(
-    *, actor: Any, framework: str, format: str, request: HttpRequest | None
-) -> HttpResponse:
-    """The generated report as an attachment (shared by the API and the UI)."""
-    if format not in report_formats():
-        raise invalid("format", f"must be one of {', '.join(report_formats())}")
-    report = compliance_report_generate(actor=actor, framework=framework, format=format)
-    response = HttpResponse(report.content, content_type=report.content_type)
-    response["Content-Disposition"] = content_disposition_header(
-        as_attachment=True, filename=report.file_name
-    )
-    return response
