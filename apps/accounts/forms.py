@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest
 from django_otp import user_has_device
 
@@ -131,3 +132,28 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
         # django-otp's user_logged_in receiver reads this and marks the session verified.
         user.otp_device = device
         return cleaned
+
+
+class SessionLoginForm(BulwarkAdminAuthenticationForm):
+    """The admin's sign-in form (throttling, TOTP or recovery code, audited failures: see
+    BulwarkAdminAuthenticationForm.clean) for everyone who may sign in, staff or not: the
+    UI's pages check roles themselves."""
+
+    error_messages = {
+        **BulwarkAdminAuthenticationForm.error_messages,
+        "invalid_login": "The username or password is wrong.",
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["username"].widget.attrs.update({"autocomplete": "username"})
+        self.fields["password"].widget.attrs.update({"autocomplete": "current-password"})
+        self.fields["otp_token"].help_text = (
+            "The 6-digit code from your authenticator app, or one of your recovery codes. "
+            "Leave empty only if you have not set up two-factor authentication."
+        )
+
+    def confirm_login_allowed(self, user: Any) -> None:
+        # Active accounts only (Django's rule), without the admin's is_staff requirement.
+        AuthenticationForm.confirm_login_allowed(self, user)

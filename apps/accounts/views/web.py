@@ -17,7 +17,6 @@ from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import rotate_token
@@ -34,10 +33,10 @@ from django_otp import user_has_device
 from apps.accounts import mfa
 from apps.accounts.admin_site import mfa_required_for
 from apps.accounts.forms import (
-    BulwarkAdminAuthenticationForm,
     MfaConfirmForm,
     MfaRecoveryCodesForm,
     MfaRemoveForm,
+    SessionLoginForm,
 )
 from apps.audit.services import audit_event_record
 from apps.core.permissions import may, roles_of
@@ -157,31 +156,6 @@ def mfa_remove(request: HttpRequest) -> HttpResponse:
 
 
 # --- Sign-in and sign-out of the UI (settings.LOGIN_URL) ------------------------------------
-
-
-class SessionLoginForm(BulwarkAdminAuthenticationForm):
-    """The admin's sign-in form (throttling, TOTP or recovery code, audited failures: see
-    BulwarkAdminAuthenticationForm.clean) for everyone who may sign in, staff or not: the
-    UI's pages check roles themselves."""
-
-    error_messages = {
-        **BulwarkAdminAuthenticationForm.error_messages,
-        "invalid_login": "The username or password is wrong.",
-    }
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("label_suffix", "")
-        super().__init__(*args, **kwargs)
-        self.fields["username"].widget.attrs.update({"autocomplete": "username"})
-        self.fields["password"].widget.attrs.update({"autocomplete": "current-password"})
-        self.fields["otp_token"].help_text = (
-            "The 6-digit code from your authenticator app, or one of your recovery codes. "
-            "Leave empty only if you have not set up two-factor authentication."
-        )
-
-    def confirm_login_allowed(self, user: Any) -> None:
-        # Active accounts only (Django's rule), without the admin's is_staff requirement.
-        AuthenticationForm.confirm_login_allowed(self, user)
 
 
 def _safe_next(request: HttpRequest) -> str:

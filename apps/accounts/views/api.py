@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.login import login_with_password
+from apps.accounts.serializers import RefreshInput
 from apps.accounts.tokens import token_refresh, token_revoke
 from apps.core.permissions import roles_of
 
@@ -52,10 +53,6 @@ class TokenObtainApi(PublicApi):
             otp=data.get("otp"),
         )
         return Response(pair)
-
-
-class RefreshInput(serializers.Serializer):
-    refresh = serializers.CharField(max_length=4096)
 
 
 class TokenRefreshApi(PublicApi):
