@@ -37,3 +37,9 @@ def api_keys_expiring(*, now: datetime, horizon: datetime) -> QuerySet[ApiKey]:
         .select_related("owner")
         .order_by("expires_at")
     )
+
+
+def api_key_find(key_id: str) -> ApiKey | None:
+    """Any key by id, whoever owns it: for a containment, whose caller's right to act on
+    every key its own app checked (incidents.write)."""
+    return ApiKey.objects.filter(pk=key_id).first()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -53,3 +53,22 @@ def pseudonym_usernames(pseudonyms: Iterable[str]) -> dict[str, str]:
         "pseudonym", "user__username"
     )
     return dict(rows)
+
+
+def chained_events(
+    *,
+    actions: Iterable[str],
+    after_seq: int | None = None,
+    upto_seq: int | None = None,
+    since: datetime | None = None,
+) -> Iterator[tuple[int, datetime, str]]:
+    """(seq, ts, body) of chained events with those actions, in order, streamed: for the
+    detectors that read the trail."""
+    events = AuditEvent.objects.filter(action__in=list(actions))
+    if after_seq is not None:
+        events = events.filter(seq__gt=after_seq)
+    if upto_seq is not None:
+        events = events.filter(seq__lte=upto_seq)
+    if since is not None:
+        events = events.filter(ts__gte=since)
+    return events.order_by("seq").values_list("seq", "ts", "body").iterator(chunk_size=1000)

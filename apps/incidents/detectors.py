@@ -47,7 +47,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.apikeys.selectors import api_keys_expiring
-from apps.audit.models import AuditEvent
+from apps.audit.selectors import chained_events
 from apps.audit.services import audit_chain_pending, chain_head
 from apps.audit.subjects import pseudonym_for
 from apps.core.exception_handler import UNAUTHENTICATED_CODES
@@ -200,12 +200,7 @@ def _matches(
 
 
 def _refusals(**filters: Any) -> Iterable[tuple[int, datetime, str]]:
-    return (
-        AuditEvent.objects.filter(action__in=AUDITED_REFUSALS, **filters)
-        .order_by("seq")
-        .values_list("seq", "ts", "body")
-        .iterator(chunk_size=1000)
-    )
+    return chained_events(actions=AUDITED_REFUSALS, **filters)
 
 
 def burst_in(events: list[Seen], *, window: timedelta, threshold: int) -> list[Seen] | None:
@@ -256,13 +251,13 @@ def _hit(rule: BurstRule, subject: str, burst: list[Seen], *, new_events: int) -
 
 def _detect_batch(last_seq: int, upto: int) -> int:
     """Hits among the events with seq in (last_seq, upto]; returns how many."""
-    new = _matches(_refusals(seq__gt=last_seq, seq__lte=upto), new=True)
+    new = _matches(_refusals(after_seq=last_seq, upto_seq=upto), new=True)
     if not new:
         return 0
     # The events before the new ones that could share a window with them: context only.
     longest = max(rule.window for rule in RULES)
     since = min(seen.ts for events in new.values() for seen in events) - longest
-    old = _matches(_refusals(seq__lte=last_seq, ts__gte=since), new=False)
+    old = _matches(_refusals(upto_seq=last_seq, since=since), new=False)
     hits = 0
     for (index, subject), fresh in new.items():
         rule = RULES[index]

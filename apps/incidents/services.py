@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.accounts.safety import Change, access_change_check
 from apps.accounts.services import user_deactivate
-from apps.apikeys.models import ApiKey
+from apps.apikeys.selectors import api_key_find
 from apps.apikeys.services import api_key_revoke
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import actor_of
@@ -33,7 +33,7 @@ from apps.incidents.models import (
     TimelineEntry,
 )
 from apps.incidents.workflow import PHASE_FIELD, check_transition, is_reopen
-from apps.registry.models import ModelVersion
+from apps.registry.selectors import model_version_find
 from apps.registry.services import model_version_stage
 
 MAX_ACTION_ITEMS = 50
@@ -278,7 +278,7 @@ def _contain(action: str, target: Any, *, actor: Any, reason: str) -> tuple[str,
     """Do the action; (kind, ref, label) of the resource it acted on."""
     if action == "revoke_api_key":
         key_id = _uuid(target)
-        api_key = ApiKey.objects.filter(pk=key_id).first() if key_id else None
+        api_key = api_key_find(key_id) if key_id else None
         if api_key is None:
             raise NotFound("No API key with this id.")
         api_key_revoke(actor=actor, api_key=api_key, reason=reason)
@@ -286,9 +286,9 @@ def _contain(action: str, target: Any, *, actor: Any, reason: str) -> tuple[str,
     if action == "archive_model_version":
         if not isinstance(target, Mapping):
             raise _invalid("target", 'must be {"model": name, "version": n}')
-        version = ModelVersion.objects.filter(
-            model__name=str(target.get("model")), number=_int(target.get("version"))
-        ).first()
+        version = model_version_find(
+            model_name=str(target.get("model")), number=_int(target.get("version"))
+        )
         if version is None:
             raise NotFound("No such model version.")
         if version.stage == "archived":

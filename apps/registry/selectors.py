@@ -81,3 +81,13 @@ def publisher_get(*, actor: Any, publisher_id: Any) -> Publisher:
     if publisher is None:
         raise NotFound("No publisher with this id.")
     return publisher
+
+
+def model_version_find(*, model_name: str, number: int) -> ModelVersion | None:
+    """Any model's version by name and number, unscoped: for a containment, whose caller's
+    right was checked by its own app (incidents.write)."""
+    return (
+        ModelVersion.objects.select_related("model")
+        .filter(model__name=model_name, number=number)
+        .first()
+    )
