@@ -25,7 +25,7 @@ from apps.accounts.safety import (
 from apps.audit.admin_trail import admin_form_of
 from apps.core.errors import ApplicationError
 from apps.core.errors import PermissionDenied as AccessRefused
-from apps.registry.models import PredictGrant
+from apps.registry.selectors import predict_grants_of_group
 from apps.registry.services import predict_grant_delete
 
 
@@ -286,7 +286,7 @@ class GroupAccessAdmin(GroupAdmin):
     that named the group as owner keeps no owner group (SET_NULL), audited as the delete."""
 
     def _members_lose_access(self, request: HttpRequest, group: Group) -> list[User]:
-        for grant in PredictGrant.objects.filter(group=group).select_related("model", "group"):
+        for grant in predict_grants_of_group(group):
             predict_grant_delete(actor=request.user, grant=grant)
         return list(User.objects.filter(groups=group))
 

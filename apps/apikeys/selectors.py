@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 
 from apps.apikeys.models import ApiKey
 from apps.core.errors import NotFound
@@ -43,3 +43,28 @@ def api_key_find(key_id: str) -> ApiKey | None:
     """Any key by id, whoever owns it: for a containment, whose caller's right to act on
     every key its own app checked (incidents.write)."""
     return ApiKey.objects.filter(pk=key_id).first()
+
+
+def api_keys_unused_since(*, now: datetime, cutoff: datetime) -> list[str]:
+    """Prefixes of live keys not used (or, never used, not issued) since `cutoff`, oldest
+    first."""
+    stale = (
+        ApiKey.objects.live_at(now)
+        .filter(Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff))
+        .order_by("created_at")
+    )
+    return [key.prefix for key in stale.only("public_id")]
+
+
+def api_keys_outliving(*, now: datetime, lifetime: timedelta) -> list[str]:
+    """Prefixes of live keys that expire more than `lifetime` after they were issued."""
+    unbounded = (
+        ApiKey.objects.live_at(now)
+        .filter(expires_at__gt=F("created_at") + lifetime)
+        .order_by("created_at")
+    )
+    return [key.prefix for key in unbounded.only("public_id")]
+
+
+def api_keys_live_count(*, now: datetime) -> int:
+    return ApiKey.objects.live_at(now).count()

@@ -72,3 +72,8 @@ def chained_events(
     if since is not None:
         events = events.filter(ts__gte=since)
     return events.order_by("seq").values_list("seq", "ts", "body").iterator(chunk_size=1000)
+
+
+def events_since_count(*, since: datetime, excluding: Iterable[str] = ()) -> int:
+    """How many chained events were recorded since `since`, leaving out those actions."""
+    return AuditEvent.objects.filter(ts__gte=since).exclude(action__in=list(excluding)).count()

@@ -14,22 +14,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
-from django.db.models import Exists, F, OuterRef, Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from apps.accounts.models import TotpDevice
-from apps.apikeys.models import ApiKey
-from apps.audit.models import AuditEvent
+from apps.accounts.selectors import privileged_users_without_mfa
+from apps.apikeys.selectors import api_keys_live_count, api_keys_outliving, api_keys_unused_since
+from apps.audit.selectors import events_since_count
 from apps.audit.services import audit_chain_pending
 from apps.audit.verification import audit_chain_verify
 from apps.compliance.models import Category, ChecklistItem
 from apps.core.env import parse_rate
 from apps.core.secrets import REQUIRED_SECRETS, SecretMissing, get_secret
 from apps.registry.envelope import MAGIC, master_keys_from_secrets
-from apps.registry.models import ModelVersion, Stage, WatermarkKind, WatermarkStatus
+from apps.registry.selectors import model_versions_stored, production_versions_verified_since
 from apps.serving.selectors import path_is_rate_limited_predict
 
 logger = logging.getLogger("bulwark.compliance")
@@ -119,9 +117,8 @@ def _stored_as_ciphertext(name: str) -> bool:
 @check("model_versions_encrypted", "Every model version encrypted under the current master key")
 def model_versions_encrypted() -> Outcome:
     current_id = master_keys_from_secrets()[0][0]
-    versions = ModelVersion.objects.select_related("model").order_by("model__name", "number")
     total, clear, stale = 0, [], []
-    for version in versions.iterator():
+    for version in model_versions_stored():
         total += 1
         label = f"{version.model.name} v{version.number}"
         if not bytes(version.wrapped_data_key) or not _stored_as_ciphertext(version.artifact):
@@ -154,23 +151,14 @@ def model_versions_encrypted() -> Outcome:
 def watermark_recent() -> Outcome:
     days = settings.COMPLIANCE_WATERMARK_MAX_AGE_DAYS
     since = timezone.now() - timedelta(days=days)
-    verified = ModelVersion.objects.filter(
-        pk=OuterRef("pk"),
-        watermark_results__kind=WatermarkKind.VERIFY,
-        watermark_results__status=WatermarkStatus.SUCCEEDED,
-        watermark_results__finished_at__gte=since,
-    )
-    production = list(
-        ModelVersion.objects.filter(stage=Stage.PRODUCTION)
-        .select_related("model")
-        .annotate(verified=Exists(verified))
-        .order_by("model__name")
-    )
+    production = production_versions_verified_since(since)
     if not production:
         return Outcome(True, "No model version is in production, so none needs a watermark.")
-    unmarked = [f"{v.model.name} v{v.number}" for v in production if not v.watermark_sealed]
+    unmarked = [f"{v.model.name} v{v.number}" for v, _ in production if not v.watermark_sealed]
     unverified = [
-        f"{v.model.name} v{v.number}" for v in production if v.watermark_sealed and not v.verified
+        f"{v.model.name} v{v.number}"
+        for v, verified in production
+        if v.watermark_sealed and not verified
     ]
     problems = []
     if unmarked:
@@ -245,15 +233,7 @@ def mfa_privileged() -> Outcome:
             f"MFA_REQUIRED_ROLES does not include {', '.join(uncovered)}, so members of "
             f"{'that role' if len(uncovered) == 1 else 'those roles'} may sign in without MFA.",
         )
-    privileged = (
-        get_user_model()
-        .objects.filter(is_active=True)
-        .filter(Q(roles__name__in=PRIVILEGED_ROLES) | Q(is_superuser=True))
-        .distinct()
-    )
-    confirmed = TotpDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
-    total = privileged.count()
-    without = privileged.exclude(Exists(confirmed)).count()
+    total, without = privileged_users_without_mfa(PRIVILEGED_ROLES)
     if without:
         return Outcome(
             False,
@@ -272,18 +252,14 @@ def mfa_privileged() -> Outcome:
 def api_keys_unused() -> Outcome:
     now = timezone.now()
     cutoff = now - timedelta(days=API_KEY_UNUSED_DAYS)
-    live = ApiKey.objects.live_at(now)
-    stale = live.filter(
-        Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff)
-    ).order_by("created_at")
-    prefixes = [key.prefix for key in stale.only("public_id")]
+    prefixes = api_keys_unused_since(now=now, cutoff=cutoff)
     if prefixes:
         return Outcome(
             False,
             f"{_plural(len(prefixes), 'live API key')} went unused for {API_KEY_UNUSED_DAYS} "
             f"days or more; revoke or explain: {_listing(prefixes)}.",
         )
-    count = live.count()
+    count = api_keys_live_count(now=now)
     if count == 0:
         return Outcome(True, "No live API key exists, so none lies unused.")
     return Outcome(
@@ -299,18 +275,14 @@ def api_keys_unused() -> Outcome:
 @check("api_keys_expiry", "Every API key expires")
 def api_keys_expiry() -> Outcome:
     now = timezone.now()
-    live = ApiKey.objects.live_at(now)
-    unbounded = live.filter(
-        expires_at__gt=F("created_at") + API_KEY_MAX_LIFETIME + API_KEY_LIFETIME_SLACK
-    ).order_by("created_at")
-    prefixes = [key.prefix for key in unbounded.only("public_id")]
+    prefixes = api_keys_outliving(now=now, lifetime=API_KEY_MAX_LIFETIME + API_KEY_LIFETIME_SLACK)
     if prefixes:
         return Outcome(
             False,
             f"{_plural(len(prefixes), 'live API key')} {'has' if len(prefixes) == 1 else 'have'} "
             f"no expiry within 365 days of issue: {_listing(prefixes)}.",
         )
-    count = live.count()
+    count = api_keys_live_count(now=now)
     if count == 0:
         return Outcome(True, "No live API key exists, so none lacks an expiry.")
     return Outcome(
@@ -413,11 +385,7 @@ def audit_chain() -> Outcome:
 @check("audit_recent_events", "Audit events in the last 24 hours")
 def audit_recent_events() -> Outcome:
     audit_chain_pending(wait=True)
-    count = (
-        AuditEvent.objects.filter(ts__gte=timezone.now() - timedelta(hours=24))
-        .exclude(action__in=OWN_ACTIONS)
-        .count()
-    )
+    count = events_since_count(since=timezone.now() - timedelta(hours=24), excluding=OWN_ACTIONS)
     if count == 0:
         return Outcome(
             False,

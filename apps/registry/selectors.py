@@ -4,13 +4,23 @@ may archive any version (containment)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from apps.core.errors import NotFound, PermissionDenied
 from apps.core.permissions import may
-from apps.registry.models import ModelVersion, PredictGrant, Publisher, RegisteredModel
+from apps.registry.models import (
+    ModelVersion,
+    PredictGrant,
+    Publisher,
+    RegisteredModel,
+    Stage,
+    WatermarkKind,
+    WatermarkStatus,
+)
 
 
 def registered_model_list(*, actor: Any) -> QuerySet[RegisteredModel]:
@@ -91,3 +101,32 @@ def model_version_find(*, model_name: str, number: int) -> ModelVersion | None:
         .filter(model__name=model_name, number=number)
         .first()
     )
+
+
+def model_versions_stored() -> Iterator[ModelVersion]:
+    """Every version of every model, with its model, by model name and number (streamed)."""
+    versions = ModelVersion.objects.select_related("model").order_by("model__name", "number")
+    return versions.iterator()
+
+
+def production_versions_verified_since(since: datetime) -> list[tuple[ModelVersion, bool]]:
+    """The versions in production, by model name, each with whether a verification of its own
+    watermark succeeded since `since`."""
+    verified = ModelVersion.objects.filter(
+        pk=OuterRef("pk"),
+        watermark_results__kind=WatermarkKind.VERIFY,
+        watermark_results__status=WatermarkStatus.SUCCEEDED,
+        watermark_results__finished_at__gte=since,
+    )
+    production = (
+        ModelVersion.objects.filter(stage=Stage.PRODUCTION)
+        .select_related("model")
+        .annotate(verified=Exists(verified))
+        .order_by("model__name")
+    )
+    return [(version, bool(version.verified)) for version in production]
+
+
+def predict_grants_of_group(group: Any) -> list[PredictGrant]:
+    """The predict grants given to a group, with their models."""
+    return list(PredictGrant.objects.filter(group=group).select_related("model", "group"))
