@@ -30,6 +30,7 @@ from apps.apikeys.keys import pepper
 from apps.apikeys.models import ApiKey
 from apps.core import ratelimit
 from apps.core.models import instance_from_values
+from apps.core.permissions import roles_of, roles_remember
 from apps.core.redis import shared_client
 from apps.core.signed_json import derive_key, dumps_signed, loads_signed
 
@@ -77,9 +78,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def encode(api_key: ApiKey) -> str:
     owner = api_key.owner
-    roles = getattr(owner, "_bulwark_roles", None)
-    if roles is None:
-        roles = set(owner.roles.values_list("name", flat=True))
+    roles = roles_of(owner, remember=False)
     payload = {
         "v": _VERSION,
         "id": str(api_key.pk),
@@ -131,7 +130,7 @@ def decode(raw: str | bytes) -> ApiKey | _Missing | None:
         _verified[text] = parsed
     owner_values, key_values, roles = parsed
     owner = instance_from_values(get_user_model(), owner_values)
-    owner._bulwark_roles = set(roles)
+    roles_remember(owner, roles)
     api_key = instance_from_values(
         ApiKey,
         {
@@ -148,8 +147,7 @@ def load(public_id: str) -> ApiKey | None:
     """The key from the database (two queries: the key with its owner, the owner's roles)."""
     api_key = ApiKey.objects.select_related("owner").filter(public_id=public_id).first()
     if api_key is not None:
-        owner = api_key.owner
-        owner._bulwark_roles = set(owner.roles.values_list("name", flat=True))
+        roles_of(api_key.owner)  # read now: the record written from this instance carries them
     return api_key
 
 
@@ -170,7 +168,7 @@ def store_many(pks: Iterable[Any]) -> None:
     """Rewrite the cached records of these keys from the database (after a change made by
     UPDATE, such as master-key rotation re-sealing their signing secrets)."""
     for api_key in ApiKey.objects.select_related("owner").filter(pk__in=list(pks)):
-        api_key.owner._bulwark_roles = set(api_key.owner.roles.values_list("name", flat=True))
+        roles_of(api_key.owner)  # one query per key, as `load` makes
         store(api_key)
 
 
