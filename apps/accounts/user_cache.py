@@ -22,6 +22,7 @@ from django.db import transaction
 from apps.accounts.models import TokenFamily, User
 from apps.core import ratelimit
 from apps.core.models import instance_from_values
+from apps.core.permissions import roles_of, roles_remember
 from apps.core.redis import shared_client
 from apps.core.signed_json import derive_key, dumps_signed, loads_signed
 
@@ -47,9 +48,7 @@ def _mac_key() -> bytes:
 def encode(user: User | None) -> str:
     if user is None:
         return _TOMBSTONE
-    roles = getattr(user, "_bulwark_roles", None)
-    if roles is None:
-        roles = set(user.roles.values_list("name", flat=True))
+    roles = roles_of(user, remember=False)
     payload = {name: getattr(user, name) for name in _FIELDS}
     payload["id"] = str(user.pk)
     payload["roles"] = sorted(roles)
@@ -68,14 +67,14 @@ def decode(raw: str | bytes) -> User | Literal[False] | None:
         return False  # forged, or written by an older release: read again from the database
     payload["id"] = User._meta.pk.to_python(payload["id"])
     user = instance_from_values(User, {name: payload[name] for name in _FIELDS})
-    user._bulwark_roles = set(payload["roles"])
+    roles_remember(user, payload["roles"])
     return user
 
 
 def load_user(user_id: Any) -> User | None:
     user = User.objects.filter(pk=user_id).prefetch_related("roles").first()
     if user is not None:
-        user._bulwark_roles = {role.name for role in user.roles.all()}
+        roles_remember(user, (role.name for role in user.roles.all()))  # the prefetched ones
     return user
 
 

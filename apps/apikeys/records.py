@@ -1,7 +1,8 @@
 """The key-record cache: what authentication needs about a key (and its owner), so that a
 request costs one Redis round trip and no database query.
 
-- One MGET reads the caller's failed-authentication count and the key's record.
+- One MGET reads the caller's failed-authentication count and the key's record, or none when
+  the predict gate read both in its own round trip and hands them over (`GateReading`).
 - Records are JSON, not pickles (a pickle from Redis would be code from whoever can write to
   it), and carry an HMAC under a key derived from API_KEY_PEPPER: a record that does not
   verify is ignored and read again from the database.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from apps.apikeys.keys import pepper
 from apps.apikeys.models import ApiKey
 from apps.core import ratelimit
 from apps.core.models import instance_from_values
+from apps.core.permissions import roles_of, roles_remember
 from apps.core.redis import shared_client
 from apps.core.signed_json import derive_key, dumps_signed, loads_signed
 
@@ -77,9 +79,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def encode(api_key: ApiKey) -> str:
     owner = api_key.owner
-    roles = getattr(owner, "_bulwark_roles", None)
-    if roles is None:
-        roles = set(owner.roles.values_list("name", flat=True))
+    roles = roles_of(owner, remember=False)
     payload = {
         "v": _VERSION,
         "id": str(api_key.pk),
@@ -131,7 +131,7 @@ def decode(raw: str | bytes) -> ApiKey | _Missing | None:
         _verified[text] = parsed
     owner_values, key_values, roles = parsed
     owner = instance_from_values(get_user_model(), owner_values)
-    owner._bulwark_roles = set(roles)
+    roles_remember(owner, roles)
     api_key = instance_from_values(
         ApiKey,
         {
@@ -148,8 +148,7 @@ def load(public_id: str) -> ApiKey | None:
     """The key from the database (two queries: the key with its owner, the owner's roles)."""
     api_key = ApiKey.objects.select_related("owner").filter(public_id=public_id).first()
     if api_key is not None:
-        owner = api_key.owner
-        owner._bulwark_roles = set(owner.roles.values_list("name", flat=True))
+        roles_of(api_key.owner)  # read now: the record written from this instance carries them
     return api_key
 
 
@@ -170,7 +169,7 @@ def store_many(pks: Iterable[Any]) -> None:
     """Rewrite the cached records of these keys from the database (after a change made by
     UPDATE, such as master-key rotation re-sealing their signing secrets)."""
     for api_key in ApiKey.objects.select_related("owner").filter(pk__in=list(pks)):
-        api_key.owner._bulwark_roles = set(api_key.owner.roles.values_list("name", flat=True))
+        roles_of(api_key.owner)  # one query per key, as `load` makes
         store(api_key)
 
 
@@ -199,33 +198,46 @@ def forget(public_id: str) -> None:
 
 def record_key(public_id: str) -> str:
     """The Redis key of a key's cached record (a caller may read it in its own round trip and
-    hand the value to `lookup` through `prefetched`)."""
+    hand the value to `lookup` as a `GateReading`)."""
     return _REDIS_PREFIX + public_id
 
 
-# (public id, failure bucket, raw failure count, raw record) read by someone else's round
-# trip for this request (the predict gate); `lookup` uses them instead of its own MGET.
-prefetched: ContextVar[tuple[str, str, Any, Any] | None] = ContextVar(
-    "apikeys_prefetched", default=None
-)
+@dataclass(frozen=True)
+class GateReading:
+    """What the predict gate (apps/serving/limits.py) read for this request in its one round
+    trip, as Redis returned it: the failure counter of `failure_bucket` and the record of
+    `public_id` (None where Redis had none). `lookup` uses it instead of its own MGET."""
+
+    public_id: str
+    failure_bucket: str
+    failures: bytes | str | None
+    record: bytes | str | None
 
 
 def lookup(
-    public_id: str | None, bucket: str, *, limit: int, window: int
+    public_id: str | None,
+    bucket: str,
+    *,
+    limit: int,
+    window: int,
+    reading: GateReading | None = None,
 ) -> tuple[ratelimit.Window, ApiKey | _Missing | None]:
     """The failure window of `bucket` and the cached key (MISSING when not cached), in one
-    round trip: an MGET of the failure counter and the record, or none when `prefetched`
-    holds both. (A redis-py pipeline costs twice an MGET in Python; the window's remaining
-    time is only read for a locked-out caller, which is rare.)"""
+    round trip: an MGET of the failure counter and the record, or none when `reading` holds
+    both for this key and bucket. (A redis-py pipeline costs twice an MGET in Python; the
+    window's remaining time is only read for a locked-out caller, which is rare.)"""
     client = shared_client()
-    early = prefetched.get()
     if client is None:
         state = ratelimit.peek(bucket, limit=limit, window=window)
         raw = cache.get(_fallback_key(public_id)) if public_id else None
     else:
         full = ratelimit.KEY_PREFIX + bucket
-        if public_id and early is not None and early[:2] == (public_id, bucket):
-            counted, raw = early[2], early[3]
+        if (
+            public_id
+            and reading is not None
+            and (reading.public_id, reading.failure_bucket) == (public_id, bucket)
+        ):
+            counted, raw = reading.failures, reading.record
         elif public_id:
             counted, raw = client.mget([full, _REDIS_PREFIX + public_id])
         else:

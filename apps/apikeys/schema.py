@@ -5,6 +5,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "apps.apikeys.authentication.ApiKeyAuthentication"
+    match_subclasses = True  # predict's own (apps.serving.views) is the same scheme
     name = "apiKey"
 
     def get_security_definition(self, auto_schema):

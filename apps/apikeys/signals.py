@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.apikeys import records
 from apps.apikeys.models import ApiKey
+from apps.core.permissions import roles_of
 
 User = get_user_model()
 
@@ -22,7 +23,7 @@ def _refresh_owner_keys(user_ids: set[Any]) -> None:
         owner_id__in=user_ids, revoked_at__isnull=True, expires_at__gt=timezone.now()
     )
     for api_key in live:
-        api_key.owner._bulwark_roles = set(api_key.owner.roles.values_list("name", flat=True))
+        roles_of(api_key.owner)  # read now, after the commit: the record carries them
         records.store(api_key)
 
 

@@ -5,6 +5,9 @@
 over `<t>.<METHOD>.<path with query, as sent>.<hex SHA-256 of the raw body>`, keyed by the
 UTF-8 bytes of the key's signing secret. Several `v1` values may be sent (secret rotation on
 the client side); one match is enough. A matching `(key, t, v1)` is accepted once.
+
+What a signature covers is handed over as a `SignedRequest`, read from the request by the
+caller; `signature_refusal` says whether, and why, the request is refused.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
+from rest_framework.exceptions import AuthenticationFailed
 
 from apps.apikeys import records
 from apps.apikeys.errors import (
@@ -25,7 +32,6 @@ from apps.apikeys.errors import (
     SignatureReplayed,
     SignatureRequired,
 )
-from apps.apikeys.failures import refuse
 from apps.apikeys.models import ApiKey
 from apps.core.errors import ServiceUnavailable
 from apps.core.sealing import SealError, unseal
@@ -81,42 +87,58 @@ def sent_path(request: Any) -> str:
     return raw if raw and raw.startswith("/") else request.get_full_path()
 
 
-def verify_signature(request: Any, api_key: ApiKey) -> None:
-    """Check the X-Signature of `request` for `api_key`; return quietly when it is valid (or
-    the key does not require signing). Every refusal is counted against the client's address
-    and audited, then raised: SignatureRequired, SignatureInvalid, SignatureExpired or
-    SignatureReplayed (401). Raises ServiceUnavailable (503) when the signing secret cannot
-    be opened (a master key is missing): an unverifiable request is refused, not waved through.
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a signature covers (docs/api.md "Request signing"), as the client sent it."""
 
-    Reads the raw body: call it before anything parses `request.data`.
-    """
+    header: str | None  # X-Signature
+    method: str
+    path: str  # with query, exactly as sent (`sent_path`)
+    # Read only for a key that requires signing: other calls never load their body here.
+    body: Callable[[], bytes]
+
+    @classmethod
+    def of(cls, request: HttpRequest) -> SignedRequest:
+        return cls(
+            header=request.META.get("HTTP_X_SIGNATURE"),
+            method=request.method or "",
+            path=sent_path(request),
+            body=lambda: request.body,
+        )
+
+
+def signature_refusal(
+    signed: SignedRequest, api_key: ApiKey
+) -> tuple[AuthenticationFailed, str] | None:
+    """None when the request's signature is valid for `api_key` (or the key does not require
+    signing), else the refusal and its reason: SignatureRequired, SignatureInvalid,
+    SignatureExpired or SignatureReplayed (401). Raises ServiceUnavailable (503) when the
+    signing secret cannot be opened (a master key is missing): an unverifiable request is
+    refused, not waved through."""
     if not api_key.require_signature:
-        return
-    http_request = getattr(request, "_request", request)
-    header = http_request.META.get("HTTP_X_SIGNATURE")
-    if not header:
-        refuse(request, SignatureRequired(), reason="missing", api_key=api_key, key_proven=True)
-    parsed = parse_signature_header(header)
+        return None
+    if not signed.header:
+        return SignatureRequired(), "missing"
+    parsed = parse_signature_header(signed.header)
     if parsed is None:
-        refuse(request, SignatureInvalid(), reason="malformed", api_key=api_key, key_proven=True)
+        return SignatureInvalid(), "malformed"
     timestamp, signatures = parsed
     if abs(time.time() - int(timestamp)) > settings.SIGNATURE_TOLERANCE_SECONDS:
-        refuse(request, SignatureExpired(), reason="stale", api_key=api_key, key_proven=True)
+        return SignatureExpired(), "stale"
     try:
         secret = unseal(api_key.signing_secret_sealed, purpose=SIGNING_PURPOSE)
     except SealError:
         logger.error("signing secret cannot be opened", extra={"prefix": api_key.prefix})
         raise ServiceUnavailable("This key's signing secret cannot be read; retry later.") from None
-    message = signing_message(
-        timestamp, http_request.method, sent_path(http_request), http_request.body
-    )
+    message = signing_message(timestamp, signed.method, signed.path, signed.body())
     expected = sign(secret, message)
     matched = None
     for candidate in signatures:  # every candidate compared, each in constant time
         if hmac.compare_digest(expected, candidate):
             matched = candidate
     if matched is None:
-        refuse(request, SignatureInvalid(), reason="mismatch", api_key=api_key, key_proven=True)
+        return SignatureInvalid(), "mismatch"
     # Only valid signatures are remembered, so garbage cannot fill the cache.
     if not records.claim_once(f"sig:{api_key.pk}:{timestamp}:{matched}", replay_window_seconds()):
-        refuse(request, SignatureReplayed(), reason="replayed", api_key=api_key, key_proven=True)
+        return SignatureReplayed(), "replayed"
+    return None

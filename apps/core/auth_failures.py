@@ -17,9 +17,13 @@ def failure_limit() -> tuple[int, int]:
 
 
 def failure_bucket(request: Any) -> str:
-    """The counter of the client's address. IPv6 clients usually hold a whole /64, so they
-    are counted per /64: otherwise each of their 2^64 addresses would get its own allowance."""
-    address = request.META.get("REMOTE_ADDR", "")
+    """The counter of the request's client address (`failure_bucket_of`)."""
+    return failure_bucket_of(request.META.get("REMOTE_ADDR", ""))
+
+
+def failure_bucket_of(address: str) -> str:
+    """The counter of a client address. IPv6 clients usually hold a whole /64, so they are
+    counted per /64: otherwise each of their 2^64 addresses would get its own allowance."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -6,6 +6,7 @@ this module says which roles hold it. Roles are those of docs/api.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
@@ -47,15 +48,29 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
 }
 
 
-def roles_of(user: Any) -> set[str]:
-    """The user's role names, read once per request object (the user instance caches them)."""
+# The user instance carries its role names here, and only this module reads or writes it:
+# set from a cached record (apps.accounts.user_cache, apps.apikeys.records) or on first read.
+_ROLES = "_bulwark_roles"
+
+
+def roles_of(user: Any, *, remember: bool = True) -> set[str]:
+    """The user's role names, read once per user instance (which then carries them).
+    `remember=False` reads without keeping what a query found: a record written twice around
+    a commit must read the roles twice, not carry the first read into the second."""
     if user is None or not getattr(user, "is_authenticated", False):
         return set()
-    cached = getattr(user, "_bulwark_roles", None)
+    cached: set[str] | None = getattr(user, _ROLES, None)
     if cached is None:
         cached = set(user.roles.values_list("name", flat=True))
-        user._bulwark_roles = cached
+        if remember:
+            setattr(user, _ROLES, cached)
     return cached
+
+
+def roles_remember(user: Any, roles: Iterable[str]) -> None:
+    """Let this user instance carry `roles` (read with it, from a cached record or a
+    prefetch), so that `roles_of` needs no query."""
+    setattr(user, _ROLES, set(roles))
 
 
 def may(user: Any, capability: str) -> bool:

@@ -122,7 +122,7 @@ class GateResult:
     limit: int
     window: int
     verdict: Verdict
-    lookup: tuple[str, str, Any, Any]  # what apps.apikeys.records.lookup would have read
+    reading: records.GateReading  # handed to authentication, which then reads nothing itself
     expires_at: int  # the counted window's expiry (unix ms): which window to give back to
     used: bool = False
 
@@ -156,7 +156,7 @@ def gate_for_key(*, public_id: str, failure_bucket: str) -> GateResult | None:
         limit=limit,
         window=window,
         verdict=Verdict(ratelimit.Window(int(count), limit, int(ttl)), current),
-        lookup=(public_id, failure_bucket, failures, record),
+        reading=records.GateReading(public_id, failure_bucket, failures, record),
         expires_at=int(expires_at),
     )
 

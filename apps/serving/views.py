@@ -5,20 +5,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import JwtAuthentication
-from apps.apikeys import records
-from apps.apikeys.authentication import HEADER, ApiKeyAuthentication
-from apps.apikeys.keys import parse_key
+from apps.apikeys.authentication import (
+    HEADER,
+    ApiKeyAuthentication,
+    KeyAccepted,
+    KeyRefused,
+    PresentedKey,
+    api_key_authenticate,
+)
+from apps.apikeys.signatures import SignedRequest
 from apps.audit.subjects import Subject
-from apps.core.auth_failures import failure_bucket
+from apps.core.auth_failures import failure_bucket_of
 from apps.core.errors import InvalidInput
 from apps.core.exception_handler import to_application_error
 from apps.core.parsers import StrictJSONParser
@@ -49,36 +55,60 @@ def _version_param(request: Request) -> int | None:
     return int(raw)
 
 
+class _PredictKeyAuthentication(ApiKeyAuthentication):
+    """`X-API-Key` on predict: the view authenticates it (`PredictApi.key_authenticate`). Being
+    DRF's first authenticator keeps DRF's order and state: a key's refusal stands even beside
+    a JWT, its challenge heads every 401, and the schema names the apiKey scheme."""
+
+    def __init__(self, view: PredictApi) -> None:
+        self.view = view
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        header = request.META.get(HEADER)
+        if header is None:
+            return None
+        return self.view.key_authenticate(request, header)
+
+
 class PredictApi(APIView):
     """Authenticated by `X-API-Key` (checked first: IP allow-list and signature included) or a
     Bearer JWT; sessions are not accepted here."""
 
-    authentication_classes = [ApiKeyAuthentication, JwtAuthentication]
     permission_classes = [IsAuthenticated]
     parser_classes = [StrictJSONParser]
 
     call: PredictCall | None = None
+    gate: GateResult | None = None  # the API-key gate's read and count, if any
+    key: KeyAccepted | None = None
+    refusal: KeyRefused | None = None  # why the key was refused: recorded as predict.rejected
 
-    gate: GateResult | None = None
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        return [_PredictKeyAuthentication(self), JwtAuthentication()]
 
-    def perform_authentication(self, request: Request) -> None:
-        """With an API key this process has served before, authentication's reads and the
-        rate limit share one Redis round trip (apps.serving.limits, "the API-key gate")."""
-        parsed = parse_key(request.META.get(HEADER) or "")
-        if parsed is not None:
-            self.gate = gate_for_key(public_id=parsed[0], failure_bucket=failure_bucket(request))
-        token = records.prefetched.set(self.gate.lookup) if self.gate is not None else None
-        try:
-            super().perform_authentication(request)
-        finally:
-            if token is not None:
-                records.prefetched.reset(token)
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        # The refusal is audited here, once (predict.rejected); the API-key authenticator
-        # leaves it to us instead of writing apikey.rejected as well.
-        request.rejection_audited_by_view = True  # type: ignore[attr-defined]  # read by the authenticator
-        return super().dispatch(request, *args, **kwargs)
+    def key_authenticate(self, request: Request, header: str) -> tuple[Any, Any]:
+        """Steps 2 and 3 of docs/architecture.md "A predict request": with a key this process
+        has served before, the gate reads what authentication needs and counts the call in one
+        round trip (apps.serving.limits), and authentication takes what it read."""
+        http_request = request._request
+        key = PresentedKey.parse(header)
+        address = http_request.META.get("REMOTE_ADDR", "")
+        if key.public_id is not None:
+            self.gate = gate_for_key(
+                public_id=key.public_id, failure_bucket=failure_bucket_of(address)
+            )
+        outcome = api_key_authenticate(
+            key=key,
+            client_address=address,
+            signed=SignedRequest.of(http_request),
+            gate=self.gate.reading if self.gate is not None else None,
+        )
+        if isinstance(outcome, KeyRefused):
+            # Counted against the address already; handle_exception gives the gate's count
+            # back and records the refusal, once, as predict.rejected (not apikey.rejected).
+            self.refusal = outcome
+            raise outcome.error
+        self.key = outcome
+        return outcome.owner, outcome.api_key
 
     @extend_schema(
         tags=["predict"],
@@ -120,11 +150,7 @@ class PredictApi(APIView):
         ),
     )
     def post(self, request: Request, name: str) -> Response:
-        api_key = (
-            request.auth
-            if isinstance(request.successful_authenticator, ApiKeyAuthentication)
-            else None
-        )
+        api_key = self.key.api_key if self.key is not None else None
         self.call = PredictCall(
             user=request.user, api_key=api_key, model=name, version_number=None, gate=self.gate
         )
@@ -160,21 +186,19 @@ class PredictApi(APIView):
         return response
 
     def _record_rejection(self, exc: Exception, *, status: int) -> None:
-        request: Request = self.request
-        http_request = request._request
         error = to_application_error(exc)
         code = error.code if error is not None else "internal_error"
-        rejection = getattr(http_request, "api_key_rejection", None) or {}
-        actor: Any = rejection.get("actor")
-        if actor is None and self.call is not None:
-            actor = self.call.actor
+        reason: str | None = None
+        actor: Any = self.call.actor if self.call is not None else None
+        if self.refusal is not None:
+            reason, actor = self.refusal.reason, self.refusal.actor
         try:
             predict_rejection_record(
                 self.call,
                 model=self.kwargs.get("name", ""),
                 code=code,
                 status=status,
-                reason=rejection.get("reason"),
+                reason=reason,
                 actor=actor or ANONYMOUS,
             )
         except Exception:

@@ -27,8 +27,8 @@ OTHER = "other (middleware, DRF, routing)"
 TOTAL = "total"
 # (stage, module, attribute path): the attribute is replaced by a timing wrapper.
 STAGES: tuple[tuple[str, str, str], ...] = (
-    ("authenticate (API key)", "apps.apikeys.authentication", "ApiKeyAuthentication.authenticate"),
-    ("verify signature", "apps.apikeys.authentication", "verify_signature"),
+    ("authenticate (API key)", "apps.serving.views", "api_key_authenticate"),
+    ("verify signature", "apps.apikeys.authentication", "signature_refusal"),
     ("authenticate (JWT)", "apps.accounts.authentication", "JwtAuthentication.authenticate"),
     (
         "authenticate (stock simplejwt)",

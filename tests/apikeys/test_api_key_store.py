@@ -12,6 +12,7 @@ from redis.retry import Retry
 from apps.apikeys import records
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import api_key_erase_owner, api_key_issue
+from apps.core.permissions import roles_of
 from tests.apikeys.conftest import KEYED, assert_error, audit_events
 from tests.apikeys.factories import ApiKeyFactory
 
@@ -101,3 +102,16 @@ def test_an_issued_key_never_prints_its_secrets(actors):
     text = repr(issued) + str(issued)
     assert issued.api_key.prefix in text
     assert issued.key not in text and issued.signing_secret not in text
+
+
+def test_each_write_of_a_record_reads_the_owners_roles_anew(actors, django_assert_num_queries):
+    """A state change writes the record inside its transaction and again after commit; the
+    second write carries the roles as they are then, not as the first write read them."""
+    api_key, _ = ApiKeyFactory.issue(owner=actors["key_owner"])
+    loaded = ApiKey.objects.select_related("owner").get(pk=api_key.pk)
+    records.store(loaded)
+    actors["key_owner"].roles.add("auditor")
+    records.store(loaded)
+    cached = records.lookup(api_key.public_id, "b", limit=1, window=1)[1]
+    with django_assert_num_queries(0):
+        assert roles_of(cached.owner) == {"api_client", "auditor"}

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from apps.apikeys.failures import failure_bucket, failure_limit
 from apps.apikeys.keys import format_key, new_secret
 from apps.core import ratelimit
+from apps.core.auth_failures import failure_bucket, failure_limit
 from tests.apikeys.conftest import KEYED, assert_error
 from tests.apikeys.factories import ApiKeyFactory
 

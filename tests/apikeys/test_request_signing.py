@@ -10,7 +10,12 @@ from django.test import RequestFactory
 
 from apps.apikeys import records, signatures
 from apps.apikeys.errors import SignatureInvalid
-from apps.apikeys.signatures import parse_signature_header, replay_window_seconds, verify_signature
+from apps.apikeys.signatures import (
+    SignedRequest,
+    parse_signature_header,
+    replay_window_seconds,
+    signature_refusal,
+)
 from apps.core.errors import ServiceUnavailable
 from tests.apikeys.conftest import KEYED, assert_error, audit_events
 from tests.apikeys.factories import ApiKeyFactory
@@ -189,7 +194,7 @@ def test_every_candidate_is_compared_in_constant_time(signed, monkeypatch):
         content_type="application/json",
         HTTP_X_SIGNATURE=f"t={t},v1={good},v1={'1' * 64}",
     )
-    verify_signature(request, api_key)
+    assert signature_refusal(SignedRequest.of(request), api_key) is None
     assert compared == [good, "1" * 64]  # the second compared too, after a match
 
 
@@ -205,7 +210,7 @@ def test_an_unopenable_signing_secret_fails_closed(signed):
     request = RequestFactory().post("/x", b"{}", content_type="application/json",
                                     HTTP_X_SIGNATURE=f"t={t},v1={'a' * 64}")  # fmt: skip
     with pytest.raises(ServiceUnavailable):
-        verify_signature(request, api_key)
+        signature_refusal(SignedRequest.of(request), api_key)
 
 
 def test_the_verifier_works_on_a_plain_django_request(signed):
@@ -216,12 +221,12 @@ def test_the_verifier_works_on_a_plain_django_request(signed):
     request = RequestFactory().post(
         "/p?q=1", body, content_type="application/json", HTTP_X_SIGNATURE=header
     )
-    verify_signature(request, api_key)  # no exception
-    with pytest.raises(SignatureInvalid):
-        bad = RequestFactory().post(
-            "/p?q=2", body, content_type="application/json", HTTP_X_SIGNATURE=header
-        )
-        verify_signature(bad, api_key)
+    assert signature_refusal(SignedRequest.of(request), api_key) is None
+    bad = RequestFactory().post(
+        "/p?q=2", body, content_type="application/json", HTTP_X_SIGNATURE=header
+    )
+    refusal = signature_refusal(SignedRequest.of(bad), api_key)
+    assert refusal is not None and isinstance(refusal[0], SignatureInvalid)
 
 
 def test_the_path_is_taken_as_the_server_received_it(client, signed):

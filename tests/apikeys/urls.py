@@ -1,5 +1,6 @@
-"""A test-only endpoint authenticated by API key (the predict endpoint of a later issue will
-use ApiKeyAuthentication the same way), mounted beside the real routes."""
+"""A test-only endpoint authenticated by ApiKeyAuthentication (its refusals recorded as
+apikey.rejected; predict makes the same call, api_key_authenticate, itself), mounted beside the
+real routes."""
 
 from __future__ import annotations
 
