@@ -20,3 +20,8 @@ def privileged_users_without_mfa(roles: Iterable[str]) -> tuple[int, int]:
     )
     confirmed = TotpDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
     return privileged.count(), privileged.exclude(Exists(confirmed)).count()
+
+
+def user_find(username: str) -> User | None:
+    """The user with exactly this username, if any (for commands that set things up)."""
+    return User.objects.filter(username=username).first()

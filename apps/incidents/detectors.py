@@ -53,7 +53,7 @@ from apps.audit.subjects import pseudonym_for
 from apps.core.exception_handler import UNAUTHENTICATED_CODES
 from apps.incidents.models import DetectorCursor, Incident, ResourceKind, Severity
 from apps.incidents.services import dedup_key, incident_detector_hit
-from apps.registry.models import WatermarkKind
+from apps.registry.selectors import watermark_result_is_self_check
 
 AUDIT_CURSOR = "audit"
 BATCH = 5000  # events per transaction
@@ -341,7 +341,7 @@ def watermark_failure_detect(*, result: Any) -> None:
     watermark (the stored artifact no longer behaves as the one we watermarked, or cannot be
     loaded). A suspect endpoint that does not reproduce our watermark is no evidence of
     trouble here, so that kind of failure opens nothing."""
-    if result.kind != WatermarkKind.VERIFY:
+    if not watermark_result_is_self_check(result):
         return
     version = result.version
     ref = f"{version.model.name}:{version.number}"

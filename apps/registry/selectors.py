@@ -130,3 +130,13 @@ def production_versions_verified_since(since: datetime) -> list[tuple[ModelVersi
 def predict_grants_of_group(group: Any) -> list[PredictGrant]:
     """The predict grants given to a group, with their models."""
     return list(PredictGrant.objects.filter(group=group).select_related("model", "group"))
+
+
+def registered_model_exists(name: str) -> bool:
+    return RegisteredModel.objects.filter(name=name).exists()
+
+
+def watermark_result_is_self_check(result: Any) -> bool:
+    """Whether a watermark result is a version checked against its own watermark (not a
+    suspect endpoint checked for ours)."""
+    return bool(result.kind == WatermarkKind.VERIFY)

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import io
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from apps.accounts.models import User
 from apps.accounts.roles import RoleName
+from apps.accounts.selectors import user_find
 from apps.accounts.services import user_create
 from apps.apikeys.services import api_key_issue
-from apps.registry.models import RegisteredModel
+from apps.registry.selectors import registered_model_exists
 from apps.registry.services import (
     model_version_register,
     model_version_stage,
@@ -28,6 +28,9 @@ from apps.registry.services import (
     registered_model_create,
 )
 from apps.serving.demo import PRICING_SCHEMA, pricing_artifact
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
 
 DEMO_ADMIN = "admin"
 DEMO_CLIENT = "demo-client"
@@ -39,7 +42,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         admin = self._admin()
-        if RegisteredModel.objects.filter(name=DEMO_MODEL).exists():
+        if registered_model_exists(DEMO_MODEL):
             self.stdout.write(
                 f"Demo model '{DEMO_MODEL}' already exists; its API keys were printed when it "
                 "was created (make new ones with POST /api/v1/api-keys)."
@@ -57,7 +60,7 @@ class Command(BaseCommand):
                 actor=admin, model=model, artifact=upload, input_schema=PRICING_SCHEMA
             )
             model_version_stage(actor=admin, version=version, stage="production")
-            client = User.objects.filter(username=DEMO_CLIENT).first() or user_create(
+            client = user_find(DEMO_CLIENT) or user_create(
                 username=DEMO_CLIENT,
                 password=secrets.token_urlsafe(24),  # never used: it predicts with its keys
                 roles=[RoleName.API_CLIENT],
@@ -88,7 +91,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  BULWARK_SIGNING_SECRET={signed.signing_secret}")
 
     def _admin(self) -> User:
-        existing = User.objects.filter(username=DEMO_ADMIN).first()
+        existing = user_find(DEMO_ADMIN)
         if existing is not None:
             self.stdout.write(
                 f"Demo admin '{DEMO_ADMIN}' already exists; its password was printed when it was "
