@@ -2,11 +2,12 @@
 its confirmation page. Registered here, above accounts, so that identity does not depend on
 GDPR (docs/architecture.md): this app replaces the user admin with one that can erase."""
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -14,11 +15,13 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from apps.accounts.admin import UserAdmin
-from apps.accounts.models import User
 from apps.accounts.safety import Change, access_change_check
 from apps.core.errors import ApplicationError
 from apps.core.permissions import may
 from apps.gdpr.services import subject_erase
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
 
 ERASE_TEMPLATE = "admin/accounts/user/erase.html"
 
@@ -73,7 +76,7 @@ class ErasableUserAdmin(UserAdmin):
         return may_erase(request.user)
 
     @admin.action(description="Erase (GDPR)…", permissions=["erase"])
-    def erase_gdpr(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
+    def erase_gdpr(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         # One person at a time, each confirmed by typing their username on the next page.
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one user to erase.", level=messages.ERROR)
@@ -96,7 +99,7 @@ class ErasableUserAdmin(UserAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 access_change_check(actor=request.user, user=user, change=Change.ERASE)
-                actor = cast(User, request.user)  # the admin lets only staff in
+                actor = cast("User", request.user)  # the admin lets only staff in
                 receipt = subject_erase(actor=actor, user=user)
             except ApplicationError as exc:
                 form.add_error(None, exc.message)
@@ -127,5 +130,5 @@ class ErasableUserAdmin(UserAdmin):
         return TemplateResponse(request, ERASE_TEMPLATE, context)
 
 
-admin.site.unregister(User)
-admin.site.register(User, ErasableUserAdmin)
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), ErasableUserAdmin)

@@ -30,7 +30,7 @@ from apps.audit.services import audit_event_record, pseudonym_erase
 from apps.audit.subjects import Subject
 from apps.core.errors import Conflict, NotFound, PermissionDenied
 from apps.gdpr.selectors import subject_data
-from apps.registry.models import PredictGrant
+from apps.registry.selectors import predict_grants_of_user
 from apps.registry.services import predict_grant_delete
 
 ERASED = "[erased]"
@@ -112,7 +112,7 @@ def subject_erase(*, actor: User, user: User) -> ErasureReceipt:
     needles = _identifiers(locked)
 
     counts = {"keys_deleted": api_key_erase_owner(actor=actor, owner=locked)}
-    grants = list(PredictGrant.objects.filter(user=locked).select_related("model", "group"))
+    grants = predict_grants_of_user(locked)
     for grant in grants:
         predict_grant_delete(actor=actor, grant=grant)
     counts["grants_deleted"] = len(grants)

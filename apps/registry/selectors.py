@@ -140,3 +140,8 @@ def watermark_result_is_self_check(result: Any) -> bool:
     """Whether a watermark result is a version checked against its own watermark (not a
     suspect endpoint checked for ours)."""
     return bool(result.kind == WatermarkKind.VERIFY)
+
+
+def predict_grants_of_user(user: Any) -> list[PredictGrant]:
+    """The predict grants given to a user themself (not through a group), with their models."""
+    return list(PredictGrant.objects.filter(user=user).select_related("model", "group"))
