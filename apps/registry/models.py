@@ -198,6 +198,14 @@ class ModelVersion(BaseModel):
     def audit_subject(self) -> Subject:
         return Subject("model_version", f"{self.model.name}:{self.number}")
 
+    @property
+    def is_archived(self) -> bool:
+        return bool(self.stage == Stage.ARCHIVED)
+
+    @property
+    def is_quarantined(self) -> bool:
+        return bool(self.status == VersionStatus.QUARANTINED)
+
 
 WATERMARK_PURPOSE = "registry.watermark"
 

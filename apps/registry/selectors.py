@@ -4,7 +4,7 @@ may archive any version (containment)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from apps.registry.models import (
     Publisher,
     RegisteredModel,
     Stage,
+    VersionStatus,
     WatermarkKind,
     WatermarkStatus,
 )
@@ -145,3 +146,39 @@ def watermark_result_is_self_check(result: Any) -> bool:
 def predict_grants_of_user(user: Any) -> list[PredictGrant]:
     """The predict grants given to a user themself (not through a group), with their models."""
     return list(PredictGrant.objects.filter(user=user).select_related("model", "group"))
+
+
+# --- For serving's catalog (docs/architecture.md "A predict request"): one query each ---------
+
+
+def version_in_production(model_name: str) -> ModelVersion | None:
+    """The model's production version, with its model, unless it is quarantined (its
+    quarantine moves it out of production; the status check holds even for a row written
+    otherwise)."""
+    return (
+        ModelVersion.objects.select_related("model")
+        .filter(model__name=model_name, stage=Stage.PRODUCTION, status=VersionStatus.OK)
+        .first()
+    )
+
+
+def version_numbered(model_name: str, number: int) -> ModelVersion | None:
+    """The model's version with this number, with its model, whatever its stage."""
+    return (
+        ModelVersion.objects.select_related("model")
+        .filter(model__name=model_name, number=number)
+        .first()
+    )
+
+
+def version_with_model(pk: Any) -> ModelVersion:
+    return ModelVersion.objects.select_related("model").get(pk=pk)
+
+
+def versions_not_archived(pks: Iterable[Any]) -> set[Any]:
+    """Those of `pks` whose versions still exist and are not archived."""
+    return set(
+        ModelVersion.objects.filter(pk__in=list(pks))
+        .exclude(stage=Stage.ARCHIVED)
+        .values_list("pk", flat=True)
+    )

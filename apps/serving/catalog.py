@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from django.conf import settings
@@ -22,11 +22,19 @@ from jsonschema import Draft202012Validator
 from apps.audit.subjects import Subject
 from apps.core.errors import ApplicationError, NotFound
 from apps.core.permissions import may
-from apps.registry.models import ModelVersion, RegisteredModel, Stage, VersionStatus
-from apps.registry.selectors import user_may_predict
+from apps.registry.selectors import (
+    registered_model_exists,
+    user_may_predict,
+    version_in_production,
+    version_numbered,
+    versions_not_archived,
+)
 from apps.serving.errors import NoProductionVersion
 from apps.serving.model_cache import models
 from apps.serving.validation import compile_validator
+
+if TYPE_CHECKING:  # a type hint only: versions are read through the registry's selectors
+    from apps.registry.models import ModelVersion
 
 MAX_ENTRIES = 10_000  # names come from URLs: unknown ones must not grow memory without end
 
@@ -64,22 +72,19 @@ def _served(version: ModelVersion) -> ServedVersion:
 
 
 def _lookup(name: str, number: int | None) -> ServedVersion | Callable[[], ApplicationError]:
-    versions = ModelVersion.objects.select_related("model").filter(model__name=name)
     if number is None:
-        # A quarantined version is never served (its quarantine moved it out of production;
-        # the status check holds even for a row written otherwise).
-        version = versions.filter(stage=Stage.PRODUCTION, status=VersionStatus.OK).first()
+        version = version_in_production(name)  # never a quarantined one
         if version is None:
-            if RegisteredModel.objects.filter(name=name).exists():
+            if registered_model_exists(name):
                 return NoProductionVersion
             return lambda: NotFound("No model with this name.")
         return _served(version)
-    version = versions.filter(number=number).first()
+    version = version_numbered(name, number)
     if version is None:
         return lambda: NotFound("This model has no version with this number.")
-    if version.stage == Stage.ARCHIVED:
+    if version.is_archived:
         return lambda: NotFound("This version is archived and serves no predictions.")
-    if version.status == VersionStatus.QUARANTINED:
+    if version.is_quarantined:
         return lambda: NotFound("This version is quarantined and serves no predictions.")
     return _served(version)
 
@@ -106,11 +111,7 @@ class Catalog:
             self._since = now
         cached = models.keys()
         if cached:
-            servable = set(
-                ModelVersion.objects.filter(pk__in=cached)
-                .exclude(stage=Stage.ARCHIVED)
-                .values_list("pk", flat=True)
-            )
+            servable = versions_not_archived(cached)
             models.evict(key for key in cached if key not in servable)
 
     def resolve(self, name: str, number: int | None) -> ServedVersion:

@@ -18,7 +18,7 @@ from apps.audit.services import audit_event_record
 from apps.core.errors import PermissionDenied, RateLimited
 from apps.registry.artifacts.loading import PredictionRefused
 from apps.registry.features import feature_values
-from apps.registry.models import ModelVersion
+from apps.registry.selectors import version_with_model
 from apps.registry.version_loading import model_version_load
 from apps.serving import limits
 from apps.serving.catalog import ServedVersion, catalog
@@ -83,7 +83,7 @@ def predict_authorize(call: PredictCall) -> None:
 
 def _load(version: ServedVersion) -> Callable[[], LoadedModel]:
     def load() -> LoadedModel:
-        row = ModelVersion.objects.select_related("model").get(pk=version.pk)
+        row = version_with_model(version.pk)
         return model_version_load(version=row)
 
     return load
