@@ -8,10 +8,12 @@ from typing import Any
 from uuid import UUID
 
 from django.db.models import F, Q, QuerySet
+from django.utils import timezone
 
 from apps.apikeys.models import ApiKey
 from apps.core.errors import NotFound
 from apps.core.permissions import may
+from apps.core.timestamps import iso
 
 
 def api_key_list(*, actor: Any) -> QuerySet[ApiKey]:
@@ -68,3 +70,49 @@ def api_keys_outliving(*, now: datetime, lifetime: timedelta) -> list[str]:
 
 def api_keys_live_count(*, now: datetime) -> int:
     return ApiKey.objects.live_at(now).count()
+
+
+def subject_api_keys(user: Any) -> list[dict[str, Any]]:
+    # Never secret_hash nor signing_secret_sealed: `.only()` keeps them out of the query.
+    keys = (
+        ApiKey.objects.filter(owner=user)
+        .select_related("rotated_to")
+        .only(
+            "id",
+            "public_id",
+            "name",
+            "scopes",
+            "expires_at",
+            "rate_limit",
+            "require_signature",
+            "allowed_ips",
+            "revoked_at",
+            "grace_ends_at",
+            "last_used_at",
+            "created_at",
+            "updated_at",
+            "expired_at",
+            "rotated_to__public_id",
+        )
+        .order_by("created_at")
+    )
+    now = timezone.now()
+    return [
+        {
+            "id": str(key.pk),
+            "prefix": key.prefix,
+            "name": key.name,
+            "scopes": key.scopes,
+            "status": key.status_at(now),
+            "created_at": iso(key.created_at),
+            "expires_at": iso(key.expires_at),
+            "last_used_at": iso(key.last_used_at),
+            "revoked_at": iso(key.revoked_at),
+            "rotated_to": key.rotated_to.prefix if key.rotated_to is not None else None,
+            "grace_ends_at": iso(key.grace_ends_at),
+            "rate_limit": key.rate_limit,
+            "require_signature": key.require_signature,
+            "allowed_ips": key.allowed_ips,
+        }
+        for key in keys
+    ]

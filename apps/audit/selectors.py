@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.audit.models import ActorPseudonym, AuditEvent, Checkpoint
 from apps.audit.services import audit_chain_pending
@@ -77,3 +77,24 @@ def chained_events(
 def events_since_count(*, since: datetime, excluding: Iterable[str] = ()) -> int:
     """How many chained events were recorded since `since`, leaving out those actions."""
     return AuditEvent.objects.filter(ts__gte=since).exclude(action__in=list(excluding)).count()
+
+
+def subject_audit_events(pseudonym: str | None) -> Iterator[dict[str, Any]]:
+    """Every event that names the pseudonym: as actor, as target, or in its details (a key's
+    owner, an incident's assignee). The pseudonym is random (p_ and 20 hex digits), so its
+    quoted form in the canonical body matches only where it names this person."""
+    if pseudonym is None:
+        return
+    audit_chain_pending(wait=True)
+    events = AuditEvent.objects.filter(
+        Q(actor_ref=pseudonym) | Q(body__contains=f'"{pseudonym}"')
+    ).order_by("seq")
+    for body, prev_hash, digest in events.values_list("body", "prev_hash", "hash").iterator():
+        yield event_as_dict(body, prev_hash, digest)
+
+
+def pseudonym_of(user: Any) -> str | None:
+    """The user's audit pseudonym, if one was ever made (reading never makes one)."""
+    return (
+        ActorPseudonym.objects.filter(user_id=user.pk).values_list("pseudonym", flat=True).first()
+    )

@@ -12,18 +12,18 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.db.models import ProtectedError, Q, RestrictedError
 from django.db.models.functions import Cast
 
-from apps.accounts.models import RecoveryCodeDevice, TokenFamily, TotpDevice, User
 from apps.accounts.safety import Change, access_change_refusal
+from apps.accounts.selectors import mfa_device_count, token_family_ids, user_for_update
 from apps.accounts.user_cache import mark_family_revoked, refresh_user
 from apps.apikeys.services import api_key_erase_owner
 from apps.audit.services import audit_event_record, pseudonym_erase
@@ -40,6 +40,9 @@ _NOT_REVIEWED = frozenset(
     {"audit.auditevent", "audit.pendingevent", "sessions.session", "accounts.user"}
 )
 MAX_MENTIONS = 100
+
+if TYPE_CHECKING:  # a type hint only
+    from apps.accounts.models import User
 
 
 def subject_access_export(*, actor: User, user: User) -> dict[str, Any]:
@@ -102,7 +105,7 @@ def subject_erase(*, actor: User, user: User) -> ErasureReceipt:
     NotFound (404) if the user is already gone; Conflict (409) when another app keeps rows
     that block the delete (PROTECT).
     """
-    locked = User.objects.select_for_update().filter(pk=user.pk).first()
+    locked = user_for_update(user.pk)
     if locked is None:
         raise NotFound("No user with this username.")
     refusal = access_change_refusal(actor=actor, user=locked, change=Change.ERASE)
@@ -116,7 +119,7 @@ def subject_erase(*, actor: User, user: User) -> ErasureReceipt:
     for grant in grants:
         predict_grant_delete(actor=actor, grant=grant)
     counts["grants_deleted"] = len(grants)
-    families = [str(pk) for (pk,) in TokenFamily.objects.filter(user=locked).values_list("pk")]
+    families = token_family_ids(locked)
 
     def families_revoked() -> None:
         for family_id in families:
@@ -125,10 +128,7 @@ def subject_erase(*, actor: User, user: User) -> ErasureReceipt:
     families_revoked()  # now, and again once committed (see apps.accounts.user_cache)
     transaction.on_commit(families_revoked)
     counts["sign_in_families"] = len(families)
-    counts["mfa_devices"] = (
-        TotpDevice.objects.filter(user=locked).count()
-        + RecoveryCodeDevice.objects.filter(user=locked).count()
-    )
+    counts["mfa_devices"] = mfa_device_count(locked)
     counts["sessions"] = _sessions_end(str(user_id))
     counts["admin_log_entries"] = _admin_log_erase(locked, needles)
     counts["pseudonym_unlinked"] = int(pseudonym_erase(user_id=user_id))
@@ -187,7 +187,7 @@ def _admin_log_erase(user: User, needles: list[str]) -> int:
     """Delete the admin log's entries about the user (their object_repr is the username) and
     redact the object names of others that mention them (a grant's "... for user alice").
     Entries they made as an admin go with their row (CASCADE)."""
-    user_type = ContentType.objects.get_for_model(User)
+    user_type = ContentType.objects.get_for_model(get_user_model())
     deleted, _ = LogEntry.objects.filter(content_type=user_type, object_id=str(user.pk)).delete()
     candidates = Q()
     for needle in needles:

@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db.models import Case, Count, IntegerField, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 
 from apps.audit.selectors import pseudonym_usernames
 from apps.core.errors import InvalidInput, NotFound
-from apps.incidents.models import Incident, Severity, Status
+from apps.core.timestamps import iso
+from apps.incidents.models import (
+    ActionItem,
+    Incident,
+    LinkedResource,
+    ResourceKind,
+    Severity,
+    Status,
+    TimelineEntry,
+)
 from apps.incidents.workflow import PHASES
+
+if TYPE_CHECKING:  # a type hint only
+    from apps.accounts.models import User
 
 SORTS = {
     # SEV1s first, then newest; the default everywhere.
@@ -118,3 +130,63 @@ def incident_people_names(*, actor: Any, incident: Incident) -> dict[str, str]:
 
 def _invalid(path: str, message: str) -> InvalidInput:
     return InvalidInput(f"{path}: {message}", details=[{"path": path, "message": message}])
+
+
+def subject_incidents(user: User, pseudonym: str | None) -> dict[str, list[dict[str, Any]]]:
+    linked: set[Any] = set()
+    if pseudonym is not None:
+        linked = set(
+            LinkedResource.objects.filter(kind=ResourceKind.USER, ref=pseudonym).values_list(
+                "incident_id", flat=True
+            )
+        )
+    incidents = Incident.objects.filter(
+        Q(assignee=user) | Q(reported_by=user) | Q(pk__in=linked)
+    ).order_by("detected_at")
+    entries: list[TimelineEntry] = []
+    if pseudonym is not None:
+        entries = list(
+            TimelineEntry.objects.filter(actor_type="user", actor_ref=pseudonym).order_by(
+                "created_at"
+            )
+        )
+    return {
+        "involved_in": [
+            {
+                "id": str(incident.pk),
+                "title": incident.title,
+                "severity": incident.severity,
+                "status": incident.status,
+                "detected_at": iso(incident.detected_at),
+                "closed_at": iso(incident.closed_at),
+                "you_are": [
+                    role
+                    for role, held in (
+                        ("assignee", incident.assignee_id == user.pk),
+                        ("reporter", incident.reported_by_id == user.pk),
+                        ("linked_resource", incident.pk in linked),
+                    )
+                    if held
+                ],
+            }
+            for incident in incidents
+        ],
+        "action_items": [
+            {
+                "incident": str(item.incident_id),
+                "description": item.description,
+                "due_date": iso(item.due_date),
+                "done": item.done,
+            }
+            for item in ActionItem.objects.filter(owner=user).order_by("due_date")
+        ],
+        "timeline_entries_by_you": [
+            {
+                "incident": str(entry.incident_id),
+                "kind": entry.kind,
+                "text": entry.text,
+                "created_at": iso(entry.created_at),
+            }
+            for entry in entries
+        ],
+    }

@@ -12,6 +12,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from apps.core.errors import NotFound, PermissionDenied
 from apps.core.permissions import may
+from apps.core.timestamps import iso
 from apps.registry.models import (
     ModelVersion,
     PredictGrant,
@@ -182,3 +183,50 @@ def versions_not_archived(pks: Iterable[Any]) -> set[Any]:
         .exclude(stage=Stage.ARCHIVED)
         .values_list("pk", flat=True)
     )
+
+
+def subject_predict_grants(user: Any) -> list[dict[str, Any]]:
+    grants = (
+        PredictGrant.objects.filter(Q(user=user) | Q(granted_by=user))
+        .select_related("model", "group")
+        .order_by("created_at")
+    )
+    return [
+        {
+            "model": grant.model.name,
+            "created_at": iso(grant.created_at),
+            "you_are": [
+                role
+                for role, held in (
+                    ("grantee", grant.user_id == user.pk),
+                    ("granted_by", grant.granted_by_id == user.pk),
+                )
+                if held
+            ],
+            "grantee_group": grant.group.name if grant.group is not None else None,
+        }
+        for grant in grants
+    ]
+
+
+def subject_models(user: Any) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "owned": [
+            {"name": name, "description": description, "created_at": iso(created)}
+            for name, description, created in RegisteredModel.objects.filter(owners=user)
+            .order_by("name")
+            .values_list("name", "description", "created_at")
+        ],
+        "registered": [
+            {"name": name, "created_at": iso(created)}
+            for name, created in RegisteredModel.objects.filter(created_by=user)
+            .order_by("name")
+            .values_list("name", "created_at")
+        ],
+        "versions_uploaded": [
+            {"model": name, "version": number, "stage": stage, "created_at": iso(created)}
+            for name, number, stage, created in ModelVersion.objects.filter(created_by=user)
+            .order_by("model__name", "number")
+            .values_list("model__name", "number", "stage", "created_at")
+        ],
+    }
