@@ -30,6 +30,7 @@ from apps.registry.analysis import (
     artifact_rejection_record,
 )
 from apps.registry.envelope import (
+    EncryptedArtifact,
     encrypt_artifact,
     master_keys_from_secrets,
 )
@@ -324,59 +325,24 @@ def _store(
             # rules (signatures, its allow-list extension) are read under the same lock.
             locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
             artifact_policy_check(model=locked, analysis=analysis)
-            latest = ModelVersion.objects.filter(model=locked).aggregate(top=Max("number"))["top"]
-            number = (latest or 0) + 1
+            number = _next_version_number(locked)
             encrypted = encrypt_artifact(
                 artifact, model=locked.name, version=number, master_keys=master_keys
             )
             name = default_storage.save(name, _CiphertextFile(encrypted.ciphertext, name))
-            version = ModelVersion(
+            version = _version_save(
+                actor=actor,
                 model=locked,
                 number=number,
-                stage=Stage.STAGING,
-                format=analysis.format,
-                size=encrypted.size,
-                sha256=encrypted.sha256,
-                wrapped_data_key=encrypted.wrapped_key,
-                master_key_id=encrypted.master_key_id,
-                artifact=name,
-                watermark_sealed=""
-                if watermark_set is None
-                else watermarks.watermark_seal(watermark_set),
-                created_by=actor,
-                allowed_globals=sorted(analysis.globals),
-                signed_by=analysis.publisher,
-                signature=analysis.signature,
-                **fields,
+                encrypted=encrypted,
+                name=name,
+                analysis=analysis,
+                fields=fields,
+                watermark_set=watermark_set,
             )
-            version.full_clean()
-            version.save()
-            audit_event_record(
-                "model.version.created",
-                actor=actor,
-                target=version,
-                details={
-                    "sha256": version.sha256,
-                    "size": version.size,
-                    "format": version.format,
-                    "stage": version.stage,
-                    "watermark": watermark_set is not None,
-                    "globals": len(analysis.globals),
-                    "globals_beyond_default": list(analysis.beyond),
-                    "signed_by": analysis.publisher.name if analysis.publisher else None,
-                },
+            _version_created_record(
+                actor=actor, version=version, analysis=analysis, watermark_set=watermark_set
             )
-            if analysis.publisher is not None:
-                audit_event_record(
-                    "model.version.signature_verified",
-                    actor=actor,
-                    target=version,
-                    details={
-                        "publisher": analysis.publisher.name,
-                        "key_id": analysis.publisher.key_id,
-                        "sha256": version.sha256,
-                    },
-                )
             if watermark_set is not None:
                 watermarks.watermark_job_create(version=version)
     except BaseException:
@@ -386,6 +352,80 @@ def _store(
             default_storage.delete(name)
         raise
     return version
+
+
+def _next_version_number(locked: RegisteredModel) -> int:
+    latest = ModelVersion.objects.filter(model=locked).aggregate(top=Max("number"))["top"]
+    return int(latest or 0) + 1
+
+
+def _version_save(
+    *,
+    actor: Any,
+    model: RegisteredModel,
+    number: int,
+    encrypted: EncryptedArtifact,
+    name: str,
+    analysis: Any,
+    fields: dict[str, Any],
+    watermark_set: dict[str, Any] | None,
+) -> ModelVersion:
+    version = ModelVersion(
+        model=model,
+        number=number,
+        stage=Stage.STAGING,
+        format=analysis.format,
+        size=encrypted.size,
+        sha256=encrypted.sha256,
+        wrapped_data_key=encrypted.wrapped_key,
+        master_key_id=encrypted.master_key_id,
+        artifact=name,
+        watermark_sealed="" if watermark_set is None else watermarks.watermark_seal(watermark_set),
+        created_by=actor,
+        allowed_globals=sorted(analysis.globals),
+        signed_by=analysis.publisher,
+        signature=analysis.signature,
+        **fields,
+    )
+    version.full_clean()
+    version.save()
+    return version
+
+
+def _version_created_record(
+    *,
+    actor: Any,
+    version: ModelVersion,
+    analysis: Any,
+    watermark_set: dict[str, Any] | None,
+) -> None:
+    """Audits `model.version.created`, then `model.version.signature_verified` if signed."""
+    audit_event_record(
+        "model.version.created",
+        actor=actor,
+        target=version,
+        details={
+            "sha256": version.sha256,
+            "size": version.size,
+            "format": version.format,
+            "stage": version.stage,
+            "watermark": watermark_set is not None,
+            "globals": len(analysis.globals),
+            "globals_beyond_default": list(analysis.beyond),
+            "signed_by": analysis.publisher.name if analysis.publisher else None,
+        },
+    )
+    if analysis.publisher is not None:
+        audit_event_record(
+            "model.version.signature_verified",
+            actor=actor,
+            target=version,
+            details={
+                "publisher": analysis.publisher.name,
+                "key_id": analysis.publisher.key_id,
+                "sha256": version.sha256,
+            },
+        )
 
 
 def _move(*, actor: Any, version: ModelVersion, stage: str) -> None:
