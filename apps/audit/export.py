@@ -12,7 +12,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,64 +161,104 @@ def verify_export(lines: Iterable[bytes], public_key: Ed25519PublicKey) -> Expor
     """Check a JSONL export offline: links between lines, contiguous seqs, the order of HMAC
     keys, the manifest's counts and head, the SHA-256 of every event line, and the manifest's
     signature. Events chained under several HMAC keys verify alike: no HMAC key is needed."""
-    digest = hashlib.sha256()
-    count, first_seq, last_seq, prev_hash, head = 0, None, None, None, None
-    manifest: dict[str, Any] | None = None
-    starts: list[tuple[str, int]] = []  # (key id, first seq) of each run of one key
-    seen_keys: set[str] = set()
-    number = 0
+    reading = _Reading()
     for number, line in enumerate(lines, start=1):
-        if manifest is not None:
-            return ExportCheck(False, count, "a line follows the manifest", number)
-        try:
-            record = json.loads(line)
-        except ValueError:
-            return ExportCheck(False, count, "the line is not JSON", number)
-        if not isinstance(record, dict):
-            return ExportCheck(False, count, "the line is not a JSON object", number)
-        if "manifest" in record:
-            manifest = record["manifest"]
-            continue
-        try:
-            seq, event_prev, event_hash = (
-                int(record["seq"]),
-                str(record["prev_hash"]),
-                str(record["hash"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            return ExportCheck(False, count, "the line is not an audit event", number)
-        key_id = record.get("hmac_key_id", LEGACY_KEY_ID)
-        if not isinstance(key_id, str) or not (key_id == LEGACY_KEY_ID or KEY_ID.match(key_id)):
-            return ExportCheck(False, count, "the line's hmac_key_id is not a key id", number)
-        if last_seq is not None and seq != last_seq + 1:
-            return ExportCheck(False, count, f"seq {seq} follows seq {last_seq}", number)
-        if prev_hash is not None and event_prev != prev_hash:
-            return ExportCheck(
-                False, count, "prev_hash does not match the previous line's hash", number
-            )
-        if not starts or key_id != starts[-1][0]:
-            previous = starts[-1][0] if starts else None
-            if problem := _key_order_problem(key_id, previous, seen_keys):
-                return ExportCheck(False, count, problem, number, _runs(starts, last_seq))
-            seen_keys.add(key_id)
-            starts.append((key_id, seq))
-        digest.update(line if line.endswith(b"\n") else line + b"\n")
-        first_seq = seq if first_seq is None else first_seq
-        last_seq, prev_hash, head, count = seq, event_hash, event_hash, count + 1
-    if not isinstance(manifest, dict):
-        return ExportCheck(
-            False, count, "the export has no manifest: it was cut short", number or None
+        reading.number = number
+        if (refusal := _read_line(reading, line)) is not None:
+            return refusal
+    return _check_manifest(reading, public_key)
+
+
+@dataclass
+class _Reading:
+    """What verify_export has read so far."""
+
+    number: int = 0  # the line being read (the last one once all are read)
+    count: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    prev_hash: str | None = None
+    head: str | None = None
+    manifest: Any = None
+    starts: list[tuple[str, int]] = field(default_factory=list)  # (key id, first seq) of each
+    seen_keys: set[str] = field(default_factory=set)  # run of one key, and the keys seen
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+
+
+def _refused(reading: _Reading, reason: str) -> ExportCheck:
+    return ExportCheck(False, reading.count, reason, reading.number)
+
+
+def _read_line(reading: _Reading, line: bytes) -> ExportCheck | None:
+    """Keep the manifest or check and count an event; the refusal if the line fails."""
+    if reading.manifest is not None:
+        return _refused(reading, "a line follows the manifest")
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return _refused(reading, "the line is not JSON")
+    if not isinstance(record, dict):
+        return _refused(reading, "the line is not a JSON object")
+    if "manifest" in record:
+        reading.manifest = record["manifest"]
+        return None
+    return _read_event(reading, line, record)
+
+
+def _read_event(reading: _Reading, line: bytes, record: dict[str, Any]) -> ExportCheck | None:
+    try:
+        seq, event_prev, event_hash = (
+            int(record["seq"]),
+            str(record["prev_hash"]),
+            str(record["hash"]),
         )
+    except (KeyError, TypeError, ValueError):
+        return _refused(reading, "the line is not an audit event")
+    key_id = record.get("hmac_key_id", LEGACY_KEY_ID)
+    if not isinstance(key_id, str) or not (key_id == LEGACY_KEY_ID or KEY_ID.match(key_id)):
+        return _refused(reading, "the line's hmac_key_id is not a key id")
+    if reading.last_seq is not None and seq != reading.last_seq + 1:
+        return _refused(reading, f"seq {seq} follows seq {reading.last_seq}")
+    if reading.prev_hash is not None and event_prev != reading.prev_hash:
+        return _refused(reading, "prev_hash does not match the previous line's hash")
+    if problem := _key_run_follow(reading, key_id, seq):
+        runs = _runs(reading.starts, reading.last_seq)
+        return ExportCheck(False, reading.count, problem, reading.number, runs)
+    reading.digest.update(line if line.endswith(b"\n") else line + b"\n")
+    reading.first_seq = seq if reading.first_seq is None else reading.first_seq
+    reading.last_seq, reading.prev_hash, reading.head = seq, event_hash, event_hash
+    reading.count += 1
+    return None
+
+
+def _key_run_follow(reading: _Reading, key_id: str, seq: int) -> str | None:
+    """Start a run when the HMAC key changes; the order problem if it may not change so."""
+    if not reading.starts or key_id != reading.starts[-1][0]:
+        previous = reading.starts[-1][0] if reading.starts else None
+        if problem := _key_order_problem(key_id, previous, reading.seen_keys):
+            return problem
+        reading.seen_keys.add(key_id)
+        reading.starts.append((key_id, seq))
+    return None
+
+
+def _check_manifest(reading: _Reading, public_key: Ed25519PublicKey) -> ExportCheck:
+    """The manifest against the lines read, then its signature."""
+    manifest = reading.manifest
+    if not isinstance(manifest, dict):
+        cut_short = "the export has no manifest: it was cut short"
+        return ExportCheck(False, reading.count, cut_short, reading.number or None)
     statement = manifest_statement(
-        count, first_seq, last_seq, head, str(manifest.get("generated_at")), digest.hexdigest()
+        reading.count,
+        reading.first_seq,
+        reading.last_seq,
+        reading.head,
+        str(manifest.get("generated_at")),
+        reading.digest.hexdigest(),
     )
     for name in ("count", "first_seq", "last_seq", "head", "sha256"):
         if manifest.get(name) != statement[name]:
-            return ExportCheck(
-                False, count, f"the manifest's {name} does not match the lines", number
-            )
+            return _refused(reading, f"the manifest's {name} does not match the lines")
     if not signature_valid(statement, str(manifest.get("signature", "")), public_key):
-        return ExportCheck(
-            False, count, "the manifest's signature is not valid for this public key", number
-        )
-    return ExportCheck(True, count, key_runs=_runs(starts, last_seq))
+        return _refused(reading, "the manifest's signature is not valid for this public key")
+    return ExportCheck(True, reading.count, key_runs=_runs(reading.starts, reading.last_seq))

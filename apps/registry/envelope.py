@@ -343,6 +343,27 @@ def decrypt_artifact(
         model=model,
         version=version,
     )
+    expected = _expected_digest(sha256)
+    length, read = _open_ciphertext(ciphertext)
+    header, chunk_size = _read_header(read)
+    layout = _layout(length, chunk_size)
+    cipher = AESGCM(data_key)
+    aad = header + _context(model, version, expected)
+    return _decrypt_into_map(read, cipher=cipher, aad=aad, layout=layout, expected=expected)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """`count` blocks of `block` bytes (a chunk and its tag), the last one `last_block` bytes;
+    `size` bytes of plaintext in all."""
+
+    block: int
+    count: int
+    last_block: int
+    size: int
+
+
+def _expected_digest(sha256: str) -> bytes:
     try:
         expected = bytes.fromhex(sha256)
     except ValueError:
@@ -350,8 +371,11 @@ def decrypt_artifact(
     if len(expected) != hashlib.sha256().digest_size:
         # An unreadable recorded digest cannot be matched: fail closed.
         raise ArtifactRejected(Reason.DIGEST_MISMATCH)
+    return expected
 
-    length, read = _open_ciphertext(ciphertext)
+
+def _read_header(read: Callable[[int], bytes | memoryview]) -> tuple[bytes, int]:
+    """The header's bytes and its chunk size; BAD_HEADER unless it is ours and in bounds."""
     header = bytes(read(_HEADER.size))
     if len(header) != _HEADER.size:
         raise ArtifactRejected(Reason.BAD_HEADER)
@@ -360,7 +384,10 @@ def decrypt_artifact(
         raise ArtifactRejected(Reason.BAD_HEADER)
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise ArtifactRejected(Reason.BAD_HEADER)
+    return header, chunk_size
 
+
+def _layout(length: int, chunk_size: int) -> _Layout:
     # The layout follows from the length; anything that does not fit was cut or padded.
     block = chunk_size + _TAG
     body = length - _HEADER.size
@@ -369,29 +396,35 @@ def decrypt_artifact(
     if count == 0 or last_block <= _TAG:
         raise ArtifactRejected(Reason.TAMPERED)
     size = body - count * _TAG
+    return _Layout(block=block, count=count, last_block=last_block, size=size)
 
-    cipher = AESGCM(data_key)
-    aad = header + _context(model, version, expected)
-    plaintext = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+
+def _decrypt_into_map(
+    read: Callable[[int], bytes | memoryview],
+    *,
+    cipher: AESGCM,
+    aad: bytes,
+    layout: _Layout,
+    expected: bytes,
+) -> mmap.mmap:
+    """Every chunk decrypted and authenticated into a new anonymous map, hashed as it goes,
+    and the digest checked; the map is closed on any failure."""
+    plaintext = mmap.mmap(-1, layout.size, flags=mmap.MAP_PRIVATE)
     hasher = hashlib.sha256()
     try:
         # One worker: chunks are hashed in submission order while later ones decrypt.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="artifact-sha256") as hashing:
             offset = 0
-            for index in range(count):
-                last = index == count - 1
-                wanted = last_block if last else block
-                encrypted = read(wanted)
-                if len(encrypted) != wanted:
-                    raise ArtifactRejected(Reason.TAMPERED)  # the file shrank under us
-                stop = offset + wanted - _TAG
-                with memoryview(plaintext)[offset:stop] as out:
-                    try:
-                        cipher.decrypt_into(
-                            _nonce(index), encrypted, aad + (_LAST if last else _MIDDLE), out
-                        )
-                    except InvalidTag:
-                        raise ArtifactRejected(Reason.TAMPERED) from None
+            for index in range(layout.count):
+                stop = _decrypt_chunk(
+                    read,
+                    cipher=cipher,
+                    aad=aad,
+                    layout=layout,
+                    index=index,
+                    plaintext=plaintext,
+                    offset=offset,
+                )
                 hashing.submit(_hash_range, hasher, plaintext, offset, stop)
                 offset = stop
         if not hmac.compare_digest(hasher.digest(), expected):
@@ -400,6 +433,32 @@ def decrypt_artifact(
         plaintext.close()  # unauthenticated bytes go away with the map
         raise
     return plaintext
+
+
+def _decrypt_chunk(
+    read: Callable[[int], bytes | memoryview],
+    *,
+    cipher: AESGCM,
+    aad: bytes,
+    layout: _Layout,
+    index: int,
+    plaintext: mmap.mmap,
+    offset: int,
+) -> int:
+    """Read chunk `index`, decrypt and authenticate it into `plaintext` at `offset`; where it
+    ends. TAMPERED if it is short or fails its tag."""
+    last = index == layout.count - 1
+    wanted = layout.last_block if last else layout.block
+    encrypted = read(wanted)
+    if len(encrypted) != wanted:
+        raise ArtifactRejected(Reason.TAMPERED)  # the file shrank under us
+    stop = offset + wanted - _TAG
+    with memoryview(plaintext)[offset:stop] as out:
+        try:
+            cipher.decrypt_into(_nonce(index), encrypted, aad + (_LAST if last else _MIDDLE), out)
+        except InvalidTag:
+            raise ArtifactRejected(Reason.TAMPERED) from None
+    return stop
 
 
 def load_artifact(

@@ -30,6 +30,7 @@ from apps.registry.analysis import (
     artifact_rejection_record,
 )
 from apps.registry.envelope import (
+    EncryptedArtifact,
     encrypt_artifact,
     master_keys_from_secrets,
 )
@@ -139,6 +140,55 @@ def registered_model_update(
     admins' only. Removing a name from the extension quarantines the versions that import it
     (apps.registry.scanning). PermissionDenied, InvalidInput (unknown users or group, a name
     that can never be allowed)."""
+    _update_permission_check(
+        actor=actor,
+        model=model,
+        owners=owners,
+        owner_group=owner_group,
+        require_signed_artifacts=require_signed_artifacts,
+        extra_allowed_globals=extra_allowed_globals,
+    )
+    people = None if owners is UNSET else _people(owners)
+    group = None if owner_group is UNSET else _owner_group(owner_group)
+    extension = (
+        None if extra_allowed_globals is UNSET else _check_extra_globals(extra_allowed_globals)
+    )
+
+    with transaction.atomic():
+        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        changed, removed = _fields_change(
+            locked,
+            description=description,
+            require_signed_artifacts=require_signed_artifacts,
+            owner_group=owner_group,
+            group=group,
+            extension=extension,
+        )
+        locked.full_clean()
+        locked.save()
+        changed.update(_owners_change(locked, people))
+        if not changed:
+            return locked
+        audit_event_record(
+            "model.updated",
+            actor=actor,
+            target=locked,
+            details={"fields": sorted(changed), **changed},
+        )
+        if removed:
+            _quarantine_disallowed(actor=actor, model=locked)
+    return locked
+
+
+def _update_permission_check(
+    *,
+    actor: Any,
+    model: RegisteredModel,
+    owners: Sequence[str],
+    owner_group: str | None,
+    require_signed_artifacts: bool,
+    extra_allowed_globals: list[str],
+) -> None:
     admin = may(actor, "models.admin")
     if not admin and (
         owners is not UNSET
@@ -151,61 +201,69 @@ def registered_model_update(
         )
     if not admin:
         model_versions_writable_check(actor=actor, model=model)
-    people = None if owners is UNSET else _people(owners)
-    group = None
-    if owner_group is not UNSET and owner_group is not None:
-        group = Group.objects.filter(name=owner_group).first()
-        if group is None:
-            raise _invalid("owner_group", "no group with this name")
-    extension = (
-        None if extra_allowed_globals is UNSET else _check_extra_globals(extra_allowed_globals)
-    )
 
-    with transaction.atomic():
-        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
-        changed: dict[str, Any] = {}
-        if description is not UNSET and description != locked.description:
-            locked.description = description
-            changed["description"] = True
-        if require_signed_artifacts is not UNSET and (
-            require_signed_artifacts != locked.require_signed_artifacts
-        ):
-            locked.require_signed_artifacts = require_signed_artifacts
-            changed["require_signed_artifacts"] = require_signed_artifacts
-        if owner_group is not UNSET and locked.owner_group_id != (group.pk if group else None):
-            locked.owner_group = group
-            changed["owner_group"] = group.name if group else None
-        removed: set[str] = set()
-        if extension is not None and extension != sorted(locked.extra_allowed_globals):
-            removed = set(locked.extra_allowed_globals) - set(extension)
-            locked.extra_allowed_globals = extension
-            changed["extra_allowed_globals"] = extension
-        locked.full_clean()
-        locked.save()
-        if people is not None and {u.pk for u in people} != set(
-            locked.owners.values_list("pk", flat=True)
-        ):
-            locked.owners.set(people)
-            changed["owners"] = sorted(pseudonym_for(person) for person in people)
-        if not changed:
-            return locked
-        audit_event_record(
-            "model.updated",
-            actor=actor,
-            target=locked,
-            details={"fields": sorted(changed), **changed},
-        )
-        if removed:
-            allowed = deployment_globals() | set(locked.extra_allowed_globals)
-            for version in ModelVersion.objects.filter(model=locked, status=VersionStatus.OK):
-                lost = sorted(set(version.allowed_globals) - allowed)
-                if lost:
-                    model_version_quarantine(
-                        actor=actor,
-                        version=version,
-                        reason="imports globals no longer allowed: " + ", ".join(lost),
-                    )
-    return locked
+
+def _owner_group(name: str | None) -> Group | None:
+    if name is None:
+        return None
+    group = Group.objects.filter(name=name).first()
+    if group is None:
+        raise _invalid("owner_group", "no group with this name")
+    return group
+
+
+def _fields_change(
+    locked: RegisteredModel,
+    *,
+    description: str,
+    require_signed_artifacts: bool,
+    owner_group: str | None,
+    group: Group | None,
+    extension: list[str] | None,
+) -> tuple[dict[str, Any], set[str]]:
+    """Set on `locked` what differs (unsaved): the fields changed for the audit, and the names
+    removed from the allow-list extension."""
+    changed: dict[str, Any] = {}
+    if description is not UNSET and description != locked.description:
+        locked.description = description
+        changed["description"] = True
+    if require_signed_artifacts is not UNSET and (
+        require_signed_artifacts != locked.require_signed_artifacts
+    ):
+        locked.require_signed_artifacts = require_signed_artifacts
+        changed["require_signed_artifacts"] = require_signed_artifacts
+    if owner_group is not UNSET and locked.owner_group_id != (group.pk if group else None):
+        locked.owner_group = group
+        changed["owner_group"] = group.name if group else None
+    removed: set[str] = set()
+    if extension is not None and extension != sorted(locked.extra_allowed_globals):
+        removed = set(locked.extra_allowed_globals) - set(extension)
+        locked.extra_allowed_globals = extension
+        changed["extra_allowed_globals"] = extension
+    return changed, removed
+
+
+def _owners_change(locked: RegisteredModel, people: list[Any] | None) -> dict[str, Any]:
+    """Set the owners to `people` if they differ; what changed, for the audit."""
+    if people is not None and {u.pk for u in people} != set(
+        locked.owners.values_list("pk", flat=True)
+    ):
+        locked.owners.set(people)
+        return {"owners": sorted(pseudonym_for(person) for person in people)}
+    return {}
+
+
+def _quarantine_disallowed(*, actor: Any, model: RegisteredModel) -> None:
+    """Quarantine the model's usable versions that import a global no longer allowed."""
+    allowed = deployment_globals() | set(model.extra_allowed_globals)
+    for version in ModelVersion.objects.filter(model=model, status=VersionStatus.OK):
+        lost = sorted(set(version.allowed_globals) - allowed)
+        if lost:
+            model_version_quarantine(
+                actor=actor,
+                version=version,
+                reason="imports globals no longer allowed: " + ", ".join(lost),
+            )
 
 
 def _artifact_bytes(artifact: IO[bytes]) -> bytes:
@@ -324,59 +382,24 @@ def _store(
             # rules (signatures, its allow-list extension) are read under the same lock.
             locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
             artifact_policy_check(model=locked, analysis=analysis)
-            latest = ModelVersion.objects.filter(model=locked).aggregate(top=Max("number"))["top"]
-            number = (latest or 0) + 1
+            number = _next_version_number(locked)
             encrypted = encrypt_artifact(
                 artifact, model=locked.name, version=number, master_keys=master_keys
             )
             name = default_storage.save(name, _CiphertextFile(encrypted.ciphertext, name))
-            version = ModelVersion(
+            version = _version_save(
+                actor=actor,
                 model=locked,
                 number=number,
-                stage=Stage.STAGING,
-                format=analysis.format,
-                size=encrypted.size,
-                sha256=encrypted.sha256,
-                wrapped_data_key=encrypted.wrapped_key,
-                master_key_id=encrypted.master_key_id,
-                artifact=name,
-                watermark_sealed=""
-                if watermark_set is None
-                else watermarks.watermark_seal(watermark_set),
-                created_by=actor,
-                allowed_globals=sorted(analysis.globals),
-                signed_by=analysis.publisher,
-                signature=analysis.signature,
-                **fields,
+                encrypted=encrypted,
+                name=name,
+                analysis=analysis,
+                fields=fields,
+                watermark_set=watermark_set,
             )
-            version.full_clean()
-            version.save()
-            audit_event_record(
-                "model.version.created",
-                actor=actor,
-                target=version,
-                details={
-                    "sha256": version.sha256,
-                    "size": version.size,
-                    "format": version.format,
-                    "stage": version.stage,
-                    "watermark": watermark_set is not None,
-                    "globals": len(analysis.globals),
-                    "globals_beyond_default": list(analysis.beyond),
-                    "signed_by": analysis.publisher.name if analysis.publisher else None,
-                },
+            _version_created_record(
+                actor=actor, version=version, analysis=analysis, watermark_set=watermark_set
             )
-            if analysis.publisher is not None:
-                audit_event_record(
-                    "model.version.signature_verified",
-                    actor=actor,
-                    target=version,
-                    details={
-                        "publisher": analysis.publisher.name,
-                        "key_id": analysis.publisher.key_id,
-                        "sha256": version.sha256,
-                    },
-                )
             if watermark_set is not None:
                 watermarks.watermark_job_create(version=version)
     except BaseException:
@@ -386,6 +409,80 @@ def _store(
             default_storage.delete(name)
         raise
     return version
+
+
+def _next_version_number(locked: RegisteredModel) -> int:
+    latest = ModelVersion.objects.filter(model=locked).aggregate(top=Max("number"))["top"]
+    return int(latest or 0) + 1
+
+
+def _version_save(
+    *,
+    actor: Any,
+    model: RegisteredModel,
+    number: int,
+    encrypted: EncryptedArtifact,
+    name: str,
+    analysis: Any,
+    fields: dict[str, Any],
+    watermark_set: dict[str, Any] | None,
+) -> ModelVersion:
+    version = ModelVersion(
+        model=model,
+        number=number,
+        stage=Stage.STAGING,
+        format=analysis.format,
+        size=encrypted.size,
+        sha256=encrypted.sha256,
+        wrapped_data_key=encrypted.wrapped_key,
+        master_key_id=encrypted.master_key_id,
+        artifact=name,
+        watermark_sealed="" if watermark_set is None else watermarks.watermark_seal(watermark_set),
+        created_by=actor,
+        allowed_globals=sorted(analysis.globals),
+        signed_by=analysis.publisher,
+        signature=analysis.signature,
+        **fields,
+    )
+    version.full_clean()
+    version.save()
+    return version
+
+
+def _version_created_record(
+    *,
+    actor: Any,
+    version: ModelVersion,
+    analysis: Any,
+    watermark_set: dict[str, Any] | None,
+) -> None:
+    """Audits `model.version.created`, then `model.version.signature_verified` if signed."""
+    audit_event_record(
+        "model.version.created",
+        actor=actor,
+        target=version,
+        details={
+            "sha256": version.sha256,
+            "size": version.size,
+            "format": version.format,
+            "stage": version.stage,
+            "watermark": watermark_set is not None,
+            "globals": len(analysis.globals),
+            "globals_beyond_default": list(analysis.beyond),
+            "signed_by": analysis.publisher.name if analysis.publisher else None,
+        },
+    )
+    if analysis.publisher is not None:
+        audit_event_record(
+            "model.version.signature_verified",
+            actor=actor,
+            target=version,
+            details={
+                "publisher": analysis.publisher.name,
+                "key_id": analysis.publisher.key_id,
+                "sha256": version.sha256,
+            },
+        )
 
 
 def _move(*, actor: Any, version: ModelVersion, stage: str) -> None:

@@ -38,18 +38,39 @@ def render_json(data: dict[str, Any]) -> bytes:
 
 
 def render_csv(data: dict[str, Any]) -> bytes:
+    return _write_blocks(
+        [
+            _report_block(data["report"]),
+            _summary_block(data["summary"]),
+            _items_block(data["items"]),
+            _audit_block(data["audit"]),
+            _incidents_block(data["incidents"]),
+        ]
+    )
+
+
+# A block: its header row and its rows (cells not yet made safe for a spreadsheet).
+_Block = tuple[list[str], list[list[Any]]]
+
+
+def _write_blocks(blocks: list[_Block]) -> bytes:
+    """Each block's header and rows, blocks separated by an empty row, as UTF-8 CSV."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-
-    def block(header: list[str], rows: list[list[Any]]) -> None:
+    for header, rows in blocks:
         if buffer.tell():
             writer.writerow([])
         writer.writerow(header)
         writer.writerows([[_cell(value) for value in row] for row in rows])
+    return buffer.getvalue().encode("utf-8")
 
-    report, audit, incidents = data["report"], data["audit"], data["incidents"]
-    block(["report", "value"], [[name, value] for name, value in report.items()])
-    block(
+
+def _report_block(report: dict[str, Any]) -> _Block:
+    return ["report", "value"], [[name, value] for name, value in report.items()]
+
+
+def _summary_block(summary: list[dict[str, Any]]) -> _Block:
+    return (
         [
             "framework",
             "name",
@@ -73,10 +94,13 @@ def render_csv(data: dict[str, Any]) -> bytes:
                 row["by_status"]["not_started"],
                 row["by_status"]["not_applicable"],
             ]
-            for row in data["summary"]
+            for row in summary
         ],
     )
-    block(
+
+
+def _items_block(items: list[dict[str, Any]]) -> _Block:
+    return (
         [
             "category",
             "key",
@@ -108,12 +132,18 @@ def render_csv(data: dict[str, Any]) -> bytes:
                 " | ".join(_evidence_cell(evidence) for evidence in item["evidence"]),
                 item["notes"],
             ]
-            for item in data["items"]
+            for item in items
         ],
     )
-    block(["audit", "value"], [[name, value] for name, value in audit.items()])
+
+
+def _audit_block(audit: dict[str, Any]) -> _Block:
+    return ["audit", "value"], [[name, value] for name, value in audit.items()]
+
+
+def _incidents_block(incidents: dict[str, Any]) -> _Block:
     ttc = incidents["time_to_contain_seconds"]
-    block(
+    return (
         ["incidents", "value"],
         [
             ["total", incidents["total"]],
@@ -126,4 +156,3 @@ def render_csv(data: dict[str, Any]) -> bytes:
             ["time_to_contain_max_seconds", ttc["max"]],
         ],
     )
-    return buffer.getvalue().encode("utf-8")

@@ -3,6 +3,7 @@ linked resources, post-mortem with action items; the same content as the JSON ex
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -61,6 +62,24 @@ def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
     names = incident_people_names(actor=actor, incident=incident)
     durations = phase_durations(incident)
     story: list[Any] = [
+        *_summary(incident),
+        *_phases(incident, durations),
+        *_timeline(incident, names),
+        *_linked_resources(incident, names),
+        *_post_mortem(incident),
+        *_action_items(incident),
+    ]
+    return pdf.render(
+        story,
+        title=f"{incident.get_severity_display()} {incident.title}",
+        subject="Incident report",
+        first_page=_FOOTER,
+        later_pages=_FOOTER,
+    )
+
+
+def _summary(incident: Incident) -> list[Any]:
+    return [
         _p(f"Incident report: {incident.title}", _H1),
         _p(f"Generated {stamp(timezone.now())} · incident {incident.id}", _SMALL),
         Spacer(1, 4 * mm),
@@ -79,6 +98,12 @@ def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
                 ("Description", incident.description),
             ]
         ),
+    ]
+
+
+def _phases(incident: Incident, durations: dict[str, timedelta | None]) -> list[Any]:
+    """Phase durations, then when each phase was entered."""
+    return [
         _p("Phase durations", _H2),
         _pairs([(DURATION_LABELS[k], format_duration(v)) for k, v in durations.items()]),
         _p("Phases", _H2),
@@ -88,8 +113,10 @@ def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
                 for phase in PHASES
             ]
         ),
-        _p("Timeline", _H2),
     ]
+
+
+def _timeline(incident: Incident, names: dict[str, str]) -> list[Any]:
     rows: list[list[Any]] = [[_p("When", _SMALL), _p("Who", _SMALL), _p("What", _SMALL)]]
     for entry in incident.timeline.all():
         what = entry_summary(entry, names)
@@ -101,57 +128,61 @@ def incident_report_pdf(*, actor: Any, incident: Incident) -> bytes:
                 _p(f"{what}\n{text}" if text else what),
             ]
         )
-    story.append(pdf.table(rows, [32 * mm, 32 * mm, None], _HEADED, repeat_header=True))
+    return [
+        _p("Timeline", _H2),
+        pdf.table(rows, [32 * mm, 32 * mm, None], _HEADED, repeat_header=True),
+    ]
+
+
+def _linked_resources(incident: Incident, names: dict[str, str]) -> list[Any]:
     resources = list(incident.resources.all())
-    story.append(_p("Linked resources", _H2))
-    if resources:
-        story.append(
-            _pairs(
-                [
-                    (
-                        r.get_kind_display(),
-                        " · ".join(
-                            x for x in (person_label(r.ref, names), r.label) if x and x != r.ref
-                        )
-                        or r.ref,
-                    )
-                    for r in resources
-                ]
-            )
-        )
-    else:
-        story.append(_p("None."))
-    story.append(_p("Post-mortem", _H2))
-    story.append(
+    if not resources:
+        return [_p("Linked resources", _H2), _p("None.")]
+    return [
+        _p("Linked resources", _H2),
+        _pairs(
+            [
+                (
+                    r.get_kind_display(),
+                    " · ".join(x for x in (person_label(r.ref, names), r.label) if x and x != r.ref)
+                    or r.ref,
+                )
+                for r in resources
+            ]
+        ),
+    ]
+
+
+def _post_mortem(incident: Incident) -> list[Any]:
+    return [
+        _p("Post-mortem", _H2),
         _pairs(
             [
                 ("Root cause", incident.root_cause),
                 ("Impact", incident.impact),
                 ("Lessons learned", incident.lessons),
             ]
-        )
-    )
+        ),
+    ]
+
+
+def _action_items(incident: Incident) -> list[Any]:
+    """The action items kept together with their heading; nothing when there are none."""
     items = list(incident.actions.all())
-    if items:
-        table = pdf.table(
-            [[_p("Action", _SMALL), _p("Owner", _SMALL), _p("Due", _SMALL)]]
-            + [
-                [
-                    _p(item.description),
-                    _p(str(item.owner or "—")),
-                    _p(item.due_date.isoformat()),
-                ]
-                for item in items
-            ],
-            [None, 40 * mm, 26 * mm],
-            _HEADED,
-            repeat_header=True,
-        )
-        story.append(KeepTogether([_p("Action items", _H2), table]))
-    return pdf.render(
-        story,
-        title=f"{incident.get_severity_display()} {incident.title}",
-        subject="Incident report",
-        first_page=_FOOTER,
-        later_pages=_FOOTER,
+    if not items:
+        return []
+    table = pdf.table(
+        [[_p("Action", _SMALL), _p("Owner", _SMALL), _p("Due", _SMALL)]]
+        + [
+            [
+                _p(item.description),
+                _p(str(item.owner or "—")),
+                _p(item.due_date.isoformat()),
+            ]
+            for item in items
+        ],
+        [None, 40 * mm, 26 * mm],
+        _HEADED,
+        repeat_header=True,
     )
+    return [KeepTogether([_p("Action items", _H2), table])]

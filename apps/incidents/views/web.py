@@ -288,7 +288,24 @@ def _detail(
     user = request.user
     can_write = may(user, WRITE)
     names = incident_people_names(actor=user, incident=incident)
-    context: dict[str, Any] = {
+    context = _detail_context(
+        incident, names, can_write=can_write, error=error, error_target=error_target
+    )
+    if can_write:
+        context.update(_write_forms(incident, bound, error_target=error_target))
+    return render(request, "incidents/detail.html", context, status=status)
+
+
+def _detail_context(
+    incident: Incident,
+    names: dict[str, str],
+    *,
+    can_write: bool,
+    error: str | None,
+    error_target: str,
+) -> dict[str, Any]:
+    """What every reader of the incident page sees."""
+    return {
         "incident": incident,
         "steps": _phase_steps(incident),
         "next_status": Status(TRANSITIONS[incident.status]),
@@ -304,50 +321,55 @@ def _detail(
         "error": error,
         "error_target": error_target,
     }
-    if can_write:
-        pm_form, pm_items = _postmortem_forms(incident)
-        contain = bound.get("containment_form")
-        bound_action = contain.data.get("action") if contain is not None else None
-        transition_form = f.TransitionForm(
-            initial={"to": TRANSITIONS[incident.status]}, auto_id="transition_%s"
-        )
-        if "transition_form" in bound:
-            # Keep the note typed (and its error), but aim at the phase that is next *now*:
-            # the refused form may have named one another officer's move made stale.
-            typed = bound["transition_form"].data.get("note", "")
-            transition_form = f.TransitionForm(
-                {"to": TRANSITIONS[incident.status], "note": typed}, auto_id="transition_%s"
-            )
-        context.update(
-            {
-                "transition_form": transition_form,
-                "note_form": bound.get("note_form") or f.NoteForm(auto_id="note_%s"),
-                "assign_form": bound.get("assign_form")
-                or f.AssignForm(
-                    initial={"assignee": incident.assignee.username if incident.assignee else ""},
-                    auto_id="assign_%s",
-                ),
-                "containment_forms": [
-                    {
-                        "action": action,
-                        "label": f.ACTION_LABELS[action],
-                        "form": contain
-                        if action == bound_action
-                        else f.ContainmentForm(initial={"action": action}, auto_id=f"{action}_%s"),
-                    }
-                    for action in f.ACTION_LABELS
-                ],
-                "postmortem_form": bound.get("postmortem_form") or pm_form,
-                "action_formset": bound.get("action_formset") or pm_items,
-            }
-        )
-        context["postmortem_open"] = (
+
+
+def _write_forms(incident: Incident, bound: dict[str, Any], *, error_target: str) -> dict[str, Any]:
+    """The writers' forms: blank, or the one in `bound` the user just sent."""
+    pm_form, pm_items = _postmortem_forms(incident)
+    return {
+        "transition_form": _transition_form(incident, bound),
+        "note_form": bound.get("note_form") or f.NoteForm(auto_id="note_%s"),
+        "assign_form": bound.get("assign_form")
+        or f.AssignForm(
+            initial={"assignee": incident.assignee.username if incident.assignee else ""},
+            auto_id="assign_%s",
+        ),
+        "containment_forms": _containment_forms(bound.get("containment_form")),
+        "postmortem_form": bound.get("postmortem_form") or pm_form,
+        "action_formset": bound.get("action_formset") or pm_items,
+        "postmortem_open": (
             "postmortem_form" in bound
             or error_target == "postmortem"
             or incident.status in (Status.RECOVERED, Status.CLOSED)
             or bool(incident.root_cause or incident.impact or incident.lessons)
+        ),
+    }
+
+
+def _transition_form(incident: Incident, bound: dict[str, Any]) -> f.TransitionForm:
+    if "transition_form" in bound:
+        # Keep the note typed (and its error), but aim at the phase that is next *now*:
+        # the refused form may have named one another officer's move made stale.
+        typed = bound["transition_form"].data.get("note", "")
+        return f.TransitionForm(
+            {"to": TRANSITIONS[incident.status], "note": typed}, auto_id="transition_%s"
         )
-    return render(request, "incidents/detail.html", context, status=status)
+    return f.TransitionForm(initial={"to": TRANSITIONS[incident.status]}, auto_id="transition_%s")
+
+
+def _containment_forms(contain: Any) -> list[dict[str, Any]]:
+    """One form per containment action; the one the user just sent, if any, as they sent it."""
+    bound_action = contain.data.get("action") if contain is not None else None
+    return [
+        {
+            "action": action,
+            "label": f.ACTION_LABELS[action],
+            "form": contain
+            if action == bound_action
+            else f.ContainmentForm(initial={"action": action}, auto_id=f"{action}_%s"),
+        }
+        for action in f.ACTION_LABELS
+    ]
 
 
 def _load(request: HttpRequest, incident_id: str) -> Incident:

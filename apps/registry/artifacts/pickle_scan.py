@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import io
 import pickletools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,145 +232,279 @@ def _ops(stream: io.BytesIO) -> Iterator[tuple[pickletools.OpcodeInfo, Any]]:
 
 def _walk(stream: io.BytesIO, end: int, walk: Walk, *, depth: int) -> None:
     """One pickle stream from the stream's position to its STOP."""
-    stack: list[Any] = []
-    memo: dict[int, Any] = {}
-    proto = 0
+    machine = _Machine(stream=stream, end=end, walk=walk, depth=depth)
     for opcode, arg in _ops(stream):
-        name = opcode.name
-        if name in {"PROTO"}:
-            proto = arg
-        elif name == "FRAME" or name == "READONLY_BUFFER":
-            pass
-        elif name == "STOP":
-            _pop(stack)
-            if stack:
-                raise _unreadable("is not a valid pickle (values left at STOP)")
+        _step(machine, opcode, arg)
+        if machine.stopped:
             return
-        elif name in {"PERSID", "BINPERSID"}:
-            raise _refuse("uses a persistent id (an external object reference)")
-        elif name in {"EXT1", "EXT2", "EXT4"}:
-            raise _refuse("uses an extension code (an import by number)")
-        elif name == "NEXT_BUFFER":
-            raise _refuse("expects an out-of-band buffer")
-        elif name == "MARK":
-            stack.append(_MARK)
-        elif name == "POP":
-            _pop(stack)
-        elif name == "POP_MARK":
-            _pop_mark(stack)
-        elif name == "DUP":
-            stack.append(stack[-1] if stack else _pop(stack))
-        elif name in {"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"}:
-            if not stack or stack[-1] is _MARK:
-                raise _unreadable("is not a valid pickle (memo of nothing)")
-            index = len(memo) if name == "MEMOIZE" else int(arg)
-            if index < 0:
-                raise _unreadable("is not a valid pickle (negative memo index)")
-            memo[index] = stack[-1]
-            walk.count()
-        elif name in {"GET", "BINGET", "LONG_BINGET"}:
-            index = int(arg)
-            if index not in memo:
-                raise _unreadable("is not a valid pickle (a memo slot never written)")
-            stack.append(memo[index])
-        elif name == "GLOBAL" or name == "INST":
-            module, _, attribute = arg.partition(" ")
-            found = Global(global_name(module, attribute, proto=proto))
-            walk.globals.add(found.name)
-            if name == "INST":
-                stack.append(Made(found, tuple(_pop_mark(stack))))
-            else:
-                stack.append(found)
-        elif name == "STACK_GLOBAL":
-            attribute = _constant_text(_pop(stack), "attribute")
-            module = _constant_text(_pop(stack), "module")
-            found = Global(global_name(module, attribute, proto=proto))
-            walk.globals.add(found.name)
-            stack.append(found)
-        elif name == "REDUCE":
-            args = _pop(stack)
-            callee = _callee(_pop(stack), "REDUCE")
-            if not isinstance(args, tuple):
-                raise _unreadable("is not a valid pickle (REDUCE without an argument tuple)")
-            stack.append(Made(callee, args))
-        elif name == "NEWOBJ":
-            args = _pop(stack)
-            callee = _callee(_pop(stack), "NEWOBJ")
-            if not isinstance(args, tuple):
-                raise _unreadable("is not a valid pickle (NEWOBJ without an argument tuple)")
-            stack.append(Made(callee, args))
-        elif name == "NEWOBJ_EX":
-            kwargs, args = _pop(stack), _pop(stack)
-            callee = _callee(_pop(stack), "NEWOBJ_EX")
-            if not isinstance(args, tuple) or not isinstance(kwargs, dict):
-                raise _unreadable("is not a valid pickle (NEWOBJ_EX arguments)")
-            stack.append(Made(callee, args))
-        elif name == "OBJ":
-            items = _pop_mark(stack)
-            if not items:
-                raise _unreadable("is not a valid pickle (OBJ without a class)")
-            stack.append(Made(_callee(items[0], "OBJ"), tuple(items[1:])))
-        elif name == "BUILD":
-            state = _pop(stack)
-            target = stack[-1] if stack else _pop(stack)
-            if not isinstance(target, Made):
-                raise _refuse("sets the state of something it did not make (BUILD)")
-            if target.built:
-                raise _refuse("sets the state of one object twice (BUILD)")
-            target.built, target.state = True, state
-            if _is_wrapper(target):
-                stack.pop()
-                stack.append(_array(stream, end, target, walk, depth=depth))
-        elif name in {"EMPTY_LIST", "EMPTY_SET"}:
-            stack.append(_Opaque(name))
-        elif name in {"LIST", "FROZENSET"}:
-            walk.count(len(_pop_mark(stack)))
-            stack.append(_Opaque(name))
-        elif name == "APPEND":
-            _pop(stack)
-            _container(stack, _Opaque)
-            walk.count()
-        elif name in {"APPENDS", "ADDITEMS"}:
-            walk.count(len(_pop_mark(stack)))
-            _container(stack, _Opaque)
-        elif name == "EMPTY_DICT":
-            stack.append({})
-        elif name == "DICT":
-            items = _pop_mark(stack)
-            if len(items) % 2:
-                raise _unreadable("is not a valid pickle (odd DICT)")
-            walk.count(len(items))
-            stack.append({_hashable(k): v for k, v in zip(items[::2], items[1::2], strict=True)})
-        elif name == "SETITEM":
-            value, key = _pop(stack), _pop(stack)
-            _container(stack, dict)[_hashable(key)] = value
-            walk.count()
-        elif name == "SETITEMS":
-            items = _pop_mark(stack)
-            if len(items) % 2:
-                raise _unreadable("is not a valid pickle (odd SETITEMS)")
-            target = _container(stack, dict)
-            for key, value in zip(items[::2], items[1::2], strict=True):
-                target[_hashable(key)] = value
-            walk.count(len(items))
-        elif name == "EMPTY_TUPLE":
-            stack.append(())
-        elif name == "TUPLE":
-            items = _pop_mark(stack)
-            walk.count(len(items))
-            stack.append(tuple(items))
-        elif name in {"TUPLE1", "TUPLE2", "TUPLE3"}:
-            size = int(name[-1])
-            items = [_pop(stack) for _ in range(size)][::-1]
-            walk.count(size)
-            stack.append(tuple(items))
-        elif opcode.stack_before == [] and len(opcode.stack_after) == 1:
-            # A constant: NONE, booleans, numbers, strings, bytes, bytearrays.
-            stack.append({"NEWTRUE": True, "NEWFALSE": False}.get(name, arg))
-            walk.count()
-        else:
-            raise _unreadable(f"uses the opcode {name}, which Bulwark does not read")
     raise _unreadable("is truncated (no STOP)")
+
+
+@dataclass
+class _Machine:
+    """The symbolic pickle machine walking one stream: what every opcode's handler reads and
+    changes."""
+
+    stream: io.BytesIO
+    end: int
+    walk: Walk
+    depth: int
+    stack: list[Any] = field(default_factory=list)
+    memo: dict[int, Any] = field(default_factory=dict)
+    proto: int = 0
+    stopped: bool = False
+
+
+def _step(machine: _Machine, opcode: pickletools.OpcodeInfo, arg: Any) -> None:
+    """One opcode: its handler by name; else a constant; else refused as unread."""
+    name = opcode.name
+    handler = _HANDLERS.get(name)
+    if handler is not None:
+        handler(machine, name, arg)
+    elif opcode.stack_before == [] and len(opcode.stack_after) == 1:
+        # A constant: NONE, booleans, numbers, strings, bytes, bytearrays.
+        machine.stack.append({"NEWTRUE": True, "NEWFALSE": False}.get(name, arg))
+        machine.walk.count()
+    else:
+        raise _unreadable(f"uses the opcode {name}, which Bulwark does not read")
+
+
+def _proto(machine: _Machine, name: str, arg: Any) -> None:
+    machine.proto = arg
+
+
+def _ignored(machine: _Machine, name: str, arg: Any) -> None:
+    """FRAME and READONLY_BUFFER change nothing the walk follows."""
+
+
+def _stop(machine: _Machine, name: str, arg: Any) -> None:
+    _pop(machine.stack)
+    if machine.stack:
+        raise _unreadable("is not a valid pickle (values left at STOP)")
+    machine.stopped = True
+
+
+def _persistent_id(machine: _Machine, name: str, arg: Any) -> None:
+    raise _refuse("uses a persistent id (an external object reference)")
+
+
+def _extension(machine: _Machine, name: str, arg: Any) -> None:
+    raise _refuse("uses an extension code (an import by number)")
+
+
+def _next_buffer(machine: _Machine, name: str, arg: Any) -> None:
+    raise _refuse("expects an out-of-band buffer")
+
+
+def _mark(machine: _Machine, name: str, arg: Any) -> None:
+    machine.stack.append(_MARK)
+
+
+def _pop_top(machine: _Machine, name: str, arg: Any) -> None:
+    _pop(machine.stack)
+
+
+def _pop_to_mark(machine: _Machine, name: str, arg: Any) -> None:
+    _pop_mark(machine.stack)
+
+
+def _dup(machine: _Machine, name: str, arg: Any) -> None:
+    stack = machine.stack
+    stack.append(stack[-1] if stack else _pop(stack))
+
+
+def _memo_put(machine: _Machine, name: str, arg: Any) -> None:
+    stack, memo = machine.stack, machine.memo
+    if not stack or stack[-1] is _MARK:
+        raise _unreadable("is not a valid pickle (memo of nothing)")
+    index = len(memo) if name == "MEMOIZE" else int(arg)
+    if index < 0:
+        raise _unreadable("is not a valid pickle (negative memo index)")
+    memo[index] = stack[-1]
+    machine.walk.count()
+
+
+def _memo_get(machine: _Machine, name: str, arg: Any) -> None:
+    index = int(arg)
+    if index not in machine.memo:
+        raise _unreadable("is not a valid pickle (a memo slot never written)")
+    machine.stack.append(machine.memo[index])
+
+
+def _global(machine: _Machine, name: str, arg: Any) -> None:
+    """GLOBAL and INST: the name is the opcode's argument; INST also calls it."""
+    module, _, attribute = arg.partition(" ")
+    found = Global(global_name(module, attribute, proto=machine.proto))
+    machine.walk.globals.add(found.name)
+    if name == "INST":
+        machine.stack.append(Made(found, tuple(_pop_mark(machine.stack))))
+    else:
+        machine.stack.append(found)
+
+
+def _stack_global(machine: _Machine, name: str, arg: Any) -> None:
+    attribute = _constant_text(_pop(machine.stack), "attribute")
+    module = _constant_text(_pop(machine.stack), "module")
+    found = Global(global_name(module, attribute, proto=machine.proto))
+    machine.walk.globals.add(found.name)
+    machine.stack.append(found)
+
+
+def _call(machine: _Machine, name: str, arg: Any) -> None:
+    """REDUCE and NEWOBJ: a named global called with an argument tuple."""
+    args = _pop(machine.stack)
+    callee = _callee(_pop(machine.stack), name)
+    if not isinstance(args, tuple):
+        raise _unreadable(f"is not a valid pickle ({name} without an argument tuple)")
+    machine.stack.append(Made(callee, args))
+
+
+def _newobj_ex(machine: _Machine, name: str, arg: Any) -> None:
+    stack = machine.stack
+    kwargs, args = _pop(stack), _pop(stack)
+    callee = _callee(_pop(stack), "NEWOBJ_EX")
+    if not isinstance(args, tuple) or not isinstance(kwargs, dict):
+        raise _unreadable("is not a valid pickle (NEWOBJ_EX arguments)")
+    stack.append(Made(callee, args))
+
+
+def _obj(machine: _Machine, name: str, arg: Any) -> None:
+    items = _pop_mark(machine.stack)
+    if not items:
+        raise _unreadable("is not a valid pickle (OBJ without a class)")
+    machine.stack.append(Made(_callee(items[0], "OBJ"), tuple(items[1:])))
+
+
+def _build(machine: _Machine, name: str, arg: Any) -> None:
+    stack = machine.stack
+    state = _pop(stack)
+    target = stack[-1] if stack else _pop(stack)
+    if not isinstance(target, Made):
+        raise _refuse("sets the state of something it did not make (BUILD)")
+    if target.built:
+        raise _refuse("sets the state of one object twice (BUILD)")
+    target.built, target.state = True, state
+    if _is_wrapper(target):
+        stack.pop()
+        stack.append(_array(machine.stream, machine.end, target, machine.walk, depth=machine.depth))
+
+
+def _empty_opaque(machine: _Machine, name: str, arg: Any) -> None:
+    machine.stack.append(_Opaque(name))
+
+
+def _opaque(machine: _Machine, name: str, arg: Any) -> None:
+    """LIST and FROZENSET: the items up to the mark, counted and dropped."""
+    machine.walk.count(len(_pop_mark(machine.stack)))
+    machine.stack.append(_Opaque(name))
+
+
+def _append(machine: _Machine, name: str, arg: Any) -> None:
+    _pop(machine.stack)
+    _container(machine.stack, _Opaque)
+    machine.walk.count()
+
+
+def _append_many(machine: _Machine, name: str, arg: Any) -> None:
+    """APPENDS and ADDITEMS."""
+    machine.walk.count(len(_pop_mark(machine.stack)))
+    _container(machine.stack, _Opaque)
+
+
+def _empty_dict(machine: _Machine, name: str, arg: Any) -> None:
+    machine.stack.append({})
+
+
+def _dict(machine: _Machine, name: str, arg: Any) -> None:
+    items = _pop_mark(machine.stack)
+    if len(items) % 2:
+        raise _unreadable("is not a valid pickle (odd DICT)")
+    machine.walk.count(len(items))
+    machine.stack.append({_hashable(k): v for k, v in zip(items[::2], items[1::2], strict=True)})
+
+
+def _setitem(machine: _Machine, name: str, arg: Any) -> None:
+    value, key = _pop(machine.stack), _pop(machine.stack)
+    _container(machine.stack, dict)[_hashable(key)] = value
+    machine.walk.count()
+
+
+def _setitems(machine: _Machine, name: str, arg: Any) -> None:
+    items = _pop_mark(machine.stack)
+    if len(items) % 2:
+        raise _unreadable("is not a valid pickle (odd SETITEMS)")
+    target = _container(machine.stack, dict)
+    for key, value in zip(items[::2], items[1::2], strict=True):
+        target[_hashable(key)] = value
+    machine.walk.count(len(items))
+
+
+def _empty_tuple(machine: _Machine, name: str, arg: Any) -> None:
+    machine.stack.append(())
+
+
+def _tuple(machine: _Machine, name: str, arg: Any) -> None:
+    items = _pop_mark(machine.stack)
+    machine.walk.count(len(items))
+    machine.stack.append(tuple(items))
+
+
+def _small_tuple(machine: _Machine, name: str, arg: Any) -> None:
+    """TUPLE1, TUPLE2 and TUPLE3."""
+    size = int(name[-1])
+    items = [_pop(machine.stack) for _ in range(size)][::-1]
+    machine.walk.count(size)
+    machine.stack.append(tuple(items))
+
+
+# Every opcode the walk reads by name (any other is read only if it pushes a constant).
+_HANDLERS: dict[str, Callable[[_Machine, str, Any], None]] = {
+    "PROTO": _proto,
+    "FRAME": _ignored,
+    "READONLY_BUFFER": _ignored,
+    "STOP": _stop,
+    "PERSID": _persistent_id,
+    "BINPERSID": _persistent_id,
+    "EXT1": _extension,
+    "EXT2": _extension,
+    "EXT4": _extension,
+    "NEXT_BUFFER": _next_buffer,
+    "MARK": _mark,
+    "POP": _pop_top,
+    "POP_MARK": _pop_to_mark,
+    "DUP": _dup,
+    "PUT": _memo_put,
+    "BINPUT": _memo_put,
+    "LONG_BINPUT": _memo_put,
+    "MEMOIZE": _memo_put,
+    "GET": _memo_get,
+    "BINGET": _memo_get,
+    "LONG_BINGET": _memo_get,
+    "GLOBAL": _global,
+    "INST": _global,
+    "STACK_GLOBAL": _stack_global,
+    "REDUCE": _call,
+    "NEWOBJ": _call,
+    "NEWOBJ_EX": _newobj_ex,
+    "OBJ": _obj,
+    "BUILD": _build,
+    "EMPTY_LIST": _empty_opaque,
+    "EMPTY_SET": _empty_opaque,
+    "LIST": _opaque,
+    "FROZENSET": _opaque,
+    "APPEND": _append,
+    "APPENDS": _append_many,
+    "ADDITEMS": _append_many,
+    "EMPTY_DICT": _empty_dict,
+    "DICT": _dict,
+    "SETITEM": _setitem,
+    "SETITEMS": _setitems,
+    "EMPTY_TUPLE": _empty_tuple,
+    "TUPLE": _tuple,
+    "TUPLE1": _small_tuple,
+    "TUPLE2": _small_tuple,
+    "TUPLE3": _small_tuple,
+}
 
 
 def _container(stack: list[Any], kind: type) -> Any:
