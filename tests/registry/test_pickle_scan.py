@@ -266,8 +266,9 @@ class LyingDtype:
 
 
 def test_a_dtype_whose_flags_lie_is_refused_by_the_unpickler():
+    # Refused before numpy reads the state: it is not one numpy writes for these fields.
     data = pickle.dumps(LyingDtype(), protocol=4)
-    assert "do not match its fields" in load_refusal(data).detail
+    assert "numpy does not write" in load_refusal(data).detail
 
 
 def lying_wrapper() -> Any:
@@ -287,8 +288,113 @@ def lying_wrapper() -> Any:
 def test_raw_array_data_in_a_lying_dtype_is_refused_by_both():
     stream = pickle.dumps(lying_wrapper(), protocol=2)
     data = stream[:-1] + struct.pack("<Qd", 0x4141414141414141, 1.0) + b"."
-    assert "do not match its fields" in refusal(data).detail
-    assert "do not match its fields" in load_refusal(data).detail
+    assert "numpy does not write" in refusal(data).detail
+    assert "numpy does not write" in load_refusal(data).detail
+
+
+# A joblib file whose array dtype carries a six-item state ((3, "|", None, -1, -1, 63)):
+# numpy's dtype.__setstate__ accepts it and then crashed the scanning process (a segmentation
+# fault). 405 bytes, found while refactoring the walk.
+CRASHING_DTYPE_STATE = (
+    "gAJjam9ibGliLm51bXB5X3BpY2tsZQpOdW1weUFycmF5V3JhcHBlcgpxACmBcQF9cQIoWAgAAABzdWJjbGFzc3EDY251"
+    "bXB5Cm5kYXJyYXkKcQRYBQAAAHNoYXBlcQVLA4VxBlgFAAAAb3JkZXJxB1gBAAAAQ3EIWAUAAABkdHlwZXEJY251bXB5"
+    "CmR0eXBlCnEKWAIAAABPOHELiYiHcQxScQ0oSwNYAQAAAHxxDk5K/////0r/////Sz90cQ9iWAoAAABhbGxvd19tbWFw"
+    "cRCJWBsAAABudW1weV9hcnJheV9hbGlnbm1lbnRfYnl0ZXNxEUsQdWKABZWRAAAAAAAAAIwWbnVtcHkuX2NvcmUubXVs"
+    "dGlhcnJheZSMDF9yZWNvbnN0cnVjdJSTlIwFbnVtcHmUjAduZGFycmF5lJOUSwCFlEMBYpSHlFKUKEsBSwOFlGgDjAVk"
+    "dHlwZZSTlIwCTziUiYiHlFKUKEsDjAF8lE5OTkr/////Sv////9LP3SUYoldlChLAYwBYZROZXSUYi4u"
+)
+
+
+def test_a_dtype_state_numpy_never_writes_is_refused_and_crashes_nothing():
+    # In a child process: were the walk to crash again, this test fails instead of the run.
+    import base64
+    import subprocess
+    import sys
+
+    script = (
+        "import base64, sys\n"
+        "from apps.registry.artifacts.errors import ArtifactRejected\n"
+        "from apps.registry.artifacts.pickle_load import load_joblib\n"
+        "from apps.registry.artifacts.pickle_scan import joblib_globals\n"
+        "from apps.registry.artifacts.trusted import DEFAULT_TRUSTED_GLOBALS as ALLOWED\n"
+        "data = base64.b64decode(sys.argv[1])\n"
+        "for step in (\n"
+        "    lambda: joblib_globals(data, limit=1 << 20),\n"
+        "    lambda: load_joblib(data, allowed=frozenset(ALLOWED), limit=1 << 20),\n"
+        "):\n"
+        "    try:\n"
+        "        step()\n"
+        "    except ArtifactRejected as exc:\n"
+        "        print(exc.reason.value, exc.detail)\n"
+    )
+    assert len(base64.b64decode(CRASHING_DTYPE_STATE)) == 405
+    done = subprocess.run(
+        [sys.executable, "-c", script, CRASHING_DTYPE_STATE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # Both the walk at upload and the restricted unpickler refuse it, and nothing crashed.
+    assert done.stdout.count("holds a dtype state numpy does not write (O8)") == 2
+
+
+HONEST_DTYPES = [
+    np.dtype("<f8"),
+    np.dtype(">i4"),
+    np.dtype("|b1"),
+    np.dtype("<U3"),
+    np.dtype("O"),
+    np.dtype([("a", "<i8"), ("b", "<f8")]),
+    np.dtype({"names": ["a", "b"], "formats": ["<i8", "u1"], "offsets": [0, 8], "itemsize": 16}),
+    np.dtype([("a", "<i8"), ("b", "<f8")], align=True),
+    np.dtype(("<f8", (3,))),
+]
+
+
+@pytest.mark.parametrize("honest", HONEST_DTYPES, ids=str)
+def test_every_state_numpy_writes_is_rebuilt_to_the_same_dtype(honest):
+    from apps.registry.artifacts.dtypes import dtype_from_state
+
+    _, (description, *_), state = honest.__reduce__()
+    rebuilt = dtype_from_state(description, state)
+    assert rebuilt == honest and rebuilt.flags == honest.flags
+    assert rebuilt.__reduce__() == honest.__reduce__()
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        (3, "|", None, -1, -1, 63),  # six items, as in the file above
+        (3, "<", None, None, None, -1, -1),  # seven
+        (3, "<", None, None, None, -1, -1, 0, {}),  # nine (metadata)
+        (2, "<", None, None, None, -1, -1, 0),  # an older version
+        (3, "?", None, None, None, -1, -1, 0),  # no byte order
+        (3, "<", None, None, None, -1, -1, 63),  # object flags on a float
+        (3, "<", None, None, None, 16, 8, 0),  # a size the description does not have
+        [3, "<", None, None, None, -1, -1, 0],  # a list
+    ],
+    ids=range(8),
+)
+def test_a_state_numpy_never_writes_is_refused(state):
+    from apps.registry.artifacts.dtypes import dtype_from_state
+
+    with pytest.raises(ArtifactRejected, match="numpy does not write"):
+        dtype_from_state("f8", state)
+
+
+def test_a_structured_state_whose_sizes_or_flags_lie_is_refused():
+    from apps.registry.artifacts.dtypes import dtype_from_state
+
+    _, (description, *_), state = np.dtype([("a", "O"), ("b", "<f8")]).__reduce__()
+    for lie in (
+        (*state[:7], 0),  # no "holds objects" flag on an object field
+        (*state[:5], 8, *state[6:]),  # an item size smaller than its fields
+        (*state[:3], ("a",), state[4], *state[5:]),  # names that do not match the fields
+    ):
+        with pytest.raises(ArtifactRejected, match="numpy does not write"):
+            dtype_from_state(description, lie)
 
 
 def test_a_wrapper_made_with_arguments_is_refused():

@@ -8,7 +8,8 @@ the same rules the walk checks:
 - a call (`REDUCE`, `NEWOBJ`, `NEWOBJ_EX`, `OBJ`, `INST`) targets a global it imported;
 - `BUILD` sets the state of an object this stream made by such a call, once, never of an
   imported class or function (which would rewrite it for the whole process);
-- every dtype that gets a pickled state must equal the dtype numpy builds from its fields
+- every dtype that gets a pickled state must get one numpy itself writes (checked before numpy
+  reads it: `dtypes.dtype_from_state`) and then equal the dtype numpy builds from its fields
   (`dtypes.checked_dtype`), so raw bytes are never read as object pointers;
 - persistent ids, extension codes and out-of-band buffers are refused;
 - `numpy.dtype` always makes a copy (never changes numpy's shared dtypes),
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from apps.registry.artifacts.buffers import BufferFile
-from apps.registry.artifacts.dtypes import checked_dtype
+from apps.registry.artifacts.dtypes import checked_dtype, dtype_from_state
 from apps.registry.artifacts.errors import ArtifactRejected, Reason, UntrustedGlobals
 from apps.registry.artifacts.joblib_container import WRAPPER, pickle_stream
 from apps.registry.artifacts.names import global_name
@@ -209,6 +210,9 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python one
         if key in self._built:
             raise _refuse("sets the state of one object twice (BUILD)")
         self._built.add(key)
+        if isinstance(inst, np.dtype):
+            # Before numpy reads it: a state numpy never writes can crash its C code.
+            dtype_from_state(inst.__reduce__()[1][0], self.stack[-1])
         super().load_build()  # type: ignore[misc]  # not in typeshed
         if isinstance(inst, np.dtype):
             checked_dtype(inst)

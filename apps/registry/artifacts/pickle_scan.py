@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from apps.registry.artifacts.buffers import BufferFile
-from apps.registry.artifacts.dtypes import checked_dtype
+from apps.registry.artifacts.dtypes import checked_dtype, dtype_from_state
 from apps.registry.artifacts.errors import ArtifactRejected, Reason
 from apps.registry.artifacts.joblib_container import (
     ARRAY_SUBCLASS,
@@ -148,9 +148,11 @@ def concrete(value: Any, *, depth: int = 0) -> Any:
         if not isinstance(description, str):
             raise _refuse("describes an array's dtype with something other than a string")
         try:
-            dtype = np.dtype(description, False, True)  # a copy: never numpy's singletons
             if value.built:
-                dtype.__setstate__(concrete(value.state, depth=depth + 1))  # type: ignore[attr-defined]  # not in numpy's stubs
+                # Never numpy's __setstate__ on the file's state (apps.registry.artifacts.dtypes).
+                dtype = dtype_from_state(description, concrete(value.state, depth=depth + 1))
+            else:
+                dtype = np.dtype(description, False, True)  # a copy: never numpy's singletons
         except (TypeError, ValueError) as exc:
             raise _refuse(f"holds a dtype numpy does not accept ({type(exc).__name__})") from None
         checked_dtype(dtype)
