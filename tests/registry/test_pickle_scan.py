@@ -350,6 +350,8 @@ HONEST_DTYPES = [
     np.dtype({"names": ["a", "b"], "formats": ["<i8", "u1"], "offsets": [0, 8], "itemsize": 16}),
     np.dtype([("a", "<i8"), ("b", "<f8")], align=True),
     np.dtype(("<f8", (3,))),
+    # Packed, with offsets no aligned layout has (scikit-learn's histogram-boosting nodes).
+    np.dtype({"names": ["a", "b"], "formats": ["u4", "<i8"], "offsets": [0, 4], "itemsize": 12}),
 ]
 
 

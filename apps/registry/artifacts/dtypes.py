@@ -114,4 +114,10 @@ def _candidates(base: np.dtype[Any], state: Any) -> list[np.dtype[Any]]:
         "offsets": [fields[name][1] for name in names],
         "itemsize": itemsize,
     }
-    return [np.dtype(spec, align=align) for align in (False, True)]  # type: ignore[call-overload]  # a dict spec is valid
+    built = []
+    for align in (False, True):  # a packed layout cannot be aligned: numpy refuses, fine
+        try:
+            built.append(np.dtype(spec, align=align))  # type: ignore[call-overload]  # a dict spec is valid
+        except (TypeError, ValueError):
+            continue
+    return built
