@@ -34,6 +34,7 @@ from apps.core.models import instance_from_values
 from apps.core.permissions import roles_of, roles_remember
 from apps.core.redis import shared_client
 from apps.core.signed_json import derive_key, dumps_signed, loads_signed
+from apps.core.timestamps import iso
 
 logger = logging.getLogger("bulwark.apikeys")
 
@@ -73,10 +74,6 @@ def _mac_key() -> bytes:
     return derive_key(pepper(), "apikey-record-cache")
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def encode(api_key: ApiKey) -> str:
     owner = api_key.owner
     roles = roles_of(owner, remember=False)
@@ -85,7 +82,7 @@ def encode(api_key: ApiKey) -> str:
         "id": str(api_key.pk),
         "owner": {"id": str(owner.pk), "is_active": owner.is_active, "roles": sorted(roles)},
         "rotated_to_id": str(api_key.rotated_to_id) if api_key.rotated_to_id else None,
-        **{name: _iso(getattr(api_key, name)) for name in _DATETIMES},
+        **{name: iso(getattr(api_key, name)) for name in _DATETIMES},
         **{name: getattr(api_key, name) for name in _PLAIN},
     }
     return dumps_signed(payload, _mac_key())

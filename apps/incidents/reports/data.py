@@ -10,6 +10,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from apps.core.timestamps import iso
 from apps.incidents.models import EntryKind, Incident, Status, TimelineEntry
 from apps.incidents.selectors import incident_people_names, phase_durations
 from apps.incidents.workflow import PHASE_FIELD, PHASES
@@ -41,10 +42,6 @@ def format_duration(delta: timedelta | None) -> str:
         return f"{hours} h {minutes:02d} min"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h"
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 def stamp(moment: datetime | None) -> str:
@@ -114,7 +111,7 @@ def incident_report_data(*, actor: Any, incident: Incident) -> dict[str, Any]:
             "assignee": incident.assignee.username if incident.assignee else None,
             "reported_by": incident.reported_by.username if incident.reported_by else None,
             "reopened_count": incident.reopened_count,
-            "phases": {phase: _iso(getattr(incident, PHASE_FIELD[phase])) for phase in PHASES},
+            "phases": {phase: iso(getattr(incident, PHASE_FIELD[phase])) for phase in PHASES},
         },
         "phase_durations": {
             name: (
