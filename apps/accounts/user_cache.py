@@ -13,6 +13,7 @@ deactivated, demoted or erased user is refused by the very next request after th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from django.conf import settings
@@ -96,14 +97,20 @@ def _family_state(raw: Any, family_id: Any) -> bool:
     return revoked
 
 
-def lookup(user_id: Any, family_id: Any, bucket: str) -> tuple[User | None, bool, int]:
-    """(user or None, family revoked?, failures counted for `bucket`) in one round trip."""
+RecordsRead = Callable[[list[str]], Sequence[Any]]
+
+
+def lookup(
+    user_id: Any, family_id: Any, bucket: str, *, read: RecordsRead | None = None
+) -> tuple[User | None, bool, int]:
+    """(user or None, family revoked?, failures counted for `bucket`) in one round trip: an
+    MGET of the three keys, or `read` of them, which may do more in the same trip (predict
+    counts the call: apps.serving.limits.gate_for_user)."""
     key = _user_key(user_id)
     client = shared_client()
     if client is not None:
-        raw_user, raw_family, failures = client.mget(
-            [key, _family_key(family_id), ratelimit.KEY_PREFIX + bucket]
-        )
+        keys = [key, _family_key(family_id), ratelimit.KEY_PREFIX + bucket]
+        raw_user, raw_family, failures = (read or client.mget)(keys)
         count = int(failures or 0)
     else:
         found = cache.get_many([key, _family_key(family_id)])

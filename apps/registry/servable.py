@@ -55,7 +55,7 @@ class InProcessModel:
 
     def predict(self, values: list[list[Any]]) -> list[Any]:
         try:
-            return predict_values(self.estimator, values, self.facts.feature_names)
+            return predict_values(self.estimator, values, self.facts.input_names)
         except PredictionRefused:
             raise
         except Exception as exc:
@@ -84,10 +84,10 @@ class IsolatedModel:
 
     def predict(self, values: list[list[Any]]) -> list[Any]:
         # Rows cross as raw bytes when numpy makes a numeric array of them (the matrix the
-        # model would get in-process); a model fitted with feature names gets its DataFrame
-        # built in the runner from the values themselves.
+        # model would get in-process); a model that needs a DataFrame with its feature names
+        # gets it built in the runner from the values themselves.
         rows: Any = values
-        if self.facts.feature_names is None and len(values) * len(values[0]) >= RAW_FROM:
+        if not self.facts.named_input and len(values) * len(values[0]) >= RAW_FROM:
             matrix = np.array(values)
             if numeric_array_header(matrix) is not None:
                 rows = matrix

@@ -31,6 +31,7 @@ from apps.registry.selectors import (
 )
 from apps.serving.errors import NoProductionVersion
 from apps.serving.model_cache import models
+from apps.serving.row_check import RowCheck, compile_row_check
 from apps.serving.validation import compile_validator
 
 if TYPE_CHECKING:  # a type hint only: versions are read through the registry's selectors
@@ -51,6 +52,7 @@ class ServedVersion:
     dp_epsilon: float | None
     dp_sensitivity: float | None
     validator: Draft202012Validator
+    row_check: RowCheck | None  # the compiled check of the common schema shape, if it fits
 
     def audit_subject(self) -> Subject:
         return Subject("model_version", f"{self.model}:{self.number}")
@@ -68,6 +70,7 @@ def _served(version: ModelVersion) -> ServedVersion:
         dp_epsilon=version.dp_epsilon,
         dp_sensitivity=version.dp_sensitivity,
         validator=compile_validator(version.input_schema),
+        row_check=compile_row_check(version.input_schema, version.feature_order),
     )
 
 

@@ -117,13 +117,12 @@ _MAX_KEY_RATES = 10_000
 
 @dataclass
 class GateResult:
-    public_id: str
-    bucket: str
+    bucket: str  # the window counted in: names the caller and its rate
     limit: int
     window: int
     verdict: Verdict
-    reading: records.GateReading  # handed to authentication, which then reads nothing itself
     expires_at: int  # the counted window's expiry (unix ms): which window to give back to
+    reading: records.GateReading | None = None  # an API key's: authentication reads nothing
     used: bool = False
 
 
@@ -151,7 +150,6 @@ def gate_for_key(*, public_id: str, failure_bucket: str) -> GateResult | None:
         args=[window],
     )
     return GateResult(
-        public_id=public_id,
         bucket=bucket,
         limit=limit,
         window=window,
@@ -159,6 +157,49 @@ def gate_for_key(*, public_id: str, failure_bucket: str) -> GateResult | None:
         reading=records.GateReading(public_id, failure_bucket, failures, record),
         expires_at=int(expires_at),
     )
+
+
+# The same for a bearer token whose signature has been checked: the user's record, the token
+# family's state and the address's failure count (what JWT authentication reads, in its
+# order), with the user's predict window counted, in one round trip.
+_USER_GATE = """
+local user = redis.call('GET', KEYS[1])
+local family = redis.call('GET', KEYS[2])
+local failures = redis.call('GET', KEYS[3])
+local count = redis.call('INCRBY', KEYS[4], 1)
+if count == 1 then redis.call('EXPIRE', KEYS[4], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[4])
+if ttl < 0 then redis.call('EXPIRE', KEYS[4], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {user or false, family or false, failures or false, count, ttl,
+        redis.call('GET', KEYS[5]) or false, redis.call('PEXPIRETIME', KEYS[4])}
+"""
+
+
+@lru_cache(maxsize=1)
+def _user_gate(client: Any) -> Script:
+    return client.register_script(_USER_GATE)
+
+
+def gate_for_user(user_id: Any, record_keys: list[str]) -> tuple[GateResult, list[Any]] | None:
+    """The user's window counted and `record_keys` (user record, family state, failure
+    counter) read in one script: (the count, the three values); None without Redis."""
+    client = shared_client()
+    if client is None:
+        return None
+    limit, window = rate_of(api_key=None)
+    bucket = f"predict:user:{user_id}:{limit}/{window}"
+    user, family, failures, count, ttl, current, expires_at = _user_gate(client)(
+        keys=[*record_keys, ratelimit.KEY_PREFIX + bucket, generation.GENERATION_KEY],
+        args=[window],
+    )
+    gate = GateResult(
+        bucket=bucket,
+        limit=limit,
+        window=window,
+        verdict=Verdict(ratelimit.Window(int(count), limit, int(ttl)), current),
+        expires_at=int(expires_at),
+    )
+    return gate, [user, family, failures]
 
 
 def remember_rate(public_id: str, limit: int, window: int) -> None:
@@ -182,19 +223,15 @@ def give_back(gate: GateResult) -> None:
 
 
 def predict_count(*, user: Any, api_key: Any, gate: GateResult | None) -> Verdict:
-    """The call's verdict: the gate's count when it was taken for this key at its rate, else a
-    count now (giving the gate's back, and teaching this process the key's rate)."""
+    """The call's verdict: the gate's count when it was taken for this caller at its rate,
+    else a count now (giving the gate's back, and teaching this process a key's rate)."""
     limit, window = rate_of(api_key=api_key)
-    if (
-        gate is not None
-        and api_key is not None
-        and gate.public_id == api_key.public_id
-        and (gate.limit, gate.window) == (limit, window)
-    ):
+    bucket = bucket_of(user=user, api_key=api_key, limit=limit, window=window)
+    if gate is not None and not gate.used and gate.bucket == bucket:
         gate.used = True
         return gate.verdict
     if gate is not None and not gate.used:
-        give_back(gate)  # counted under a rate the key no longer has, or for another key
+        give_back(gate)  # counted under a rate the key no longer has, or for another caller
     verdict = predict_hit(user=user, api_key=api_key)
     if api_key is not None:
         remember_rate(api_key.public_id, limit, window)

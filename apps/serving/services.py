@@ -93,7 +93,7 @@ def predict_run(call: PredictCall, data: Any) -> dict[str, Any]:
     """Resolve, validate, spend the privacy budget, predict, audit; the response body."""
     version = call.version = catalog.resolve(call.model, call.version_number)
     rows = call.rows = validate_body(data, max_batch=version.max_batch)
-    validate_rows(rows, version.validator, version.feature_order)
+    validate_rows(rows, version.validator, version.feature_order, version.row_check)
 
     spend = None
     if version.dp_epsilon is not None:

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import JwtAuthentication
+from apps.accounts.user_cache import RecordsRead
 from apps.apikeys.authentication import (
     HEADER,
     ApiKeyAuthentication,
@@ -28,8 +29,9 @@ from apps.core.auth_failures import failure_bucket_of
 from apps.core.errors import InvalidInput
 from apps.core.exception_handler import to_application_error
 from apps.core.parsers import StrictJSONParser
+from apps.core.redis import shared_client
 from apps.serving import limits
-from apps.serving.limits import GateResult, gate_for_key
+from apps.serving.limits import GateResult, gate_for_key, gate_for_user
 from apps.serving.services import (
     PredictCall,
     predict_authorize,
@@ -70,6 +72,24 @@ class _PredictKeyAuthentication(ApiKeyAuthentication):
         return self.view.key_authenticate(request, header)
 
 
+class _PredictJwtAuthentication(JwtAuthentication):
+    """A bearer token on predict: once its signature holds, the records authentication reads
+    come in the same round trip that counts the call (apps.serving.limits.gate_for_user)."""
+
+    def __init__(self, view: PredictApi) -> None:
+        self.view = view
+
+    def records_read(self, user_id: Any) -> RecordsRead | None:
+        def read(keys: list[str]) -> list[Any]:
+            gated = gate_for_user(user_id, keys)
+            if gated is None:
+                raise RuntimeError("records_read is only offered with Redis")
+            self.view.gate, values = gated
+            return values
+
+        return read if shared_client() is not None else None
+
+
 class PredictApi(APIView):
     """Authenticated by `X-API-Key` (checked first: IP allow-list and signature included) or a
     Bearer JWT; sessions are not accepted here."""
@@ -83,7 +103,7 @@ class PredictApi(APIView):
     refusal: KeyRefused | None = None  # why the key was refused: recorded as predict.rejected
 
     def get_authenticators(self) -> list[BaseAuthentication]:
-        return [_PredictKeyAuthentication(self), JwtAuthentication()]
+        return [_PredictKeyAuthentication(self), _PredictJwtAuthentication(self)]
 
     def key_authenticate(self, request: Request, header: str) -> tuple[Any, Any]:
         """Steps 2 and 3 of docs/architecture.md "A predict request": with a key this process

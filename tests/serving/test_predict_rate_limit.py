@@ -172,3 +172,22 @@ def test_a_give_back_after_the_window_changed_leaves_the_new_window_alone(client
     redis.delete(full)
     limits.give_back(gate)
     assert redis.get(full) is None
+
+
+@pytest.mark.django_db
+def test_refused_bearer_tokens_do_not_use_the_users_window(client, actors, pricing, settings):
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from apps.accounts.user_cache import _family_key, _store
+
+    settings.PREDICT_USER_RATE_LIMIT = "3/m"
+    user = actors["ml_engineer"]
+    assert post(client, {"inputs": [ROW]}, **bearer(user))["RateLimit-Remaining"] == "2"
+    # A token of a revoked family: its signature holds, so the gate counts the call in the
+    # round trip that reads the family, then gives it back when authentication refuses.
+    revoked = bearer(user)
+    access = AccessToken(revoked["HTTP_AUTHORIZATION"].removeprefix("Bearer "))
+    _store(_family_key(access["fam"]), "revoked", only_if_absent=False)
+    for _ in range(4):
+        assert_error(post(client, {"inputs": [ROW]}, **revoked), 401, "token_invalid")
+    assert post(client, {"inputs": [ROW]}, **bearer(user))["RateLimit-Remaining"] == "1"

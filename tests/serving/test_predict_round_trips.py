@@ -61,7 +61,7 @@ def test_an_accepted_api_key_predict_costs_one_redis_command_and_one_query(
     assert commands == ["EVALSHA"]
 
 
-def test_an_accepted_jwt_predict_costs_two_redis_commands_and_one_query(
+def test_an_accepted_jwt_predict_costs_one_redis_command_and_one_query(
     client, actors, pricing, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     from apps.accounts.user_cache import refresh_user
@@ -72,10 +72,10 @@ def test_an_accepted_jwt_predict_costs_two_redis_commands_and_one_query(
     commands, queries = steady_state_cost(
         client, monkeypatch, django_capture_on_commit_callbacks, **bearer(actors["ml_engineer"])
     )
-    # The user's record, token family and failure count (one MGET), then the rate limit with
-    # the serving generation (one script): the JWT path does not have the gate (yet).
+    # Once the token's signature holds, one script reads the user's record, the token family
+    # and the address's failure count, counts the call and reads the serving generation.
     assert queries == 1
-    assert commands == ["MGET", "EVALSHA"]
+    assert commands == ["EVALSHA"]
 
 
 def test_the_first_call_of_a_key_in_a_process_takes_two_and_teaches_the_rate(

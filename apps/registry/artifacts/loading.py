@@ -135,15 +135,46 @@ def load_model(
 class ModelFacts:
     """What the serving side needs to know about a loaded model, without holding it."""
 
-    # Set when the estimator was fitted with named features: it then gets a DataFrame with
-    # those names (docs/api.md), so scikit-learn has nothing to warn about on every call.
+    # Set when the estimator was fitted with named features: rows reach it in that order
+    # (docs/api.md: the names decide).
     feature_names: tuple[str, ...] | None
     # A classifier's outputs are labels: differential privacy leaves them as they are.
     classifier: bool
+    # Whether the rows must reach it as a DataFrame with those names: a composite estimator
+    # (a pipeline, a column transformer) may pick columns by name. A single estimator uses
+    # the names only to check them, so it gets a plain array (see `describe`).
+    named_input: bool = False
+
+    @property
+    def input_names(self) -> tuple[str, ...] | None:
+        """The column names its input is built with: None for a plain array."""
+        return self.feature_names if self.named_input else None
+
+
+# Attributes of estimators that hand their input on to others, or select its columns.
+_COMPOSITE = ("steps", "transformers", "transformer_list", "estimator", "estimators")
+
+
+def _drop_feature_names(model: object) -> bool:
+    """For a single scikit-learn estimator fitted with named features: forget the names (the
+    values reach it in their order, checked once here rather than per call), so that a plain
+    array is taken without a DataFrame, a warning or a comparison of names per call. False
+    when the names may be used for more than a check, and so are kept."""
+    module = type(model).__module__
+    if not module.startswith("sklearn.") or any(hasattr(model, a) for a in _COMPOSITE):
+        return False
+    try:
+        del model.feature_names_in_  # type: ignore[attr-defined]  # set by fit
+    except AttributeError:  # a property, or not the estimator's own
+        return False
+    return True
 
 
 def describe(model: object) -> ModelFacts:
+    """What serving needs to know of a freshly loaded model; a single estimator fitted with
+    named features is readied for plain arrays on the way (`_drop_feature_names`)."""
     names = getattr(model, "feature_names_in_", None)
+    named_input = names is not None and not _drop_feature_names(model)
     try:
         from sklearn.base import is_classifier
 
@@ -153,6 +184,7 @@ def describe(model: object) -> ModelFacts:
     return ModelFacts(
         feature_names=None if names is None else tuple(str(name) for name in names),
         classifier=classifier,
+        named_input=named_input,
     )
 
 

@@ -177,6 +177,7 @@ def _serve(channel: protocol.Channel) -> None:
                 reply = {
                     "ok": True,
                     "feature_names": facts.feature_names,
+                    "named_input": facts.named_input,
                     "classifier": facts.classifier,
                 }
             del payload
@@ -207,7 +208,7 @@ def _predict(
         if isinstance(header, dict):  # rows as a numeric array (raw bytes)
             matrix = numeric_array(header, payload)
         else:  # rows as JSON values
-            matrix = feature_input(header, facts.feature_names)
+            matrix = feature_input(header, facts.input_names)
         outputs = predict_outputs(model, matrix)
     except PredictionRefused as exc:
         return {"ok": False, "refused": exc.kind}, b""

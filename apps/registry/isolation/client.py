@@ -178,13 +178,21 @@ class Runner:
                 raise ArtifactRejected(Reason(reason), detail=str(reply.get("detail", ""))[:500])
             raise RunnerFailed("the runner broke the protocol (a load reply)")
         names, classifier = reply.get("feature_names"), reply.get("classifier")
-        if not isinstance(classifier, bool) or not (
-            names is None or (isinstance(names, list) and all(isinstance(n, str) for n in names))
+        named_input = reply.get("named_input")
+        if (
+            not isinstance(classifier, bool)
+            or not isinstance(named_input, bool)
+            or not (
+                names is None
+                or (isinstance(names, list) and all(isinstance(n, str) for n in names))
+            )
         ):
             self.kill()
             raise RunnerFailed("the runner broke the protocol (a load reply)")
         return ModelFacts(
-            feature_names=None if names is None else tuple(names), classifier=classifier
+            feature_names=None if names is None else tuple(names),
+            classifier=classifier,
+            named_input=named_input,
         )
 
     def predict(self, values: Any, *, timeout: float) -> dict[str, Any]:
