@@ -102,6 +102,8 @@ MIDDLEWARE = [
     "apps.core.middleware.InputHardeningMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.core.middleware.ApiRequestGuardMiddleware",
+    # Predict is answered here: what follows serves pages and the session API only.
+    "apps.serving.middleware.PredictShortcutMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -30,6 +30,7 @@ from apps.core.errors import InvalidInput
 from apps.core.exception_handler import to_application_error
 from apps.core.parsers import StrictJSONParser
 from apps.core.redis import shared_client
+from apps.core.renderers import FastJSONRenderer
 from apps.serving import limits
 from apps.serving.limits import GateResult, gate_for_key, gate_for_user
 from apps.serving.services import (
@@ -96,6 +97,7 @@ class PredictApi(APIView):
 
     permission_classes = [IsAuthenticated]
     parser_classes = [StrictJSONParser]
+    renderer_classes = [FastJSONRenderer]
 
     call: PredictCall | None = None
     gate: GateResult | None = None  # the API-key gate's read and count, if any
