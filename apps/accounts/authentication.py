@@ -3,6 +3,7 @@ then the token's family and user checked against the cache in one round trip."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from rest_framework.request import Request
@@ -19,7 +20,15 @@ from apps.core.errors import RateLimited
 
 
 class JwtAuthentication(JWTAuthentication):
+    """`records_read`, given the token's user id once its signature holds, says how to read
+    the user's record, family state and failure count: None for user_cache's MGET. Predict
+    reads them in the round trip that counts the call (apps.serving.views)."""
+
     www_authenticate_realm = "bulwark"
+
+    def __init__(self, records_read: Callable[[Any], RecordsRead | None] | None = None) -> None:
+        super().__init__()
+        self.records_read = records_read
 
     def authenticate(self, request: Request) -> tuple[Any, AccessToken] | None:
         header = self.get_header(request)
@@ -39,9 +48,8 @@ class JwtAuthentication(JWTAuthentication):
         family_id = token.get("fam")
         if user_id is None or family_id is None:
             self._fail(bucket)
-        user, family_revoked, failures = lookup(
-            user_id, family_id, bucket, read=self.records_read(user_id)
-        )
+        read = self.records_read(user_id) if self.records_read is not None else None
+        user, family_revoked, failures = lookup(user_id, family_id, bucket, read=read)
         limit, window = failure_limit()
         if failures >= limit:
             # This address has used up its failed attempts: refused even with a good token,
@@ -53,11 +61,6 @@ class JwtAuthentication(JWTAuthentication):
             # Issued before the user's access was taken away (apps.accounts.credentials).
             self._fail(bucket)
         return user, token
-
-    def records_read(self, user_id: Any) -> RecordsRead | None:
-        """How to read the user's record, family state and failure count once the token's
-        signature holds: None for user_cache's MGET. Predict reads them with its rate limit."""
-        return None
 
     @staticmethod
     def _fail(bucket: str) -> NoReturn:

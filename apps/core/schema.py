@@ -11,5 +11,4 @@ class BulwarkSessionScheme(SessionScheme):  # type: ignore[no-untyped-call]  # u
 
 class BulwarkJwtScheme(SimpleJWTScheme):  # type: ignore[no-untyped-call]  # untyped __init_subclass__
     target_class = "apps.accounts.authentication.JwtAuthentication"
-    match_subclasses = True  # predict's own (apps.serving.views) is the same scheme
     name = "jwtAuth"

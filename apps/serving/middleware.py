@@ -42,4 +42,4 @@ class PredictShortcutMiddleware:
         response.render()
         if not response.has_header("Content-Length"):
             response["Content-Length"] = str(len(response.content))
-        return response  # type: ignore[no-any-return]  # the view's HttpResponse
+        return response

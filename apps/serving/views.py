@@ -73,24 +73,6 @@ class _PredictKeyAuthentication(ApiKeyAuthentication):
         return self.view.key_authenticate(request, header)
 
 
-class _PredictJwtAuthentication(JwtAuthentication):
-    """A bearer token on predict: once its signature holds, the records authentication reads
-    come in the same round trip that counts the call (apps.serving.limits.gate_for_user)."""
-
-    def __init__(self, view: PredictApi) -> None:
-        self.view = view
-
-    def records_read(self, user_id: Any) -> RecordsRead | None:
-        def read(keys: list[str]) -> list[Any]:
-            gated = gate_for_user(user_id, keys)
-            if gated is None:
-                raise RuntimeError("records_read is only offered with Redis")
-            self.view.gate, values = gated
-            return values
-
-        return read if shared_client() is not None else None
-
-
 class PredictApi(APIView):
     """Authenticated by `X-API-Key` (checked first: IP allow-list and signature included) or a
     Bearer JWT; sessions are not accepted here."""
@@ -105,7 +87,22 @@ class PredictApi(APIView):
     refusal: KeyRefused | None = None  # why the key was refused: recorded as predict.rejected
 
     def get_authenticators(self) -> list[BaseAuthentication]:
-        return [_PredictKeyAuthentication(self), _PredictJwtAuthentication(self)]
+        return [_PredictKeyAuthentication(self), JwtAuthentication(records_read=self.jwt_read)]
+
+    def jwt_read(self, user_id: Any) -> RecordsRead | None:
+        """A bearer token whose signature holds: the records JWT authentication reads come
+        in the round trip that counts the call (apps.serving.limits.gate_for_user)."""
+        if shared_client() is None:
+            return None
+
+        def read(keys: list[str]) -> list[Any]:
+            gated = gate_for_user(user_id, keys)
+            if gated is None:  # Redis went away between the check and the read
+                raise RuntimeError("the predict gate needs Redis")
+            self.gate, values = gated
+            return values
+
+        return read
 
     def key_authenticate(self, request: Request, header: str) -> tuple[Any, Any]:
         """Steps 2 and 3 of docs/architecture.md "A predict request": with a key this process
