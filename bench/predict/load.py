@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.predict.model import body
-from bench.predict.servers import cpu_seconds
+from bench.predict.servers import backing_cpu_seconds, cpu_seconds
 
 BODIES = 64
 SPREAD_SECONDS = 200  # t in [now - 200, now + 200): within the ±300 s tolerance
@@ -113,6 +113,7 @@ class Result:
     errors: int
     workers: dict[str, int]
     cpu_ms: float = 0.0  # CPU of the server's processes per request (0: not measured)
+    backing_cpu_ms: float = 0.0  # PostgreSQL's and Redis's CPU per request
 
     @property
     def rate(self) -> float:
@@ -186,9 +187,10 @@ def run_wrk(
         str(script),
         target.url,
     )
-    cpu_before = cpu_seconds(target.port)
+    cpu_before, backing_before = cpu_seconds(target.port), backing_cpu_seconds()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     cpu = cpu_seconds(target.port) - cpu_before
+    backing = backing_cpu_seconds() - backing_before
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCHJSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
@@ -203,4 +205,5 @@ def run_wrk(
         errors=errors,
         workers=raw["workers"],
         cpu_ms=cpu * 1000 / max(raw["requests"], 1),
+        backing_cpu_ms=backing * 1000 / max(raw["requests"], 1),
     )

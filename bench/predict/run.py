@@ -1,33 +1,33 @@
 """Predict throughput and latency: Bulwark's full path against baselines measured in the same
 run. One command (from the project folder; PostgreSQL and Redis on 127.0.0.1):
 
-    .venv/bin/python -m bench.predict [--seconds 8] [--warmup 2] [--rounds 2] [--experiments]
+    .venv/bin/python -m bench.predict [--before REV] [--seconds 8] [--warmup 2] [--rounds 3]
+                                      [--fastapi] [--experiments]
 
 It drops and recreates the database `bulwark_bench_predict`, empties Redis database 7, trains
 the model, makes users, models, keys and a token through the project's services, starts
-gunicorn (controlplane/gunicorn.conf.py, controlplane.wsgi, BULWARK_ENV=production, fresh
-strong secrets, DEBUG off, PostgreSQL with the settings' persistent connections, Redis) and
-uvicorn, and drives each scenario with wrk from a second process. Rows of the table:
+gunicorn (controlplane/gunicorn.conf.py, controlplane.wsgi, BULWARK_ENV=production, so models
+run in their runners; fresh strong secrets, DEBUG off, PostgreSQL with the settings'
+persistent connections, Redis) and drives each scenario with wrk from a second process. Rows:
 
 - (a) floor: `model.predict` in a loop in this process (no server);
 - (b) bare DRF view: no checks, same gunicorn workers (bench.predict.views);
 - (c) naive: stock simplejwt + django_ratelimit + an ORM audit insert, same workers;
-- (d) FastAPI tutorial: X-API-Key against a constant + in-memory per-IP limit, uvicorn, 2 workers;
-  (d') the same with TCP_NODELAY on its connections (bench.predict.uvicorn_nodelay: with
-  `--workers N` uvicorn leaves Nagle on, and each keep-alive request waits ~40 ms for wrk's
-  delayed ACK);
+- with --fastapi, (d) FastAPI tutorial: X-API-Key against a constant + in-memory per-IP
+  limit, uvicorn, 2 workers; (d') the same with TCP_NODELAY on its connections;
 - Bulwark `POST /api/v1/models/pricing/predict`: JWT; API key; API key with a fresh request
-  signature each time; DP on (`pricing-dp`, API key).
+  signature each time; DP on (`pricing-dp`, API key);
+- with --before REV, the same four served by a second gunicorn from that git revision (same
+  database, Redis and model), each run right after its current counterpart.
 
 Each scenario: `--warmup` seconds of load (discarded), then `--seconds` measured; the
-scenarios are interleaved and the whole list repeated `--rounds` times; the table shows the
-median over rounds. "req/s: (b) / row" is (b)'s req/s over the row's (how many times fewer
-requests a second than the bare view, same rows); "CPU: row / (b)" the row's server CPU time
-per request (master and workers, read from /proc; PostgreSQL and Redis not included) over
-(b)'s: on this shared machine neighbours' load moves throughput far more than CPU per request.
-The (a) columns likewise against the floor (its CPU: this process's, per call). wrk: one
-thread, CONNECTIONS keep-alive connections (2 x workers x threads), closed loop; gunicorn's
-sync workers answer `Connection: close`, so wrk reconnects per request.
+scenarios are interleaved and the whole list repeated `--rounds` times. req/s, latencies and
+CPU are medians over rounds; every ratio ("req/s vs (b)": the row's rate over the bare view's)
+is the median of the ratios taken within each round, so the shared machine's drift between
+rounds cancels. CPU per request counts the server (master, workers, model runners) and every
+PostgreSQL and Redis process. wrk: one thread, CONNECTIONS keep-alive connections (2 x
+workers), closed loop; gunicorn's sync workers answer `Connection: close`, so wrk reconnects
+per request.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from pathlib import Path
 from bench.predict import fixtures
 from bench.predict.load import Result, Target, run_wrk, signature
 from bench.predict.model import MODEL_ENV, body, dumped, feature_array, train
-from bench.predict.servers import PROXY_HEADERS, gunicorn, post, uvicorn
+from bench.predict.servers import PROXY_HEADERS, ROOT, gunicorn, post, uvicorn
 
 PREDICT_PATH = f"/api/v1/models/{fixtures.MODEL}/predict"
 DP_PATH = f"/api/v1/models/{fixtures.DP_MODEL}/predict"
@@ -67,6 +67,18 @@ class Scenario:
     group: str  # "floor", "baseline", "bulwark"
     results: list[Result] = field(default_factory=list)
     skipped: str = ""
+
+
+def checkout(revision: str, where: Path) -> Path:
+    """The files of `revision` of this repository in `where` (git archive: no worktree)."""
+    where.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
+    return where
 
 
 def server_env(workdir: Path, model_path: Path) -> dict[str, str]:
@@ -129,7 +141,7 @@ def measure_floor(model: object, rows: int, seconds: float) -> Result:
 
 def check(target: Target, *, expect_privacy: bool = False) -> str:
     """'' if one request of this scenario answers 200 with `rows` predictions, else why not."""
-    payload = body(target.rows, seed="check")
+    payload = body(target.rows, seed=f"check-{target.port}")
     headers = dict(target.headers)
     if target.signing_secret is not None:
         headers["X-Signature"] = signature(
@@ -146,26 +158,29 @@ def check(target: Target, *, expect_privacy: bool = False) -> str:
     return ""
 
 
-def bulwark_scenarios(port: int, fx: fixtures.Fixtures) -> Iterator[Scenario]:
+def bulwark_scenarios(
+    port: int, fx: fixtures.Fixtures, name: str = "Bulwark", group: str = "bulwark"
+) -> Iterator[Scenario]:
     jwt = {**PROXY_HEADERS, "Authorization": f"Bearer {fx.access_token}"}
     key = {**PROXY_HEADERS, "X-API-Key": fx.api_key}
     signed = {**PROXY_HEADERS, "X-API-Key": fx.signed_key}
     for rows in ROW_COUNTS:
-        yield Scenario("Bulwark, JWT", rows, Target(port, PREDICT_PATH, rows, jwt), "bulwark")
-        yield Scenario("Bulwark, API key", rows, Target(port, PREDICT_PATH, rows, key), "bulwark")
+        yield Scenario(f"{name}, JWT", rows, Target(port, PREDICT_PATH, rows, jwt), group)
+        yield Scenario(f"{name}, API key", rows, Target(port, PREDICT_PATH, rows, key), group)
         yield Scenario(
-            "Bulwark, API key + signature",
+            f"{name}, API key + signature",
             rows,
             Target(port, PREDICT_PATH, rows, signed, fx.signing_secret),
-            "bulwark",
+            group,
         )
-        yield Scenario(
-            "Bulwark, DP on (API key)", rows, Target(port, DP_PATH, rows, key), "bulwark"
-        )
+        yield Scenario(f"{name}, DP on (API key)", rows, Target(port, DP_PATH, rows, key), group)
 
 
 def baseline_scenarios(
-    django_port: int, fastapi_ports: tuple[int, int], fx: fixtures.Fixtures, env: dict[str, str]
+    django_port: int,
+    fastapi_ports: tuple[int, int] | None,
+    fx: fixtures.Fixtures,
+    env: dict[str, str],
 ) -> Iterator[Scenario]:
     jwt = {**PROXY_HEADERS, "Authorization": f"Bearer {fx.access_token}"}
     for rows in ROW_COUNTS:
@@ -181,6 +196,8 @@ def baseline_scenarios(
             Target(django_port, "/bench/naive/predict", rows, jwt),
             "baseline",
         )
+        if fastapi_ports is None:
+            continue
         fastapi_key = {"X-API-Key": env[FASTAPI_KEY_ENV]}
         yield Scenario(
             "(d) FastAPI tutorial, uvicorn --workers 2",
@@ -238,19 +255,36 @@ def median(results: list[Result], pick: Callable[[Result], float]) -> float:
     return statistics.median(pick(result) for result in results)
 
 
-def table(scenarios: list[Scenario]) -> list[tuple[str, ...]]:
-    def of(label_start: str, rows: int, pick: Callable[[Result], float]) -> float | None:
-        for scenario in scenarios:
-            if (
-                scenario.label.startswith(label_start)
-                and scenario.rows == rows
-                and scenario.results
-            ):
-                return median(scenario.results, pick)
-        return None
+def find(scenarios: list[Scenario], label: str, rows: int) -> Scenario | None:
+    for scenario in scenarios:
+        if scenario.label == label and scenario.rows == rows and scenario.results:
+            return scenario
+    return None
 
-    def ratio(value: float | None, base: float | None) -> str:
-        return f"{value / base:.2f}x" if value and base else "-"
+
+def round_ratio(
+    top: Scenario | None, bottom: Scenario | None, pick: Callable[[Result], float]
+) -> float | None:
+    """The median over rounds of top's value over bottom's in the same round: each round's
+    ratio is of two runs a few seconds apart, so the machine's drift cancels in it."""
+    if top is None or bottom is None:
+        return None
+    ratios = [
+        pick(a) / pick(b) for a, b in zip(top.results, bottom.results, strict=False) if pick(b) > 0
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def shown(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
+
+
+BARE, NAIVE = "(b) bare DRF view", "(c) naive: simplejwt+ratelimit+ORM audit"
+
+
+def table(scenarios: list[Scenario]) -> list[tuple[str, ...]]:
+    def cpu_all(result: Result) -> float:
+        return result.cpu_ms + result.backing_cpu_ms
 
     rows_out = [
         (
@@ -259,11 +293,11 @@ def table(scenarios: list[Scenario]) -> list[tuple[str, ...]]:
             "req/s",
             "p50 ms",
             "p99 ms",
-            "server CPU ms/req",
-            "req/s: (b) / row",
-            "CPU: row / (b)",
-            "req/s: (a) / row",
-            "CPU: row / (a)",
+            "p99/p50",
+            "CPU ms/req (server + PG + Redis)",
+            "req/s vs (b)",
+            "req/s vs (c)",
+            "CPU vs (b)",
             "errors",
         )
     ]
@@ -272,24 +306,55 @@ def table(scenarios: list[Scenario]) -> list[tuple[str, ...]]:
             why = scenario.skipped or "not run"
             rows_out.append((scenario.label, str(scenario.rows), *["-"] * 8, why))
             continue
-        rate = median(scenario.results, lambda r: r.rate)
-        cpu = median(scenario.results, lambda r: r.cpu_ms)
+        bare = find(scenarios, BARE, scenario.rows)
+        naive = find(scenarios, NAIVE, scenario.rows)
         rows_out.append(
             (
                 scenario.label,
                 str(scenario.rows),
-                f"{rate:,.0f}",
+                f"{median(scenario.results, lambda r: r.rate):,.0f}",
                 f"{median(scenario.results, lambda r: r.p50_ms):.2f}",
                 f"{median(scenario.results, lambda r: r.p99_ms):.2f}",
-                f"{cpu:.2f}",
-                ratio(of("(b)", scenario.rows, lambda r: r.rate), rate),
-                ratio(cpu, of("(b)", scenario.rows, lambda r: r.cpu_ms)),
-                ratio(of("(a)", scenario.rows, lambda r: r.rate), rate),
-                ratio(cpu, of("(a)", scenario.rows, lambda r: r.cpu_ms)),
+                f"{median(scenario.results, lambda r: r.p99_ms / r.p50_ms):.1f}",
+                f"{median(scenario.results, cpu_all):.2f}",
+                shown(round_ratio(scenario, bare, lambda r: r.rate)),
+                shown(round_ratio(scenario, naive, lambda r: r.rate)),
+                shown(round_ratio(scenario, bare, cpu_all)),
                 str(sum(result.errors for result in scenario.results)),
             )
         )
     return rows_out
+
+
+def comparisons(scenarios: list[Scenario], names: list[str]) -> list[str]:
+    """The issue's other aims, as medians of per-round ratios: JWT against API key, 100 rows
+    against one, and each variant after against before when both were run."""
+    lines = []
+    for name in names:
+        key = find(scenarios, f"{name}, API key", 1)
+        jwt = find(scenarios, f"{name}, JWT", 1)
+        lines.append(
+            f"{name}: JWT ÷ API key req/s (1 row) {shown(round_ratio(jwt, key, lambda r: r.rate))}"
+        )
+        for variant in ("JWT", "API key", "API key + signature", "DP on (API key)"):
+            one = find(scenarios, f"{name}, {variant}", 1)
+            hundred = find(scenarios, f"{name}, {variant}", 100)
+            lines.append(
+                f"{name}, {variant}: 100-row ÷ 1-row request rate "
+                f"{shown(round_ratio(hundred, one, lambda r: r.rate))}"
+            )
+    if len(names) == 2:
+        for variant in ("JWT", "API key", "API key + signature", "DP on (API key)"):
+            for rows in ROW_COUNTS:
+                after = find(scenarios, f"{names[0]}, {variant}", rows)
+                before = find(scenarios, f"{names[1]}, {variant}", rows)
+                rate = round_ratio(after, before, lambda r: r.rate)
+                cpu = round_ratio(after, before, lambda r: r.cpu_ms + r.backing_cpu_ms)
+                lines.append(
+                    f"{variant}, {rows} row(s): after ÷ before req/s {shown(rate)}, "
+                    f"CPU per request {shown(cpu)}"
+                )
+    return lines
 
 
 def print_table(rows: list[tuple[str, ...]]) -> None:
@@ -342,14 +407,25 @@ def main_run(args: argparse.Namespace, workdir: Path) -> None:
         Scenario("(a) floor: predict() in-process", rows, None, "floor") for rows in ROW_COUNTS
     ]
     seeds = iter(range(1, 10**9))
+    names = ["Bulwark"]
     with ExitStack() as stack:
         django_port = stack.enter_context(gunicorn(env, workdir / "gunicorn.log"))
-        fastapi_ports = (
-            stack.enter_context(uvicorn(env, workdir / "uvicorn.log")),
-            stack.enter_context(uvicorn(env, workdir / "uvicorn-nodelay.log", nodelay=True)),
-        )
+        fastapi_ports = None
+        if args.fastapi:
+            fastapi_ports = (
+                stack.enter_context(uvicorn(env, workdir / "uvicorn.log")),
+                stack.enter_context(uvicorn(env, workdir / "uvicorn-nodelay.log", nodelay=True)),
+            )
         loaded = list(baseline_scenarios(django_port, fastapi_ports, fx, env))
-        loaded += bulwark_scenarios(django_port, fx)
+        after = list(bulwark_scenarios(django_port, fx))
+        if args.before:
+            root = checkout(args.before, workdir / "before")
+            port = stack.enter_context(gunicorn(env, workdir / "before.log", root=root))
+            names.append(f"Bulwark at {args.before}")
+            before = list(bulwark_scenarios(port, fx, names[1], "before"))
+            # Interleaved: each variant after, then before, a few seconds apart.
+            after = [s for pair in zip(after, before, strict=True) for s in pair]
+        loaded += after
         for scenario in loaded:
             assert scenario.target is not None
             scenario.skipped = check(scenario.target, expect_privacy="DP" in scenario.label)
@@ -361,7 +437,8 @@ def main_run(args: argparse.Namespace, workdir: Path) -> None:
                     scenario.results.append(load(scenario, loaded, args, workdir, seeds))
             print(f"round {round_number + 1}/{args.rounds} done", flush=True)
     scenarios = sorted(
-        floors + loaded, key=lambda s: (s.rows, ["floor", "baseline", "bulwark"].index(s.group))
+        floors + loaded,
+        key=lambda s: (s.rows, ["floor", "baseline", "bulwark", "before"].index(s.group)),
     )
     print()
     print(machine())
@@ -378,6 +455,9 @@ def main_run(args: argparse.Namespace, workdir: Path) -> None:
     )
     print()
     print_table(table(scenarios))
+    print()
+    for line in comparisons(scenarios, names):
+        print(line)
     if args.profile_calls:
         print_breakdown(fx, args.profile_calls)
     print(f"\n(total {time.monotonic() - started:.0f} s)")
@@ -425,7 +505,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per scenario")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per scenario")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--floor-seconds", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
     parser.add_argument(
@@ -433,6 +513,15 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=1000,
         help="calls per column of the in-process breakdown (0: none)",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="also serve this git revision (another gunicorn, same database and Redis) and "
+        "measure it interleaved with the working tree: before and after in one run",
+    )
+    parser.add_argument(
+        "--fastapi", action="store_true", help="also the FastAPI baselines (d) and (d')"
     )
     parser.add_argument(
         "--experiments",

@@ -18,7 +18,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-GUNICORN_CONF = ROOT / "controlplane" / "gunicorn.conf.py"
 BENCH_CONF = Path(__file__).with_name("gunicorn_bench.conf.py")
 # What a TLS-terminating proxy on 127.0.0.1 (a TRUSTED_PROXIES entry) tells the app.
 PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
@@ -56,6 +55,27 @@ def cpu_seconds(port: int) -> float:
             ancestor = parents[ancestor]
         if ancestor == root:
             total += seconds
+    return total
+
+
+BACKING = ("postgres", "redis-server")  # PostgreSQL's processes (backends too) and Redis's
+
+
+def backing_cpu_seconds() -> float:
+    """CPU time used so far by every PostgreSQL and Redis process on this machine: the
+    database and cache work a request causes (the bench runs alone against them)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        if name in BACKING or name.startswith("postgres:"):
+            fields = raw[raw.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK
     return total
 
 
@@ -108,11 +128,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def _serve(
-    command: Sequence[str], env: dict[str, str], log: Path, ready_path: str, port: int
+    command: Sequence[str],
+    env: dict[str, str],
+    log: Path,
+    ready_path: str,
+    port: int,
+    root: Path = ROOT,
 ) -> Iterator[int]:
     with log.open("ab") as out:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         deadline = time.monotonic() + 60
@@ -138,13 +163,16 @@ def gunicorn(
     threads: int = 1,
     experiment: bool = False,
     freeze: bool = True,
+    root: Path = ROOT,
 ) -> Iterator[int]:
     """`gunicorn -c controlplane/gunicorn.conf.py controlplane.wsgi` on a free port. With
     `experiment`, through bench.predict's gunicorn_bench.conf.py (collector pauses reported;
     `freeze` False leaves gc.freeze() out) and the worker options given on the command line,
-    which overrides the file."""
+    which overrides the file. `root`: the checkout it serves (another revision for a
+    before-and-after run)."""
     port = free_port()
-    command = [str(BIN / "gunicorn"), "-c", str(BENCH_CONF if experiment else GUNICORN_CONF)]
+    conf = BENCH_CONF if experiment else root / "controlplane" / "gunicorn.conf.py"
+    command = [str(BIN / "gunicorn"), "-c", str(conf)]
     command.append("controlplane.wsgi")
     if experiment:
         command += ["--worker-class", worker_class, "--threads", str(threads)]
@@ -154,7 +182,9 @@ def gunicorn(
         "WEB_CONCURRENCY": str(workers),
         "BENCH_GC_FREEZE": "true" if freeze else "false",
     }
-    with _serve(command, server_env, log, "/healthz", port):
+    if root != ROOT:
+        server_env["PYTHONPATH"] = str(root)
+    with _serve(command, server_env, log, "/healthz", port, root):
         yield port
 
 
