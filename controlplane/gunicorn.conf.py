@@ -56,3 +56,64 @@ def post_worker_init(worker: Any) -> None:
         from apps.registry.isolation.client import zygote
 
         zygote.warm()
+
+
+# Group commit of predict's audit events (apps.audit.writer). With AUDIT_WRITER=process the
+# master starts the host's writer before any worker, in a directory only this user can enter,
+# tells the workers its socket (AUDIT_WRITER_SOCKET, read by their settings), starts it again
+# if it dies (predict answers 503 meanwhile: fail closed) and stops it on exit.
+_writer: dict[str, Any] = {}
+
+
+def _writer_start(path: str) -> Any:
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    manage = Path(__file__).resolve().parents[1] / "manage.py"
+    command = [sys.executable, str(manage), "audit_writer", "--socket", path]
+    process = subprocess.Popen(command)  # noqa: S603  # our own command, no shell
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process
+
+
+def _writer_watch(server: Any) -> None:
+    import time
+
+    while not _writer["stopping"]:
+        code = _writer["process"].wait()
+        if _writer["stopping"]:
+            return
+        server.log.error("audit writer exited with %s; starting it again", code)
+        time.sleep(0.2)
+        _writer["process"] = _writer_start(_writer["path"])
+
+
+def on_starting(server: Any) -> None:
+    mode = os.environ.get("AUDIT_WRITER", "direct")
+    if mode not in {"direct", "process"}:
+        raise RuntimeError(f"AUDIT_WRITER must be 'direct' or 'process', not {mode!r}")
+    if mode != "process":
+        return
+    import tempfile
+    import threading
+
+    path = os.path.join(tempfile.mkdtemp(prefix="bulwark-audit-writer-"), "writer.sock")
+    os.environ["AUDIT_WRITER_SOCKET"] = path
+    _writer.update(path=path, stopping=False, process=_writer_start(path))
+    threading.Thread(target=_writer_watch, args=(server,), daemon=True).start()
+
+
+def on_exit(server: Any) -> None:
+    if not _writer:
+        return
+    _writer["stopping"] = True
+    process = _writer["process"]
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except Exception:
+        process.kill()

@@ -214,6 +214,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # every reader, so a request pays only for its pending row; in the embedded default (no
 # beat) each commit chains right away (try-lock, one batch at most).
 AUDIT_CHAIN_INLINE = CELERY_TASK_ALWAYS_EAGER
+# Group commit of predict's events through the host's audit writer (apps.audit.writer): its
+# socket, set by gunicorn's master when AUDIT_WRITER=process (controlplane/gunicorn.conf.py)
+# or by hand for a writer run with `manage.py audit_writer`. Empty: each worker inserts.
+AUDIT_WRITER_SOCKET = env_str("AUDIT_WRITER_SOCKET")
+AUDIT_WRITER_TIMEOUT = env_float("AUDIT_WRITER_TIMEOUT", default=5.0, minimum_exclusive=0)
 AUDIT_CHAIN_BREAK_HANDLERS: list[str] = ["apps.incidents.hooks.audit_chain_broken"]
 
 # --- Watermarks -------------------------------------------------------------------------

@@ -167,19 +167,25 @@ def redis_for_worker() -> Iterator[str]:
 
 
 @contextmanager
-def web_process(env: dict[str, str], log_file: Path, *, workers: int = 1) -> Iterator[int]:
+def web_process(
+    env: dict[str, str], log_file: Path, *, workers: int = 1, production_config: bool = False
+) -> Iterator[int]:
     """A real gunicorn web server (`workers` sync worker processes) serving this checkout with
-    the test settings and `env` on top; yields its port."""
+    the test settings and `env` on top; yields its port. With `production_config`, through
+    controlplane/gunicorn.conf.py and its hooks (the audit writer among them)."""
     import os
     import sys
 
     port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    config = ["-c", str(root / "controlplane" / "gunicorn.conf.py")] if production_config else []
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--forwarded-allow-ips", "", "--no-control-socket",
+            sys.executable, "-m", "gunicorn", *config, "controlplane.wsgi",
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--forwarded-allow-ips", "", "--no-control-socket",
         ],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=root,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.test_settings", **env},
         stdout=log_file.open("w"),
         stderr=subprocess.STDOUT,

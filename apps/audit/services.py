@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
+from apps.audit import writer
 from apps.audit.canonical import GENESIS_HASH, canonical_json, chain_hash, with_seq
 from apps.audit.errors import AuditUnavailable
 from apps.audit.keys import (
@@ -79,24 +80,10 @@ def audit_event_record(
     Raises AuditUnavailable (503) when the event cannot be written; the caller's transaction
     then rolls back, so no change is ever committed without its event.
     """
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, not {outcome!r}")
     try:
-        subject = actor_of(actor)
-        event = {
-            "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
-            "action": action,
-            "outcome": outcome,
-            "actor": {"type": subject.type, "ref": subject.ref},
-            "target": target_of(target),
-            # Of the request this runs in, if any (apps.core.request_context): no caller hands
-            # the request down for it.
-            "request_id": current_request_id.get() or None,
-            "ip": truncated_ip(current_client_ip.get()),
-            "details": _safe_details(details),
-        }
+        body = _event_body(action, actor=actor, target=target, outcome=outcome, details=details)
         with connection.cursor() as cursor:
-            cursor.execute(_INSERT_PENDING, [canonical_json(event)])
+            cursor.execute(_INSERT_PENDING, [body])
     except DatabaseError as exc:
         logger.error(
             "audit event could not be written", extra={"action": action, "error": str(exc)}
@@ -104,6 +91,59 @@ def audit_event_record(
         raise AuditUnavailable() from exc
     if settings.AUDIT_CHAIN_INLINE:
         transaction.on_commit(_chain_after_commit)
+
+
+def audit_event_commit(
+    action: str,
+    *,
+    actor: Any,
+    target: Any = None,
+    outcome: str = "success",
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Record an event that stands on its own (predict's, accepted or refused: no change
+    commits with it) and return once it is durable. With AUDIT_WRITER_SOCKET it goes to the
+    host's audit writer, which commits it together with other workers' events
+    (apps.audit.writer); otherwise it is inserted here, in autocommit. AuditUnavailable (503)
+    when it is not known to be committed: the caller must not answer 2xx then."""
+    path = settings.AUDIT_WRITER_SOCKET
+    if not path or connection.in_atomic_block:
+        # In a transaction the event must commit with it (and tests' transactions roll back).
+        audit_event_record(action, actor=actor, target=target, outcome=outcome, details=details)
+        return
+    body = _event_body(action, actor=actor, target=target, outcome=outcome, details=details)
+    try:
+        writer.client_for(path, settings.AUDIT_WRITER_TIMEOUT).commit(body)
+    except writer.WriterUnavailable as exc:
+        logger.error("audit writer did not commit", extra={"action": action, "error": str(exc)})
+        raise AuditUnavailable() from None
+
+
+def _event_body(
+    action: str,
+    *,
+    actor: Any,
+    target: Any,
+    outcome: str,
+    details: Mapping[str, Any] | None,
+) -> str:
+    """The event's canonical JSON, as it is stored pending its place in the chain."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, not {outcome!r}")
+    subject = actor_of(actor)
+    event = {
+        "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+        "action": action,
+        "outcome": outcome,
+        "actor": {"type": subject.type, "ref": subject.ref},
+        "target": target_of(target),
+        # Of the request this runs in, if any (apps.core.request_context): no caller hands
+        # the request down for it.
+        "request_id": current_request_id.get() or None,
+        "ip": truncated_ip(current_client_ip.get()),
+        "details": _safe_details(details),
+    }
+    return canonical_json(event)
 
 
 def _chain_after_commit() -> None:

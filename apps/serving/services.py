@@ -14,7 +14,7 @@ from django.conf import settings
 
 from apps.apikeys.errors import ScopeMissing
 from apps.apikeys.validation import SCOPE_ALL_MODELS
-from apps.audit.services import audit_event_record
+from apps.audit.services import audit_event_commit
 from apps.core.errors import PermissionDenied, RateLimited
 from apps.registry.artifacts.loading import PredictionRefused
 from apps.registry.features import feature_values
@@ -140,8 +140,9 @@ def predict_run(call: PredictCall, data: Any) -> dict[str, Any]:
             "noise": "laplace" if noisy else "none: labels are returned as they are",
         }
 
-    # Durable before the 2xx leaves: the event is committed here, in its own transaction.
-    audit_event_record(
+    # Durable before the 2xx leaves: committed here (with other workers' events when the host
+    # has an audit writer), and AuditUnavailable (503) if it cannot be.
+    audit_event_commit(
         "predict.succeeded",
         actor=call.actor,
         target=version,
@@ -180,7 +181,7 @@ def predict_rejection_record(
     if reason:
         details["reason"] = reason
     target = call.version if call is not None and call.version is not None else ("model", model)
-    audit_event_record(
+    audit_event_commit(
         "predict.rejected",
         actor=actor,
         target=target,
