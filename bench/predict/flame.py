@@ -2,9 +2,10 @@
 models in runners, PostgreSQL, Redis) set up as `python -m bench.predict` does, wrk driving one
 scenario while py-spy samples every worker, one SVG per scenario:
 
-    .venv/bin/python -m bench.predict.flame [--seconds 15] [--label after]
+    .venv/bin/python -m bench.predict.flame [--seconds 15] [--label after] [--revision REV]
 
-writes bench/flamegraphs/<label>-<scenario>.svg (API key one row and 100 rows; JWT one row).
+writes bench/flamegraphs/<label>-<scenario>.svg (API key one row and 100 rows; JWT one row),
+of the working tree or, with --revision, of that git revision (the same database and model).
 py-spy samples the running workers from outside (no code is changed, 100 samples a second);
 the widths are where the workers' time goes, the model runners' and PostgreSQL's not included.
 """
@@ -20,8 +21,8 @@ import threading
 from pathlib import Path
 
 from bench.predict.load import Target, run_wrk
-from bench.predict.run import PREDICT_PATH, setup
-from bench.predict.servers import BIN, PROXY_HEADERS, _masters, gunicorn
+from bench.predict.run import PREDICT_PATH, checkout, setup
+from bench.predict.servers import BIN, PROXY_HEADERS, ROOT, _masters, gunicorn
 
 OUT = Path(__file__).resolve().parents[1] / "flamegraphs"
 
@@ -61,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.predict.flame", description=__doc__)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--label", default="after")
+    parser.add_argument("--revision", help="serve this git revision instead of the working tree")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bulwark-bench-flame-"))
@@ -69,7 +71,8 @@ def main() -> None:
         _model, env, fx = setup(workdir, budget_for_calls=200_000)
         key = {**PROXY_HEADERS, "X-API-Key": fx.api_key}
         jwt = {**PROXY_HEADERS, "Authorization": f"Bearer {fx.access_token}"}
-        with gunicorn(env, workdir / "gunicorn.log") as port:
+        root = checkout(args.revision, workdir / "served") if args.revision else ROOT
+        with gunicorn(env, workdir / "gunicorn.log", root=root) as port:
             scenarios = {
                 "key-1row": Target(port, PREDICT_PATH, 1, key),
                 "key-100rows": Target(port, PREDICT_PATH, 100, key),

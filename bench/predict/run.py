@@ -343,15 +343,15 @@ def comparisons(scenarios: list[Scenario], names: list[str]) -> list[str]:
                 f"{name}, {variant}: 100-row ÷ 1-row request rate "
                 f"{shown(round_ratio(hundred, one, lambda r: r.rate))}"
             )
-    if len(names) == 2:
+    for other in names[1:]:
         for variant in ("JWT", "API key", "API key + signature", "DP on (API key)"):
             for rows in ROW_COUNTS:
                 after = find(scenarios, f"{names[0]}, {variant}", rows)
-                before = find(scenarios, f"{names[1]}, {variant}", rows)
+                before = find(scenarios, f"{other}, {variant}", rows)
                 rate = round_ratio(after, before, lambda r: r.rate)
                 cpu = round_ratio(after, before, lambda r: r.cpu_ms + r.backing_cpu_ms)
                 lines.append(
-                    f"{variant}, {rows} row(s): after ÷ before req/s {shown(rate)}, "
+                    f"{variant}, {rows} row(s): {names[0]} ÷ {other}: req/s {shown(rate)}, "
                     f"CPU per request {shown(cpu)}"
                 )
     return lines
@@ -417,14 +417,19 @@ def main_run(args: argparse.Namespace, workdir: Path) -> None:
                 stack.enter_context(uvicorn(env, workdir / "uvicorn-nodelay.log", nodelay=True)),
             )
         loaded = list(baseline_scenarios(django_port, fastapi_ports, fx, env))
-        after = list(bulwark_scenarios(django_port, fx))
+        servers = [list(bulwark_scenarios(django_port, fx))]
+        if args.writer:
+            writer_env = {**env, "AUDIT_WRITER": "process"}
+            port = stack.enter_context(gunicorn(writer_env, workdir / "writer.log"))
+            names.append("Bulwark + audit writer")
+            servers.append(list(bulwark_scenarios(port, fx, names[-1], "writer")))
         if args.before:
             root = checkout(args.before, workdir / "before")
             port = stack.enter_context(gunicorn(env, workdir / "before.log", root=root))
             names.append(f"Bulwark at {args.before}")
-            before = list(bulwark_scenarios(port, fx, names[1], "before"))
-            # Interleaved: each variant after, then before, a few seconds apart.
-            after = [s for pair in zip(after, before, strict=True) for s in pair]
+            servers.append(list(bulwark_scenarios(port, fx, names[-1], "before")))
+        # Interleaved: each variant on every server in turn, a few seconds apart.
+        after = [s for same_variant in zip(*servers, strict=True) for s in same_variant]
         loaded += after
         for scenario in loaded:
             assert scenario.target is not None
@@ -438,7 +443,7 @@ def main_run(args: argparse.Namespace, workdir: Path) -> None:
             print(f"round {round_number + 1}/{args.rounds} done", flush=True)
     scenarios = sorted(
         floors + loaded,
-        key=lambda s: (s.rows, ["floor", "baseline", "bulwark", "before"].index(s.group)),
+        key=lambda s: (s.rows, ["floor", "baseline", "bulwark", "writer", "before"].index(s.group)),
     )
     print()
     print(machine())
@@ -519,6 +524,11 @@ def parse_args() -> argparse.Namespace:
         metavar="REV",
         help="also serve this git revision (another gunicorn, same database and Redis) and "
         "measure it interleaved with the working tree: before and after in one run",
+    )
+    parser.add_argument(
+        "--writer",
+        action="store_true",
+        help="also the working tree with AUDIT_WRITER=process (group commit), interleaved",
     )
     parser.add_argument(
         "--fastapi", action="store_true", help="also the FastAPI baselines (d) and (d')"
