@@ -47,11 +47,17 @@ def inputs_digest(inputs: Any) -> dict[str, Any]:
     return {"sha256": digest, "rows": rows}
 
 
+def _unmasked(digest: dict[str, Any]) -> dict[str, Any]:
+    # A digest holds no secret, and its 64 hex digits must not be read as a card number or a
+    # token by the masking that follows.
+    return {"sha256": Public(digest["sha256"]), "rows": digest["rows"]}
+
+
 def _safe_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
     def scrub(value: Any) -> Any:
         if isinstance(value, Mapping):
             return {
-                str(key): inputs_digest(item) if key == "inputs" else scrub(item)
+                str(key): _unmasked(inputs_digest(item)) if key == "inputs" else scrub(item)
                 for key, item in value.items()
             }
         if isinstance(value, list | tuple):

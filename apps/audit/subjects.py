@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -106,6 +107,7 @@ def target_of(target: Any) -> dict[str, str | None]:
     raise TypeError(f"cannot name {type(target).__name__} as an audit target")
 
 
+@lru_cache(maxsize=4096)  # a pure function of the address, asked for every event
 def truncated_ip(address: str | None) -> str | None:
     """IPv4 to its /24, IPv6 to its /48: enough to tell networks apart in an investigation,
     too coarse to single out a person, and irreversible without keeping any key."""

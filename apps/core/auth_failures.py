@@ -4,6 +4,7 @@ credential: JWTs and API keys count against the same bucket."""
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +22,7 @@ def failure_bucket(request: Any) -> str:
     return failure_bucket_of(request.META.get("REMOTE_ADDR", ""))
 
 
+@lru_cache(maxsize=4096)  # a pure function of the address, asked on every API request
 def failure_bucket_of(address: str) -> str:
     """The counter of a client address. IPv6 clients usually hold a whole /64, so they are
     counted per /64: otherwise each of their 2^64 addresses would get its own allowance."""

@@ -257,6 +257,14 @@ def _mask_key(key: str) -> str:
     return mask_text(key)
 
 
+SHORT = 256  # short values (names, codes, actions) recur from call to call: remembered
+
+
+@lru_cache(maxsize=4096)
+def _mask_short(text: str) -> str:
+    return mask_text(text)
+
+
 def mask_field(name: object, value: Any, *, _depth: int = 0) -> Any:
     """`value` as it may be written under the key `name`: `[MASKED]` under a secret's name,
     `[PII]` under a personal datum's (None and booleans kept), else `mask(value)`."""
@@ -277,7 +285,7 @@ def mask(value: Any, *, _depth: int = 0) -> Any:
     if isinstance(value, Public):
         return value.value
     if isinstance(value, str):
-        return mask_text(value)
+        return _mask_short(value) if len(value) <= SHORT else mask_text(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, Mapping):

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
@@ -92,6 +93,7 @@ class ProbeMiddleware:
         return response
 
 
+@lru_cache(maxsize=4096)  # a pure function of the peer (the networks are the settings')
 def _in_networks(
     address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 ) -> bool:
@@ -112,7 +114,7 @@ class TrustedProxyMiddleware:
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
-        self.trusted = settings.TRUSTED_PROXIES
+        self.trusted = tuple(settings.TRUSTED_PROXIES)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         meta = request.META
@@ -140,6 +142,7 @@ class TrustedProxyMiddleware:
             current_client_ip.reset(token)
 
 
+@lru_cache(maxsize=4096)
 def _valid_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)

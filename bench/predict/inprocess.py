@@ -50,8 +50,10 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("model.predict()", "sklearn.ensemble._gb", "GradientBoostingRegressor.predict"),
     ("Laplace noise", "apps.serving.services", "privatise"),
     ("audit event (INSERT + commit)", "apps.serving.services", "audit_event_record"),
+    ("audit event (committed)", "apps.serving.services", "audit_event_commit"),
     ("ORM audit insert (naive)", "django.db.models.query", "QuerySet.create"),
     ("render JSON", "rest_framework.renderers", "JSONRenderer.render"),
+    ("render JSON", "apps.core.renderers", "FastJSONRenderer.render"),
 )
 
 
