@@ -59,6 +59,18 @@ def _preload(modules: list[str]) -> list[str]:
     return failed
 
 
+def _skip_rechecks() -> None:
+    """scikit-learn re-checks on every predict what cannot be wrong here: that the values are
+    finite (the strict JSON parser refuses NaN and infinities, and the raw numeric arrays
+    are made from those values) and the estimator's parameters (fixed since fit). Its
+    checks of shape and dtype stay on."""
+    try:
+        import sklearn
+    except ImportError:
+        return
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+
+
 def zygote_main() -> None:
     """Entry point: `python -I -c "...; zygote_main()" CONFIG_JSON`."""
     config = json.loads(sys.argv[1])
@@ -66,6 +78,7 @@ def zygote_main() -> None:
     hello = protocol.Channel(control)
     os.chdir(config["directory"])
     failed = _preload(config["preload"])
+    _skip_rechecks()
     gc.freeze()  # the imports stay shared with every runner instead of being copied
     report: dict[str, Any] = {"pid": os.getpid(), "preload_failed": failed}
     try:
