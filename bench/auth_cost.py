@@ -152,12 +152,13 @@ def measure(variants: dict[str, Callable[[], Any]], calls: int, chunk: int = 100
 def machine() -> str:
     from django.db import connection
 
-    from apps.apikeys.records import _redis
+    from apps.core.redis import shared_client
 
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         pg = cursor.fetchone()[0]
-    redis_version = _redis().info("server")["redis_version"]
+    client = shared_client()
+    redis_version = client.info("server")["redis_version"] if client is not None else "none"
     python = sys.version.split()[0]
     return f"{os.cpu_count()} cores, Python {python}, PostgreSQL {pg}, Redis {redis_version}"
 

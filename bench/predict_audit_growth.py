@@ -65,7 +65,10 @@ MODES = ("pending", "inline")
 LIVE = "audit_auditevent"
 TWIN = "bench_growth_twin"  # the other one of the two tables (filled or empty)
 PENDING = "audit_pendingevent"
-COLUMNS = "seq, ts, action, outcome, actor_type, actor_ref, body, prev_hash, hash"
+COLUMNS = "seq, ts, action, outcome, actor_type, actor_ref, body, prev_hash, hash, hmac_key_id"
+# The id of the HMAC key an event names (issue 13's rotation): any fixed id, as nothing here
+# verifies the filler's chain.
+FILLER_KEY_ID = "0000000000b3c4f1"
 # A chained predict event as the service writes it (canonical JSON, keys sorted, seq added).
 BODY = (
     '{"action":"%s","actor":{"ref":"%s","type":"%s"},"details":{"dp":false,'
@@ -210,7 +213,7 @@ def event_lines(first: int, last: int, prev_hash: str, epoch: float) -> Iterator
         digest = _digest(seq)
         yield (
             f"{seq}\t{ts}\t{action}\t{outcome}\t{actor_type}\t{ref}\t{body}\t"
-            f"{prev_hash}\t{digest}\n"
+            f"{prev_hash}\t{digest}\t{FILLER_KEY_ID}\n"
         )
         prev_hash = digest
 

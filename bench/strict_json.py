@@ -18,9 +18,18 @@ def body(rows: int) -> bytes:
     return json.dumps({"inputs": [row] * rows}).encode()
 
 
+def predict_body(rows: int) -> bytes:
+    """The benchmark's predict body (bench.predict.model): three numbers a row."""
+    inputs = [
+        {"price": 10.0 + n * 1.5, "demand": 300 + n, "inventory": 40.25 + n} for n in range(rows)
+    ]
+    return json.dumps({"inputs": inputs}).encode()
+
+
 CASES = {
     "1 row (110 B)": body(1),
     "100 rows (9 KB)": body(100),
+    "predict, 100 rows (5 KB)": predict_body(100),
     "~1 MiB (9,000 rows)": body(9_000),
 }
 
