@@ -26,13 +26,24 @@ from apps.core.env import parse_rate
 from apps.core.redis import shared_client
 from apps.serving import generation
 
-_HIT_AND_GENERATION = """
-local count = redis.call('INCRBY', KEYS[1], 1)
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+
+def _count_in(window: str) -> str:
+    """Lua that counts a call in the fixed window KEYS[window] (ARGV[1] seconds long) and
+    leaves `count` and `ttl` (the window's seconds left) set, for every script below."""
+    return f"""
+local count = redis.call('INCRBY', KEYS[{window}], 1)
+if count == 1 then redis.call('EXPIRE', KEYS[{window}], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[{window}])
+if ttl < 0 then redis.call('EXPIRE', KEYS[{window}], ARGV[1]); ttl = tonumber(ARGV[1]) end
+"""
+
+
+_HIT_AND_GENERATION = (
+    _count_in("1")
+    + """
 return {count, ttl, redis.call('GET', KEYS[2])}
 """
+)
 
 
 @dataclass(frozen=True)
@@ -93,16 +104,17 @@ def predict_hit(*, user: Any, api_key: Any) -> Verdict:
 # call, in one script. A call that authentication then refuses gives its count back (one
 # more round trip, on refusals only), so only the key's own accepted calls use its window.
 
-_GATE = """
+_GATE = (
+    """
 local failures = redis.call('GET', KEYS[1])
 local record = redis.call('GET', KEYS[2])
-local count = redis.call('INCRBY', KEYS[3], 1)
-if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
-local ttl = redis.call('TTL', KEYS[3])
-if ttl < 0 then redis.call('EXPIRE', KEYS[3], ARGV[1]); ttl = tonumber(ARGV[1]) end
+"""
+    + _count_in("3")
+    + """
 return {failures or false, record or false, count, ttl, redis.call('GET', KEYS[4]) or false,
         redis.call('PEXPIRETIME', KEYS[3])}
 """
+)
 # Give a count back only to the window it was taken from (its expiry time names it): a window
 # that expired meanwhile, or was started afresh by someone else's call, is left alone.
 _GIVE_BACK = """
@@ -162,17 +174,18 @@ def gate_for_key(*, public_id: str, failure_bucket: str) -> GateResult | None:
 # The same for a bearer token whose signature has been checked: the user's record, the token
 # family's state and the address's failure count (what JWT authentication reads, in its
 # order), with the user's predict window counted, in one round trip.
-_USER_GATE = """
+_USER_GATE = (
+    """
 local user = redis.call('GET', KEYS[1])
 local family = redis.call('GET', KEYS[2])
 local failures = redis.call('GET', KEYS[3])
-local count = redis.call('INCRBY', KEYS[4], 1)
-if count == 1 then redis.call('EXPIRE', KEYS[4], ARGV[1]) end
-local ttl = redis.call('TTL', KEYS[4])
-if ttl < 0 then redis.call('EXPIRE', KEYS[4], ARGV[1]); ttl = tonumber(ARGV[1]) end
+"""
+    + _count_in("4")
+    + """
 return {user or false, family or false, failures or false, count, ttl,
         redis.call('GET', KEYS[5]) or false, redis.call('PEXPIRETIME', KEYS[4])}
 """
+)
 
 
 @lru_cache(maxsize=1)

@@ -73,7 +73,7 @@ rows = st.one_of(
 )
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(schema=row_schemas(), row=rows)
 def test_the_compiled_check_agrees_with_jsonschema(schema: dict[str, Any], row: Any) -> None:
     check = compile_row_check(schema, feature_order=[])
