@@ -5,7 +5,12 @@ the messages framework, which would keep it in a cookie or the session table."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import secrets
+import time
+from datetime import datetime
 from typing import Any, cast
 
 from django import forms
@@ -13,6 +18,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
 
 from apps.apikeys.keys import KEY_PREFIX, PUBLIC_ID_LENGTH
@@ -25,8 +31,15 @@ from apps.apikeys.validation import (
     scopes_beyond_grants,
 )
 from apps.core.errors import ApplicationError
+from apps.core.sealing import SealError, seal, unseal
 
 _SPLIT = re.compile(r"[\s,]+")
+
+# The secrets of a key just issued wait, sealed, in the issuer's session for the page that
+# shows them (ApiKeyAdmin._show_once): at most this long, and only until that page is shown.
+REVEAL_PREFIX = "bulwark:issued-key:"
+REVEAL_PURPOSE = "admin-issued-key-reveal"
+REVEAL_SECONDS = 600
 
 
 def _items(text: str) -> list[str]:
@@ -189,15 +202,56 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return self._show_once(request, request._bulwark_issued)  # type: ignore[attr-defined]  # save_model's
 
     def _show_once(self, request: HttpRequest, issued: list[IssuedKey]) -> HttpResponse:
+        """POST/redirect/GET: the new secrets go, sealed, into the session under a one-time
+        id, and the browser is sent to the page that shows them. Reloading that page shows
+        nothing new and issues nothing (the POST is not repeated); the session never holds a
+        secret in the clear, and the URL holds none at all."""
+        reveal = secrets.token_urlsafe(16)
+        payload = [
+            {
+                "prefix": item.api_key.prefix,
+                "name": item.api_key.name,
+                "key": item.key,
+                "signing_secret": item.signing_secret,
+                "expires_at": item.api_key.expires_at.isoformat(),
+            }
+            for item in issued
+        ]
+        request.session[REVEAL_PREFIX + reveal] = {
+            "sealed": seal(json.dumps(payload), purpose=REVEAL_PURPOSE),
+            "at": time.time(),
+        }
+        return HttpResponseRedirect(
+            reverse("admin:apikeys_apikey_issued", args=[reveal]), status=303
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        issued = path(
+            "issued/<str:reveal>/",
+            self.admin_site.admin_view(self.issued_view),
+            name="apikeys_apikey_issued",
+        )
+        return [issued, *super().get_urls()]
+
+    def issued_view(self, request: HttpRequest, reveal: str) -> HttpResponse:
+        """The secrets of one issue, once: taken out of the session as they are shown."""
+        kept = request.session.pop(REVEAL_PREFIX + reveal, None)
+        issued: list[dict[str, Any]] = []
+        if isinstance(kept, dict) and time.time() - kept.get("at", 0) < REVEAL_SECONDS:
+            with contextlib.suppress(SealError):  # sealed under a master key since retired
+                issued = json.loads(unseal(kept["sealed"], purpose=REVEAL_PURPOSE))
+        for item in issued:
+            item["expires_at"] = datetime.fromisoformat(item["expires_at"])
         response = TemplateResponse(
             request,
             "admin/apikeys/apikey/key_issued.html",
             {
                 **self.admin_site.each_context(request),
-                "title": "API key issued",
+                "title": "API key issued" if issued else "Already shown",
                 "opts": self.model._meta,
                 "issued": issued,
             },
+            status=200 if issued else 410,
         )
         add_never_cache_headers(response)  # no-store: not in any cache, not in history
         return response

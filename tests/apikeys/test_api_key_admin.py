@@ -95,7 +95,10 @@ def test_creating_a_key_in_the_admin_shows_it_once_and_audits_it(admin_client, o
         assert f'name="{field}"' in form
     assert 'name="owner"' not in form
     assert 'name="secret_hash"' not in form and 'name="public_id"' not in form
-    response = admin_client.post(ADD, add_form(require_signature="on"))
+    posted = admin_client.post(ADD, add_form(require_signature="on"))
+    # POST/redirect/GET: the POST answers with a redirect that carries no secret.
+    assert posted.status_code == 303 and "bwk_" not in posted["Location"]
+    response = admin_client.get(posted["Location"])
     page = html(response)
     assert "no-store" in response["Cache-Control"]
     [key] = KEY.findall(page)
@@ -107,10 +110,22 @@ def test_creating_a_key_in_the_admin_shows_it_once_and_audits_it(admin_client, o
     assert signing_secret in page
     [event] = audit_events("apikey.created")
     assert event["target"]["id"] == api_key.prefix and event["actor"]["type"] == "user"
-    # Never again: not in the list, the key's page, or any message carried to the next page.
+    # Never again: not on a reload of that page (which issues nothing), nor in the list, the
+    # key's page, or any message carried to the next page.
+    reloaded = admin_client.get(posted["Location"])
+    again = reloaded.content.decode()
+    assert reloaded.status_code == 410 and "Already shown" in again
+    assert key[17:] not in again and signing_secret not in again
+    assert ApiKey.objects.filter(owner=owner).count() == 1
     for url in (LIST, f"{LIST}{api_key.pk}/change/", LIST):
         later = html(admin_client.get(url))
         assert key[17:] not in later and signing_secret not in later
+    # While it waited for the page, the session held it sealed, never in the clear.
+    from django.contrib.sessions.models import Session
+
+    for session in Session.objects.all():
+        stored = str(session.get_decoded()) + session.session_data
+        assert key[17:] not in stored and signing_secret not in stored
 
 
 def test_a_scope_beyond_the_owners_grants_is_a_form_error(admin_client, operator):
@@ -193,7 +208,9 @@ def test_the_rotate_action_refuses_someone_elses_key(admin_client, actors):
 def test_the_rotate_action_shows_the_new_keys_once(admin_client, operator):
     grant_predict(operator)
     old, old_key = ApiKeyFactory.issue(owner=operator)
-    response = admin_client.post(LIST, {"action": "rotate_keys", "_selected_action": [str(old.pk)]})
+    posted = admin_client.post(LIST, {"action": "rotate_keys", "_selected_action": [str(old.pk)]})
+    assert posted.status_code == 303
+    response = admin_client.get(posted["Location"])
     page = html(response)
     [new_key] = KEY.findall(page)
     assert new_key != old_key and "no-store" in response["Cache-Control"]
@@ -201,6 +218,8 @@ def test_the_rotate_action_shows_the_new_keys_once(admin_client, operator):
     assert old.status == "rotating" and old.rotated_to.public_id == new_key[4:16]
     assert len(audit_events("apikey.rotated")) == 1
     assert new_key[17:] not in html(admin_client.get(LIST))
+    reloaded = admin_client.get(posted["Location"])  # shown once
+    assert reloaded.status_code == 410 and new_key[17:] not in reloaded.content.decode()
 
 
 def test_staff_without_the_change_permission_get_no_actions(client, actors):

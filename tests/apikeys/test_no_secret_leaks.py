@@ -94,7 +94,8 @@ def test_no_secret_appears_anywhere(
     client.force_login(operator)
     form = {"name": "admin-made", "scopes": "predict:*",
             "expires_in_days": "5", "rate_limit": "60/m", "require_signature": "on"}  # fmt: skip
-    once = client.post("/admin/apikeys/apikey/add/", form).content.decode()
+    posted = client.post("/admin/apikeys/apikey/add/", form)
+    once = client.get(posted["Location"]).content.decode()
     admin_key, admin_signing = re.findall(r'<code class="bulwark-secret">([^<]+)</code>', once)
     admin_made = ApiKey.objects.get(name="admin-made")
     pages = "/admin/apikeys/apikey/"
