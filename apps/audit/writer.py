@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import selectors
 import socket
 import struct
@@ -157,11 +158,9 @@ class WriterClient:
         if sock is not None:
             # The writer never speaks first: anything readable now is its end of the stream
             # (it restarted). A frame sent there would be lost, so reconnect before sending.
-            ready = selectors.DefaultSelector()
-            ready.register(sock, selectors.EVENT_READ)
-            stale = bool(ready.select(timeout=0))
-            ready.close()
-            if not stale:
+            # One select() with no wait: no selector (and its file descriptor) per event.
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
                 return sock
             self.close()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -236,3 +236,24 @@ def test_staff_without_the_change_permission_get_no_actions(client, actors):
     api_key.refresh_from_db()
     assert api_key.revoked_at is None
     assert client.get(ADD).status_code == 403
+
+
+def test_a_made_up_or_someone_elses_reveal_page_shows_nothing(admin_client, operator):
+    from django.test import Client
+
+    grant_predict(operator)
+    posted = admin_client.post(ADD, add_form())
+    assert posted.status_code == 303
+    # Another staff member with the same permissions and the link: their session holds
+    # nothing under that id.
+    other = UserFactory(username="other-operator", is_staff=True)
+    other.user_permissions.set(operator.user_permissions.all())
+    client = Client()
+    client.force_login(other)
+    for url in (posted["Location"], posted["Location"].replace("issued/", "issued/x"),
+                "/admin/apikeys/apikey/issued/" + "A" * 300 + "/"):  # fmt: skip
+        answer = client.get(url)
+        assert answer.status_code == 410, url
+        assert not KEY.findall(answer.content.decode())
+    # The issuer still sees the key once: the other visit took nothing.
+    assert len(KEY.findall(html(admin_client.get(posted["Location"])))) == 1
