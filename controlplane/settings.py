@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "apps.incidents",
     "apps.compliance",
     "apps.gdpr",
+    "apps.console",
 ]
 
 MIDDLEWARE = [
@@ -130,6 +131,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.console.navigation.navigation",
             ],
         },
     },

@@ -25,6 +25,9 @@ urlpatterns = [
     path("account/", include("apps.accounts.web_urls")),
     path("incidents/", include("apps.incidents.web_urls")),
     path("compliance/", include("apps.compliance.web_urls")),
+    path("audit/", include("apps.console.audit_urls")),
+    path("keys/", include("apps.console.keys_urls")),
+    path("models/", include("apps.console.models_urls")),
     path("admin/", admin.site.urls),
 ]
 

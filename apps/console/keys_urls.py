@@ -1,0 +1,5 @@
+"""The console's keys pages under /keys/ (docs/api.md: people do here what the API does)."""
+
+from django.urls import path  # noqa: F401
+
+urlpatterns: list = []
