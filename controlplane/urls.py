@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from apps.core.views import HealthzApi, ReadyzApi, home
+from apps.console.views.dashboard import home
+from apps.core.views import HealthzApi, ReadyzApi, favicon
 
 api_v1 = [  # each app adds its routes here as it lands
     path("", include("apps.accounts.urls")),
@@ -17,6 +18,7 @@ api_v1 = [  # each app adds its routes here as it lands
 
 urlpatterns = [
     path("", home, name="home"),
+    path("favicon.ico", favicon, name="favicon"),
     path("healthz", HealthzApi.as_view(), name="healthz"),
     path("readyz", ReadyzApi.as_view(), name="readyz"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),

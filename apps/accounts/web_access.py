@@ -22,10 +22,10 @@ from apps.core.permissions import may
 View = Callable[..., HttpResponse]
 
 
-def ui_view(capability: str, *, home: str) -> Callable[[View], View]:
+def ui_view(capability: str | None, *, home: str) -> Callable[[View], View]:
     """Signed in (else the sign-in page), MFA verified where required (else sign in again,
-    or enrol), holding `capability` (else 403). `home` is the URL name to come back to after
-    signing in from a POST (whose address only answers POSTs)."""
+    or enrol), holding `capability` (else 403; None: any signed-in person). `home` is the URL
+    name to come back to after signing in from a POST (whose address only answers POSTs)."""
 
     def decorator(view: View) -> View:
         @wraps(view)
@@ -38,7 +38,7 @@ def ui_view(capability: str, *, home: str) -> Callable[[View], View]:
                 if user_has_device(user, confirmed=True):
                     return redirect_to_login(back)
                 return HttpResponseRedirect(reverse("account-mfa"))
-            if not may(user, capability):
+            if capability is not None and not may(user, capability):
                 raise PermissionDenied
             response = view(request, *args, **kwargs)
             # These pages are for this session only: no copy in the browser's cache (the back

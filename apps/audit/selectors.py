@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
-from apps.audit.models import ActorPseudonym, AuditEvent, Checkpoint
+from apps.audit.models import ActorPseudonym, AuditEvent, Checkpoint, PendingEvent, VerifiedHead
 from apps.audit.services import audit_chain_pending
 
 
@@ -98,3 +99,59 @@ def pseudonym_of(user: Any) -> str | None:
     return (
         ActorPseudonym.objects.filter(user_id=user.pk).values_list("pseudonym", flat=True).first()
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    """Where the chain stands, for a dashboard: read without chaining anything."""
+
+    head_seq: int
+    head_ts: datetime | None
+    pending: int
+    verified_seq: int
+    verified_at: datetime | None
+    checkpoint_seq: int | None
+    checkpoint_at: datetime | None
+
+    @property
+    def unverified(self) -> int:
+        return max(self.head_seq - self.verified_seq, 0)
+
+
+def chain_state() -> ChainState:
+    """The head (the primary key's last entry), the backlog waiting to be chained, how far the
+    scheduled verification got and the last signed checkpoint: four index reads."""
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", "ts").first()
+    verified = VerifiedHead.objects.filter(pk=1).values_list("seq", "verified_at").first()
+    checkpoint = Checkpoint.objects.order_by("-seq").values_list("seq", "created_at").first()
+    return ChainState(
+        head_seq=head[0] if head else 0,
+        head_ts=head[1] if head else None,
+        pending=PendingEvent.objects.count(),
+        verified_seq=verified[0] if verified else 0,
+        verified_at=verified[1] if verified else None,
+        checkpoint_seq=checkpoint[0] if checkpoint else None,
+        checkpoint_at=checkpoint[1] if checkpoint else None,
+    )
+
+
+def event_counts_since(since: datetime, actions: Iterable[str]) -> dict[tuple[str, str], int]:
+    """How many chained events of those actions, by (action, outcome), since `since` (a range
+    of the ts index)."""
+    rows = (
+        AuditEvent.objects.filter(ts__gte=since, action__in=list(actions))
+        .values_list("action", "outcome")
+        .annotate(n=Count("seq"))
+        .order_by()
+    )
+    return {(action, outcome): n for action, outcome, n in rows}
+
+
+def event_details_since(since: datetime, action: str, *, limit: int) -> list[dict[str, Any]]:
+    """The `details` of the latest `limit` events of `action` since `since`, newest first."""
+    bodies = (
+        AuditEvent.objects.filter(ts__gte=since, action=action)
+        .order_by("-seq")
+        .values_list("body", flat=True)[:limit]
+    )
+    return [json.loads(body).get("details") or {} for body in bodies]

@@ -4,8 +4,8 @@ import logging
 import sys
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -96,5 +96,6 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return error_answer(request, errors.InternalError())
 
 
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html")
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever a page links: send them to the icon itself."""
+    return HttpResponsePermanentRedirect(static("img/favicon.svg"))

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from apps.core.errors import NotFound, PermissionDenied
 from apps.core.permissions import may
@@ -230,3 +230,20 @@ def subject_models(user: Any) -> dict[str, list[dict[str, Any]]]:
             .values_list("model__name", "number", "stage", "created_at")
         ],
     }
+
+
+def versions_needing_attention(*, limit: int) -> tuple[list[ModelVersion], dict[str, int]]:
+    """Versions not archived that are quarantined or carry no publisher's signature: the
+    latest `limit`, with their models, and how many of each kind there are."""
+    live = ModelVersion.objects.exclude(stage=Stage.ARCHIVED)
+    quarantined = Q(status=VersionStatus.QUARANTINED)
+    unsigned = Q(signed_by__isnull=True)
+    counts = live.aggregate(
+        quarantined=Count("pk", filter=quarantined), unsigned=Count("pk", filter=unsigned)
+    )
+    versions = list(
+        live.filter(quarantined | unsigned)
+        .select_related("model", "signed_by")
+        .order_by("-created_at")[:limit]
+    )
+    return versions, counts
