@@ -7,7 +7,9 @@ from apps.compliance.views import web
 
 urlpatterns = [
     path("", web.dashboard_page, name="compliance-dashboard"),
-    path("items/<uuid:item_id>", web.item_update_post, name="compliance-item-update"),
+    path("frameworks/<slug:framework>", web.framework_page, name="compliance-framework"),
+    # GET: the item's page; POST: save its review (the form's address before items had pages).
+    path("items/<uuid:item_id>", web.item_page, name="compliance-item"),
     path(
         "items/<uuid:item_id>/evidence",
         web.evidence_add_post,

@@ -1,4 +1,5 @@
-"""The compliance UI at /compliance/: who sees what, and the forms doing what the API does."""
+"""The compliance UI at /compliance/: who sees what, and the forms doing what the API does
+(the pages themselves, framework and item pages included: test_ui_pages.py)."""
 
 from __future__ import annotations
 
@@ -65,19 +66,22 @@ def test_an_auditor_sees_progress_items_checks_and_evidence_read_only(auditor_cl
         assert f'<progress id="progress-{framework}"' in html
     assert '<label for="progress-gdpr">GDPR</label>' in html
     assert "Multi-factor authentication (MFA)" in html and "Implemented" in html
-    assert 'href="https://wiki.example/mfa" rel="noopener noreferrer nofollow"' in html
     assert "Incident response plan" in html and "Post-mortem" in html
     assert "Download report" in html
     # Read-only: no form that changes anything.
-    assert "Run checks now" not in html and 'method="post" action="/compliance/items' not in html
+    assert "Run checks now" not in html and 'method="post"' not in html.split("</header>", 1)[1]
     assert 'href="/static/compliance/compliance.css"' in html
     assert "<script" not in html.split("</header>", 1)[1]
+    # The evidence is on the item's page, read-only too.
+    page = auditor_client.get(f"{PAGE}items/{item('auth-mfa').id}").content.decode()
+    assert 'href="https://wiki.example/mfa" rel="noopener noreferrer nofollow"' in page
+    assert 'method="post"' not in page.split("</header>", 1)[1]
 
 
 @pytest.mark.django_db
 def test_the_page_filters_by_framework_and_category(auditor_client):
     html = auditor_client.get(PAGE, {"framework": "hipaa", "category": "input"}).content.decode()
-    titles = re.findall(r'<h3 id="title-([a-z-]+)">', html)
+    titles = re.findall(r'<tr id="item-([a-z-]+)">', html)
     assert titles == ["input-schema-validation", "input-sql-injection"]
     # Unknown values are ignored rather than failing the page.
     assert auditor_client.get(PAGE, {"framework": "pci"}).status_code == 200
@@ -99,7 +103,7 @@ def test_a_security_officer_updates_an_item(officer_client, actors):
     )
 
     assert response.status_code == 302
-    assert response["Location"] == "/compliance/?framework=gdpr#item-auth-mfa"
+    assert response["Location"] == f"/compliance/items/{target.id}"
     target.refresh_from_db()
     assert (target.status, target.owner, target.notes) == (
         "implemented",
@@ -120,7 +124,8 @@ def test_a_bad_update_shows_the_form_again_with_400(officer_client):
     assert response.status_code == 400
     html = response.content.decode()
     assert "was not saved" in html and "Select a valid choice" in html
-    assert re.search(r'<details class="edit no-print" open>', html)
+    # The item's page again, the refused choice kept out and the alert said.
+    assert '<div class="alert" role="alert">' in html and "<h1>Multi-factor" in html
     target.refresh_from_db()
     assert target.status == "not_started"
 
