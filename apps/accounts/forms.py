@@ -23,8 +23,17 @@ _CODE_ATTRS = {
 }
 
 
+class CodeInput(forms.TextInput):
+    """A text box for a one-time code that never writes back what was typed: a refused code is
+    useless to retype (a TOTP moves on, a recovery code is a secret that must not be echoed
+    into a page), so every re-rendered form asks for a fresh one."""
+
+    def format_value(self, value: Any) -> str | None:
+        return None
+
+
 class _CodeForm(forms.Form):
-    code = forms.CharField(max_length=32, strip=True)
+    code = forms.CharField(max_length=32, strip=True, widget=CodeInput)
 
     field_label = "Code"
     field_help = ""
@@ -76,7 +85,7 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
         strip=True,
         help_text="From your authenticator app, or one of your recovery codes. "
         "Leave empty if you have not set up two-factor authentication.",
-        widget=forms.TextInput(attrs=dict(_CODE_ATTRS)),
+        widget=CodeInput(attrs=dict(_CODE_ATTRS)),
     )
 
     error_messages = {
@@ -86,6 +95,12 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
     }
 
     request: HttpRequest | None
+
+    def keep_password(self) -> None:
+        """Render the typed password back into the re-shown form. Only for a right password
+        with a missing or refused code: the page is sent with no-store (never_cache), and it
+        tells no more than its error already does (that the password was right)."""
+        cast(forms.PasswordInput, self.fields["password"].widget).render_value = True
 
     def clean(self) -> dict[str, Any]:
         # The token endpoint's throttle guards this door too: 5 attempts per username (and a
@@ -116,14 +131,19 @@ class BulwarkAdminAuthenticationForm(AdminAuthenticationForm):
             if counted:
                 login.attempt_succeeded(request, username)
             return cleaned
+        # From here on the password was right: if the code is missing or refused, the form
+        # comes back with the password still in it (keep_password), so that only the code
+        # has to be typed again. A wrong password is never written back.
         code = cleaned.get("otp_token") or ""
         if not code:
             if counted:
                 login.attempt_not_counted(request, username)
+            self.keep_password()
             raise forms.ValidationError(self.error_messages["otp_required"], code="otp_required")
         try:
             device = mfa.mfa_code_verify(user=user, code=code)
         except mfa.MfaCodeRejected as exc:
+            self.keep_password()
             if self.request is not None:
                 login.record_failure(self.request, username, user, "bad_otp", action=SESSION_FAILED)
             raise forms.ValidationError(str(exc), code="otp_invalid") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import segno
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -23,6 +24,7 @@ from django.middleware.csrf import rotate_token
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
@@ -44,6 +46,29 @@ from apps.core.permissions import may, roles_of
 # The MFA pages send visitors to the UI's sign-in (settings.LOGIN_URL), which, unlike the
 # admin's, also admits people who are not staff (security officers, auditors).
 LOGIN_URL = settings.LOGIN_URL
+QR_SCALE = 5  # pixels per module: about 250 px for an otpauth URI, easy for a phone's camera
+
+
+def _qr_svg(uri: str) -> SafeString:
+    """The otpauth:// URI as a QR code in inline SVG, made here: the secret goes into this
+    no-store page only, never into an image URL a browser, proxy or log could keep. Black on
+    white with the standard quiet zone (4 modules), so cameras read it on any theme; its
+    <title> and <desc> are the text alternative (segno escapes them)."""
+    svg = segno.make(uri, error="m").svg_inline(
+        scale=QR_SCALE,
+        border=4,
+        dark="#000",
+        light="#fff",
+        svgclass="qr-code",
+        lineclass=None,
+        svgid="mfa-qr",
+        title="QR code that adds Bulwark to your authenticator app",
+        desc="It holds the same key as the one written out for entering by hand.",
+    )
+    # segno's output has no role; role="img" makes screen readers announce the title.
+    svg = svg.replace("<svg ", '<svg role="img" aria-labelledby="mfa-qr-title" ', 1)
+    svg = svg.replace("<title>", '<title id="mfa-qr-title">', 1)
+    return mark_safe(svg)  # noqa: S308  # segno's own markup; its only text (title) is escaped
 
 
 def _page(
@@ -64,7 +89,9 @@ def _page(
         context["recovery_form"] = recovery_form or MfaRecoveryCodesForm()
         context["remove_form"] = remove_form or MfaRemoveForm()
     else:
-        context["pending"] = mfa.totp_device_pending_get_or_create(user=user)  # type: ignore[arg-type]  # a User
+        pending = mfa.totp_device_pending_get_or_create(user=user)  # type: ignore[arg-type]  # a User
+        context["pending"] = pending
+        context["qr_svg"] = _qr_svg(pending.config_url)
         context["confirm_form"] = confirm_form or MfaConfirmForm()
     return render(request, "accounts/mfa.html", context, status=status)
 
