@@ -6,6 +6,7 @@ change goes through the registry's services, so it is audited as one made throug
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -36,6 +37,7 @@ from apps.registry.models import (
     WatermarkResult,
 )
 from apps.registry.publishers import publisher_create, publisher_remove
+from apps.registry.selectors import model_version_latest
 from apps.registry.services import (
     model_version_register,
     predict_grant_create,
@@ -113,6 +115,21 @@ class VersionUploadForm(forms.Form):
                 placed = True
         if not placed:
             self.add_error(None, error.message)
+
+
+def _prefilled(model: RegisteredModel) -> VersionUploadForm:
+    """The upload form with the model's newest version's input schema, format and batch size
+    (what the next version most often keeps)."""
+    latest = model_version_latest(actor=None, model=model)
+    if latest is None:
+        return VersionUploadForm()
+    return VersionUploadForm(
+        initial={
+            "input_schema": json.dumps(latest.input_schema, indent=2),
+            "format": latest.format,
+            "max_batch": latest.max_batch,
+        }
+    )
 
 
 class ModelOwnersForm(forms.ModelForm):
@@ -207,6 +224,14 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Models are registered in the console (its "Register a model"), through the API's
+        # service; the admin links there.
+        context = {"can_register": may(request.user, "models.write"), **(extra_context or {})}
+        return super().changelist_view(request, extra_context=context)
+
     def change_view(
         self,
         request: HttpRequest,
@@ -235,13 +260,13 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
             # The body was not read to its end: the form's other fields are lost, and nothing
             # was stored. Show the form again, empty, with why.
             return self._upload_page(
-                request, model, VersionUploadForm(), refusal=exc.message, status=exc.status_code
+                request, model, _prefilled(model), refusal=exc.message, status=exc.status_code
             )
 
     @method_decorator(csrf_protect)
     def _upload_version(self, request: HttpRequest, model: RegisteredModel) -> HttpResponse:
         if request.method != "POST":
-            return self._upload_page(request, model, VersionUploadForm())
+            return self._upload_page(request, model, _prefilled(model))
         form = VersionUploadForm(request.POST, request.FILES)
         if form.is_valid():
             try:

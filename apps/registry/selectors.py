@@ -8,12 +8,16 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.conf import settings
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 
 from apps.core.errors import NotFound, PermissionDenied
 from apps.core.permissions import may
 from apps.core.timestamps import iso
 from apps.registry.models import (
+    MAX_BATCH_LIMIT,
+    MODEL_NAME_PATTERN,
+    ArtifactFormat,
     ModelVersion,
     PredictGrant,
     Publisher,
@@ -21,8 +25,10 @@ from apps.registry.models import (
     Stage,
     VersionStatus,
     WatermarkKind,
+    WatermarkResult,
     WatermarkStatus,
 )
+from apps.registry.trust import beyond_deployment
 
 
 def registered_model_list(*, actor: Any) -> QuerySet[RegisteredModel]:
@@ -247,3 +253,103 @@ def versions_needing_attention(*, limit: int) -> tuple[list[ModelVersion], dict[
         .order_by("-created_at")[:limit]
     )
     return versions, counts
+
+
+# --- For the console's models pages (apps.console.views.models) ---------------------------
+
+
+def model_upload_rules() -> dict[str, Any]:
+    """What a form for the registry's writes must know to refuse early what the services
+    refuse: the model name's pattern, the artifact formats (value, label), the largest
+    max_batch and the upload limit in bytes."""
+    return {
+        "name_pattern": MODEL_NAME_PATTERN,
+        "formats": [(str(value), str(label)) for value, label in ArtifactFormat.choices],
+        "max_batch_limit": MAX_BATCH_LIMIT,
+        "artifact_bytes": int(settings.BULWARK_MAX_ARTIFACT_BYTES),
+    }
+
+
+def registered_model_stage_summaries(
+    *, actor: Any, models: Iterable[RegisteredModel]
+) -> dict[Any, dict[str, Any]]:
+    """For each of `models` (a page of them), by primary key: its production version's number
+    (or None), how many versions it has, how many in staging, the newest in staging, and how
+    many are quarantined. One query, whatever the number of models."""
+    ids = [model.pk for model in models]
+    staging = Q(stage=Stage.STAGING)
+    rows = (
+        ModelVersion.objects.filter(model_id__in=ids)
+        .order_by()
+        .values("model_id")
+        .annotate(
+            versions=Count("pk"),
+            production=Max("number", filter=Q(stage=Stage.PRODUCTION)),
+            staging=Count("pk", filter=staging),
+            newest_staging=Max("number", filter=staging),
+            quarantined=Count("pk", filter=Q(status=VersionStatus.QUARANTINED)),
+        )
+    )
+    empty = {
+        "versions": 0,
+        "production": None,
+        "staging": 0,
+        "newest_staging": None,
+        "quarantined": 0,
+    }
+    summaries: dict[Any, dict[str, Any]] = {pk: dict(empty) for pk in ids}
+    for row in rows:
+        summaries[row["model_id"]] = {key: row[key] for key in empty}  # type: ignore[literal-required]  # the keys annotated above
+    return summaries
+
+
+def model_version_latest(*, actor: Any, model: RegisteredModel) -> ModelVersion | None:
+    """The model's newest version (its schema is what the next upload most likely keeps)."""
+    return model_version_list(actor=actor, model=model).order_by("-number").first()
+
+
+def model_version_rollback_pair(
+    *, actor: Any, model: RegisteredModel
+) -> tuple[ModelVersion | None, ModelVersion | None]:
+    """(the model's production version, the version a roll back puts in its place). The
+    second is the newest version numbered below the production one that is in staging and not
+    quarantined: in the usual order of releases, the production version before it, which its
+    promotion moved back to staging (an archived version stays archived: archiving is how a
+    version is withdrawn). (None, None) without a production version; (production, None)
+    when nothing older can take its place."""
+    production = model_version_list(actor=actor, model=model).filter(stage=Stage.PRODUCTION).first()
+    if production is None:
+        return None, None
+    previous = (
+        model_version_list(actor=actor, model=model)
+        .filter(
+            number__lt=production.number,
+            stage=Stage.STAGING,
+            status=VersionStatus.OK,
+        )
+        .order_by("-number")
+        .first()
+    )
+    return production, previous
+
+
+def model_version_facts(*, actor: Any, version: ModelVersion) -> dict[str, Any]:
+    """What a version's page shows beyond its row: the globals its artifact imports beyond
+    the deployment's list, its signer and whether that publisher is still trusted, and its
+    watermark (none, set but never checked, or the last check's outcome). Never the
+    watermark set itself (sealed) or any key material."""
+    signer = version.signed_by
+    last = (
+        WatermarkResult.objects.filter(version=version, kind=WatermarkKind.VERIFY)
+        .order_by("-created_at")
+        .first()
+    )
+    return {
+        "globals_count": len(version.allowed_globals),
+        "globals_beyond_default": beyond_deployment(version.allowed_globals),
+        "signed_by": signer.name if signer is not None else None,
+        "signer_key_id": signer.key_id if signer is not None else None,
+        "signer_removed": bool(signer is not None and signer.removed_at is not None),
+        "watermark_set": bool(version.watermark_sealed),
+        "watermark_last": last,
+    }
