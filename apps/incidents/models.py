@@ -29,6 +29,16 @@ class Status(models.TextChoices):
     CLOSED = "closed", "Closed"
 
 
+class Resolution(models.TextChoices):
+    """How a closed incident ended (docs/api.md "Incidents"): a true positive walks every phase
+    and needs a post-mortem; the others close from any open phase with a note."""
+
+    TRUE_POSITIVE = "true_positive", "True positive"
+    FALSE_POSITIVE = "false_positive", "False positive"
+    DUPLICATE = "duplicate", "Duplicate"
+    BENIGN = "benign", "Benign"
+
+
 class Source(models.TextChoices):
     PERSON = "person", "Person"
     DETECTOR = "detector", "Detector"
@@ -68,6 +78,16 @@ class Incident(BaseModel):
     recovered_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     reopened_count = models.PositiveIntegerField(default=0)
+    # How it was closed ("" while open: a reopen clears it, the timeline keeps each close's);
+    # a duplicate names the incident it repeats (never itself; see the constraints below).
+    resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True, default="")
+    duplicate_of = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="duplicates",
+    )
     # The post-mortem (closing needs root cause, impact and lessons; action items below).
     root_cause = models.TextField(blank=True, default="", max_length=10_000)
     impact = models.TextField(blank=True, default="", max_length=10_000)
@@ -80,6 +100,34 @@ class Incident(BaseModel):
                 fields=["dedup_key"],
                 condition=~models.Q(status="closed") & ~models.Q(dedup_key=""),
                 name="%(app_label)s_%(class)s_one_open_per_detector_subject",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(status="closed") & ~models.Q(resolution=""))
+                | (~models.Q(status="closed") & models.Q(resolution="")),
+                name="%(app_label)s_%(class)s_resolution_when_closed",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(resolution="duplicate") & models.Q(duplicate_of__isnull=False))
+                | (~models.Q(resolution="duplicate") & models.Q(duplicate_of__isnull=True)),
+                name="%(app_label)s_%(class)s_duplicate_names_its_original",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(duplicate_of=models.F("id")),
+                name="%(app_label)s_%(class)s_not_duplicate_of_itself",
+            ),
+        ]
+        indexes = [
+            # The dashboard's open incidents by severity and age (incident_dashboard_figures).
+            models.Index(
+                fields=["severity", "detected_at"],
+                condition=~models.Q(status="closed"),
+                name="incidents_open_sev_detected",
+            ),
+            # Its time to contain over the last 30 days.
+            models.Index(
+                fields=["contained_at", "detected_at"],
+                condition=models.Q(contained_at__isnull=False),
+                name="incidents_contained_at",
             ),
         ]
 

@@ -1,5 +1,6 @@
-"""State changes of incidents: create, transition, note, assign, post-mortem, link evidence,
-containment (through the owning apps' services), and detector hits (one open incident per
+"""State changes of incidents: create, transition (and close with a resolution), note, assign,
+post-mortem, link evidence, containment (through the owning apps' services, optionally moving
+a detected incident to contained in the same step), and detector hits (one open incident per
 detector and subject). Each is one transaction with a timeline entry and an audit event."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.accounts.safety import Change, access_change_check
@@ -26,13 +27,14 @@ from apps.incidents.models import (
     EntryKind,
     Incident,
     LinkedResource,
+    Resolution,
     ResourceKind,
     Severity,
     Source,
     Status,
     TimelineEntry,
 )
-from apps.incidents.workflow import PHASE_FIELD, check_transition, is_reopen
+from apps.incidents.workflow import PHASE_FIELD, check_transition, is_quick_close, is_reopen
 from apps.registry.selectors import model_version_find
 from apps.registry.services import model_version_stage
 
@@ -129,7 +131,12 @@ def _full_clean(instance: Any) -> None:
         raise _invalid(field, " ".join(messages)) from None
 
 
-@transaction.atomic
+# pg_advisory_xact_lock key ("BWDUPLIC"): closes as a duplicate one at a time, so that two
+# incidents closed at once as duplicates of each other cannot both pass the cycle check.
+DUPLICATE_LOCK = 0x4257_4455_504C_4943
+MAX_DUPLICATE_CHAIN = 100
+
+
 def incident_transition(
     *,
     actor: Any,
@@ -137,40 +144,129 @@ def incident_transition(
     to: str,
     note: str,
     postmortem: Mapping[str, Any] | None = None,
+    resolution: str | None = None,
+    duplicate_of: Any = None,
 ) -> Incident:
-    """Move to the next status (409 invalid_transition otherwise). A note is required (400);
-    closing requires a complete post-mortem, given here or saved before (400). Records the
-    phase's time, a timeline entry and incident.transitioned."""
-    incident = _locked(incident)
-    check_transition(incident.status, to)
-    note = (note or "").strip()
-    if not note:
-        raise _invalid("note", "every transition needs a note saying why")
-    if postmortem is not None:
-        _save_postmortem(incident, actor=actor, postmortem=postmortem)
-    if to == Status.CLOSED and not incident.has_postmortem:
-        raise _invalid("postmortem", "closing needs a post-mortem: root cause, impact and lessons")
+    """Move to the next status (409 invalid_transition otherwise). A note is required (400).
+    Closing takes a `resolution` (Resolution; default true_positive): a true positive
+    closes from recovered and needs a complete post-mortem, given here or saved before
+    (400); a false positive, a duplicate or a benign incident closes from any open phase
+    with no post-mortem, and a duplicate names the incident it repeats in `duplicate_of`
+    (an Incident or its id: one that exists, not itself, not a duplicate of it however
+    many duplicates away; 400 otherwise). A resolution on any other transition, or
+    `duplicate_of` without the duplicate resolution, is 400. Reopening clears the
+    resolution. Records the phase's time, a timeline entry and incident.transitioned (a
+    close's with its resolution); nothing is written when refused."""
+    with transaction.atomic():
+        if resolution == Resolution.DUPLICATE and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DUPLICATE_LOCK])
+        incident = _locked(incident)
+        resolution = _check_resolution(to, resolution, duplicate_of)
+        check_transition(incident.status, to, resolution)
+        note = (note or "").strip()
+        if not note:
+            raise _invalid("note", "every transition needs a note saying why")
+        original = _original(incident, duplicate_of) if resolution == Resolution.DUPLICATE else None
+        if postmortem is not None:
+            _save_postmortem(incident, actor=actor, postmortem=postmortem)
+        if (
+            to == Status.CLOSED
+            and not is_quick_close(incident.status, to, resolution)
+            and not incident.has_postmortem
+        ):
+            raise _invalid(
+                "postmortem", "closing needs a post-mortem: root cause, impact and lessons"
+            )
+        return _move(
+            incident, actor=actor, to=to, note=note, resolution=resolution, original=original
+        )
+
+
+def _move(
+    incident: Incident,
+    *,
+    actor: Any,
+    to: str,
+    note: str,
+    resolution: str = "",
+    original: Incident | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Incident:
+    """The transition itself, on a locked incident whose move was checked."""
     previous = incident.status
     now = timezone.now()
     incident.status = to
     setattr(incident, PHASE_FIELD[to], now)
-    if is_reopen(previous, to):
+    reopen = is_reopen(previous, to)
+    if reopen:
         incident.reopened_count += 1
+    # Open: no resolution (the timeline keeps the one of each close).
+    incident.resolution = resolution if to == Status.CLOSED else ""
+    incident.duplicate_of = original if to == Status.CLOSED else None
+    _full_clean(incident)
     incident.save()
+    details: dict[str, Any] = {"from": previous, "to": to}
+    if to == Status.CLOSED:
+        details["resolution"] = incident.resolution
+        if original is not None:
+            details["duplicate_of"] = str(original.pk)
+    details.update(extra or {})
     _entry(
         incident,
         kind=EntryKind.TRANSITION,
         actor=actor,
         text=note,
-        data={"from": previous, "to": to, "reopen": is_reopen(previous, to)},
+        data={"from": previous, "to": to, "reopen": reopen, **details},
     )
-    audit_event_record(
-        "incident.transitioned",
-        actor=actor,
-        target=incident,
-        details={"from": previous, "to": to},
-    )
+    audit_event_record("incident.transitioned", actor=actor, target=incident, details=details)
     return incident
+
+
+def _check_resolution(to: str, resolution: str | None, duplicate_of: Any) -> str:
+    """The resolution a close records (true_positive by default; "" for other moves), or 400
+    for one that is unknown, given to a move that is not a close, or a `duplicate_of`
+    without the duplicate resolution."""
+    if resolution is not None and resolution not in Resolution.values:
+        raise _invalid("resolution", f"must be one of {', '.join(Resolution.values)}")
+    if to != Status.CLOSED:
+        if resolution is not None:
+            raise _invalid("resolution", "only closing an incident takes a resolution")
+        if duplicate_of is not None:
+            raise _invalid("duplicate_of", "only closing as a duplicate names another incident")
+        return ""
+    resolution = resolution or Resolution.TRUE_POSITIVE
+    if duplicate_of is not None and resolution != Resolution.DUPLICATE:
+        raise _invalid("duplicate_of", "only a duplicate names the incident it repeats")
+    if duplicate_of is None and resolution == Resolution.DUPLICATE:
+        raise _invalid("duplicate_of", "a duplicate names the incident it repeats")
+    return resolution
+
+
+def _original(incident: Incident, duplicate_of: Any) -> Incident:
+    """The incident `incident` repeats: one that exists, not itself, and not (through a
+    chain of duplicates) a duplicate of `incident`; 400 otherwise."""
+    key = duplicate_of.pk if isinstance(duplicate_of, Incident) else _uuid(duplicate_of)
+    original = Incident.objects.filter(pk=key).first() if key else None
+    if original is None:
+        raise _invalid("duplicate_of", "is not an incident")
+    if original.pk == incident.pk:
+        raise _invalid("duplicate_of", "an incident cannot be a duplicate of itself")
+    node, seen = original, {original.pk}
+    for _hop in range(MAX_DUPLICATE_CHAIN):
+        if node.resolution != Resolution.DUPLICATE or node.duplicate_of_id is None:
+            return original
+        if node.duplicate_of_id == incident.pk:
+            raise _invalid(
+                "duplicate_of",
+                f"“{original.title}” is itself a duplicate of this incident; close that one "
+                "as its duplicate, not the reverse",
+            )
+        if node.duplicate_of_id in seen:
+            break
+        seen.add(node.duplicate_of_id)
+        node = Incident.objects.get(pk=node.duplicate_of_id)
+    raise _invalid("duplicate_of", "names a chain of duplicates too long to follow")
 
 
 @transaction.atomic
@@ -326,10 +422,14 @@ def incident_contain(
     incident: Incident,
     action: str,
     target: Any,
+    then_contained: bool = False,
 ) -> TimelineEntry:
     """Revoke an API key, archive a model version or deactivate a user, from the incident, in
     one step: the owning app's service does it (and audits it), effective on the next request;
     the incident links the resource and records it on its timeline (incident.containment).
+    With `then_contained`, an incident still detected also moves to contained in the same
+    transaction: a second timeline entry and a second audit event (incident.transitioned,
+    details with "containment": the action); an incident past detected stays where it is.
     NotFound for an unknown target; Conflict (409) when the incident is closed or the target
     already is revoked, archived or deactivated; nothing is written then. Deactivating
     oneself, the last active administrator, or (unless a superuser) a superuser is 403
@@ -340,11 +440,17 @@ def incident_contain(
         if user is not None:
             access_change_check(actor=actor, user=user, change=Change.DEACTIVATE)
     with transaction.atomic():
-        return _contain_in_transaction(actor=actor, incident=incident, action=action, target=target)
+        return _contain_in_transaction(
+            actor=actor,
+            incident=incident,
+            action=action,
+            target=target,
+            then_contained=then_contained,
+        )
 
 
 def _contain_in_transaction(
-    *, actor: Any, incident: Incident, action: str, target: Any
+    *, actor: Any, incident: Incident, action: str, target: Any, then_contained: bool
 ) -> TimelineEntry:
     incident = _locked(incident)
     if incident.status == Status.CLOSED:
@@ -365,6 +471,15 @@ def _contain_in_transaction(
         target=incident,
         details={"action": action, "resource": {"type": kind, "id": ref}},
     )
+    if then_contained and incident.status == Status.DETECTED:
+        label = f"{action.replace('_', ' ')} {ref}"
+        _move(
+            incident,
+            actor=actor,
+            to=Status.CONTAINED,
+            note=f"Contained by the containment action: {label}.",
+            extra={"containment": action},
+        )
     return entry
 
 

@@ -57,13 +57,15 @@ def test_each_allowed_transition(api_client, actors, start, to):
     assert body["status"] == to
     assert body["phases"][f"{to}_at"] is not None
     # The transition is on the timeline (after a post-mortem entry when closing) and audited.
+    # A close records its resolution (true_positive, the default) on both.
+    resolved = {"resolution": "true_positive"} if to == "closed" else {}
     entry = body["timeline"][-1]
     assert entry["kind"] == "transition" and entry["text"] == f"{start} to {to}"
-    assert entry["data"] == {"from": start, "to": to, "reopen": start == "closed"}
+    assert entry["data"] == {"from": start, "to": to, "reopen": start == "closed", **resolved}
     assert entry["actor"]["username"] == officer.username
     assert len(body["timeline"]) == entries_before + (2 if to == "closed" else 1)
     event = audit_events("incident.transitioned")[-1]
-    assert event["details"] == {"from": start, "to": to}
+    assert event["details"] == {"from": start, "to": to, **resolved}
     assert event["target"] == {"type": "incident", "id": str(incident.id)}
     assert event["actor"] == {"type": "user", "ref": pseudonym_for(officer)}
 
@@ -219,4 +221,6 @@ def test_every_step_is_recorded_in_order(actors):
     )
     assert kinds == ["created", *(["transition"] * 4), "postmortem", "transition"]
     moves = [event["details"] for event in audit_events("incident.transitioned")]
-    assert moves == [{"from": a, "to": b} for a, b in ALLOWED[:5]]
+    assert moves == [{"from": a, "to": b} for a, b in ALLOWED[:4]] + [
+        {"from": "recovered", "to": "closed", "resolution": "true_positive"}
+    ]
