@@ -118,14 +118,16 @@ class VersionUploadForm(forms.Form):
 
 
 def _prefilled(model: RegisteredModel) -> VersionUploadForm:
-    """The upload form with the model's newest version's input schema, format and batch size
-    (what the next version most often keeps)."""
+    """The upload form with the model's newest version's input schema, feature order, format
+    and batch size (what the next version most often keeps). The feature order is explicit:
+    the stored schema's properties come back in another order (jsonb), the default order."""
     latest = model_version_latest(actor=None, model=model)
     if latest is None:
         return VersionUploadForm()
     return VersionUploadForm(
         initial={
             "input_schema": json.dumps(latest.input_schema, indent=2),
+            "feature_order": json.dumps(latest.feature_order),
             "format": latest.format,
             "max_batch": latest.max_batch,
         }

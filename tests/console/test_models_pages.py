@@ -16,7 +16,11 @@ from django.test import Client
 
 from apps.accounts.roles import RoleName
 from apps.registry.scanning import model_version_quarantine
-from apps.registry.selectors import model_versions_stored, registered_model_exists
+from apps.registry.selectors import (
+    model_version_get,
+    model_versions_stored,
+    registered_model_exists,
+)
 from apps.registry.services import registered_model_update
 from tests.accounts.factories import UserFactory
 from tests.console.models_helpers import (
@@ -260,8 +264,33 @@ def test_the_upload_form_is_prefilled_with_the_previous_versions_schema(as_role,
     assert response.status_code == 200
     form = response.context["form"]
     assert json.loads(form["input_schema"].value()) == schema
-    assert "Prefilled from" in text_of(response) and "v2</a>'s input schema" in text_of(response)
+    assert json.loads(form["feature_order"].value()) == ["floors", "garden"]
+    page = text_of(response)
+    assert "Prefilled from" in page and "v2</a>'s input schema and feature order" in page
     assert "&quot;floors&quot;" in response.content.decode()  # in the textarea, escaped
+
+
+def test_a_version_uploaded_from_the_prefilled_form_keeps_the_feature_order(
+    as_role, people, model
+):
+    # The stored schema's properties come back in another order (jsonb): without the
+    # prefilled feature order, the schema's order would silently swap the model's features.
+    v1 = make_version(people["ml_engineer"])
+    assert v1.feature_order == ["rooms", "area"]
+    client = as_role("ml_engineer")
+    form = client.get("/models/pricing/versions/new").context["form"]
+    assert list(json.loads(form["input_schema"].value())["properties"]) == ["area", "rooms"]
+    response = client.post(
+        "/models/pricing/versions/new",
+        upload_fields(
+            trained_bytes(),
+            input_schema=form["input_schema"].value(),
+            feature_order=form["feature_order"].value(),
+        ),
+    )
+    assert response.status_code == 302
+    v2 = model_version_get(actor=None, model=v1.model, number=2)
+    assert v2.feature_order == ["rooms", "area"] and v2.input_schema == v1.input_schema
 
 
 def test_the_first_upload_form_has_no_schema_to_offer(as_role, model):

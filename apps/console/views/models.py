@@ -183,8 +183,10 @@ def model_detail_page(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def _blank_upload_form(request: HttpRequest, model: Any) -> tuple[VersionUploadForm, Any]:
-    """The upload form, prefilled from the model's newest version (its input schema, format
-    and batch size: what the next version most often keeps), and that version."""
+    """The upload form, prefilled from the model's newest version (its input schema, feature
+    order, format and batch size: what the next version most often keeps), and that version.
+    The feature order is given explicitly: the schema comes back from the database with its
+    properties in another order (PostgreSQL's jsonb), and that order would be the default."""
     latest = model_version_latest(actor=request.user, model=model)
     initial: dict[str, Any] = {"format": "joblib", "max_batch": 100}
     if latest is not None:
@@ -192,6 +194,7 @@ def _blank_upload_form(request: HttpRequest, model: Any) -> tuple[VersionUploadF
             "format": latest.format,
             "max_batch": latest.max_batch,
             "input_schema": json.dumps(latest.input_schema, indent=2),
+            "feature_order": json.dumps(latest.feature_order),
         }
     return VersionUploadForm(initial=initial, auto_id="upload_%s"), latest
 
@@ -387,7 +390,8 @@ def version_stage_page(request: HttpRequest, name: str, number: int, stage: str)
             raise VersionQuarantined()
         if request.method == "POST":
             model_version_stage(actor=request.user, version=version, stage=stage)
-            messages.success(request, f"{model.name} v{version.number} is now in {stage}.")
+            where = "archived" if stage == "archived" else f"in {stage}"
+            messages.success(request, f"{model.name} v{version.number} is now {where}.")
             return HttpResponseRedirect(_version_url(version))
     except ApplicationError as exc:
         return error_page(request, exc)
