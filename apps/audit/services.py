@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from apps.audit import writer
@@ -24,8 +27,10 @@ from apps.audit.keys import (
 )
 from apps.audit.models import LEGACY_KEY_ID, ActorPseudonym, AuditEvent, Checkpoint, PendingEvent
 from apps.audit.signing import sign
-from apps.audit.subjects import actor_of, pseudonym_forget, target_of, truncated_ip
+from apps.audit.subjects import Subject, actor_of, pseudonym_forget, target_of, truncated_ip
+from apps.core.errors import InvalidInput, PermissionDenied
 from apps.core.masking import Public, mask
+from apps.core.permissions import may
 from apps.core.request_context import current_client_ip, current_request_id
 from apps.core.secrets import SecretsError
 
@@ -320,3 +325,102 @@ def pseudonym_erase(*, user_id: Any) -> bool:
     deleted, _ = ActorPseudonym.objects.filter(user_id=user_id).delete()
     pseudonym_forget(user_id)
     return deleted > 0
+
+
+# --- The console's audit pages (issue 16) ---------------------------------------------------
+
+PSEUDONYM_SHAPE = re.compile(r"^p_[0-9a-f]{20}$")
+# Who may learn which person is behind a pseudonym: those who may already export and erase
+# anyone's personal data (docs/api.md, "Privacy"). Auditors read the trail pseudonymously.
+DEPSEUDONYMISE = "privacy.manage"
+
+
+@dataclass(frozen=True, slots=True)
+class PseudonymLookup:
+    """What a lookup found: the pseudonym and the username it maps to, as far as known.
+    `known_user`: a username was asked for and such a user exists (with or without a
+    pseudonym: a person gets one the first time they appear in the trail)."""
+
+    pseudonym: str | None
+    username: str | None
+    known_user: bool = False
+
+    @property
+    def found(self) -> bool:
+        return self.pseudonym is not None and self.username is not None
+
+
+def pseudonym_lookup(
+    *, actor: Any, username: str = "", pseudonym: str = "", via: str = "lookup"
+) -> PseudonymLookup:
+    """Which pseudonym a person has (`username`), or who is behind one (`pseudonym`): exactly
+    one of them. Only for holders of privacy.manage; anyone else gets PermissionDenied (403),
+    and the refused attempt is recorded too. Each lookup is the event
+    `audit.pseudonym_lookup` {"direction", "found", "via"} whose target is the pseudonym when
+    one is known: never the username, which would put personal data in the chain (an
+    erasure deletes only the mapping). A pseudonym of the wrong shape is InvalidInput (400),
+    not recorded. Reading never gives a person a pseudonym."""
+    if bool(username) == bool(pseudonym):
+        raise InvalidInput("Give either a username or a pseudonym.")
+    if pseudonym and not PSEUDONYM_SHAPE.match(pseudonym):
+        raise InvalidInput("A pseudonym is p_ followed by 20 hexadecimal digits.")
+    direction = "username_to_pseudonym" if username else "pseudonym_to_username"
+    if not may(actor, DEPSEUDONYMISE):
+        with transaction.atomic():
+            audit_event_record(
+                "audit.pseudonym_lookup",
+                actor=actor,
+                outcome="denied",
+                details={"direction": direction, "via": via},
+            )
+        raise PermissionDenied(
+            "Only admins and security officers may learn who is behind a pseudonym "
+            "(they hold privacy.manage); the audit trail is read pseudonymously otherwise."
+        )
+    if username:
+        user_id = (
+            get_user_model().objects.filter(username=username).values_list("pk", flat=True).first()
+        )
+        mapped = (
+            ActorPseudonym.objects.filter(user_id=user_id)
+            .values_list("pseudonym", flat=True)
+            .first()
+            if user_id is not None
+            else None
+        )
+        result = PseudonymLookup(mapped, username if mapped else None, user_id is not None)
+    else:
+        name = (
+            ActorPseudonym.objects.filter(pseudonym=pseudonym)
+            .values_list("user__username", flat=True)
+            .first()
+        )
+        result = PseudonymLookup(pseudonym, name, name is not None)
+    with transaction.atomic():
+        audit_event_record(
+            "audit.pseudonym_lookup",
+            actor=actor,
+            target=Subject("user", result.pseudonym) if result.pseudonym else None,
+            details={"direction": direction, "found": result.found, "via": via},
+        )
+    return result
+
+
+def audit_export_begin(
+    *, actor: Any, export_format: str, since: datetime | None, until: datetime | None
+) -> int:
+    """What the API's export does before it streams: record `audit.exported`, then sign a
+    checkpoint of the head (which chains everything, this event included). Returns the seq
+    the export stops at (0 for an empty chain): apps.audit.selectors.export_stream."""
+    with transaction.atomic():
+        audit_event_record(
+            "audit.exported",
+            actor=actor,
+            details={
+                "format": export_format,
+                "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None,
+            },
+        )
+    checkpoint = checkpoint_create()
+    return checkpoint.seq if checkpoint is not None else 0

@@ -1,0 +1,56 @@
+"""Indexes for the console's audit filters (issue 16) that no column served: an event's
+target id and request id, which live only in its hashed body, and the outcomes other than
+success (rare, so a scan in time order would read most of the chain to find a page of them).
+
+The body expressions are apps.audit.selectors.TARGET_ID_SQL and REQUEST_ID_SQL, copied here as
+a migration must not change with the code (PostgreSQL uses an expression index only for the
+same expression: tests/console/test_audit_pages.py checks both copies match and are used).
+They use string functions, not a JSON cast: a cast refuses some texts (a `\\u0000` escape),
+and a refusal here would stop the chainer's INSERT for good. Each index ends with `ts`, the
+list's order.
+
+PostgreSQL builds them CONCURRENTLY (outside a transaction), so a big chain keeps being
+appended to while they build; SQLite (the embedded default, small) gets none.
+"""
+
+from django.db import migrations
+
+TARGET_ID_SQL = (
+    """CASE WHEN strpos(body, ',"target":{"id":"') > 0 THEN left(split_part(split_part("""
+    """body, ',"target":{"id":"', -1), '","type":', 1), 200) END"""
+)
+REQUEST_ID_SQL = (
+    """CASE WHEN strpos(body, ',"request_id":"') > 0 THEN left(split_part(split_part("""
+    """body, ',"request_id":"', -1), '","seq":', 1), 200) END"""
+)
+
+INDEXES = {
+    "audit_auditevent_target_ts": f"(({TARGET_ID_SQL}), ts)",
+    "audit_auditevent_request_ts": f"(({REQUEST_ID_SQL}), ts)",
+    "audit_auditevent_outcome_ts": "(outcome, ts) WHERE outcome <> 'success'",
+}
+
+
+def forward(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for name, definition in INDEXES.items():
+        schema_editor.execute(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON audit_auditevent {definition}",
+            params=None,
+        )
+
+
+def backward(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for name in INDEXES:
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}", params=None)
+
+
+class Migration(migrations.Migration):
+    atomic = False  # CREATE INDEX CONCURRENTLY runs outside a transaction
+
+    dependencies = [("audit", "0003_hmac_key_ids")]
+
+    operations = [migrations.RunPython(forward, backward)]
