@@ -436,7 +436,7 @@ class ChainState:
 
     head_seq: int
     head_ts: datetime | None
-    pending: int
+    pending: int  # counted up to PENDING_COUNTED
     verified_seq: int
     verified_at: datetime | None
     checkpoint_seq: int | None
@@ -447,16 +447,20 @@ class ChainState:
         return max(self.head_seq - self.verified_seq, 0)
 
 
+# A backlog is counted up to this many events: counting a flood would take as long as it is.
+PENDING_COUNTED = 100_000
+
+
 def chain_state() -> ChainState:
-    """The head (the primary key's last entry), the backlog waiting to be chained, how far the
-    scheduled verification got and the last signed checkpoint: four index reads."""
+    """The head (the primary key's last entry), the backlog waiting to be chained (up to
+    PENDING_COUNTED), how far the scheduled verification got and the last signed checkpoint."""
     head = AuditEvent.objects.order_by("-seq").values_list("seq", "ts").first()
     verified = VerifiedHead.objects.filter(pk=1).values_list("seq", "verified_at").first()
     checkpoint = Checkpoint.objects.order_by("-seq").values_list("seq", "created_at").first()
     return ChainState(
         head_seq=head[0] if head else 0,
         head_ts=head[1] if head else None,
-        pending=PendingEvent.objects.count(),
+        pending=PendingEvent.objects.order_by()[:PENDING_COUNTED].count(),
         verified_seq=verified[0] if verified else 0,
         verified_at=verified[1] if verified else None,
         checkpoint_seq=checkpoint[0] if checkpoint else None,
