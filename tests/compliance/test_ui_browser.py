@@ -1,8 +1,10 @@
 """The compliance UI in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven
 by Playwright against pytest-django's live server.
 
-An auditor sees the progress bars and downloads the PDF report; a security officer, in a
-browser with JavaScript turned off, adds a link as evidence and marks the item implemented.
+An auditor sees the progress bars and downloads the PDF report, then reads a framework's
+controls and the items serving them; a security officer, in a browser with JavaScript turned
+off, opens an item from its category, adds a link as evidence and marks it implemented, and
+runs the checks (a run with failures is a warning).
 Sessions are made with Django's test client and handed to the browser as a cookie (the
 sign-in page is tested elsewhere). Screenshots go to var/test-artifacts/ (and, with
 BULWARK_UPDATE_SCREENSHOTS=1, to static/screenshots/ for the README, the report's first page
@@ -28,6 +30,7 @@ from pypdf import PdfReader
 
 from apps.accounts.models import TotpDevice
 from apps.compliance.models import ChecklistItem, Evidence
+from apps.compliance.selectors import compliance_progress
 from apps.compliance.services import compliance_checks_run, evidence_add
 from apps.incidents.models import Incident
 from tests.browser import (
@@ -165,20 +168,27 @@ def test_an_auditor_sees_the_progress_bars_and_downloads_the_pdf(open_as, people
     for name in ("Security checklist", "GDPR", "HIPAA", "SOC 2"):
         expect(page.get_by_role("progressbar", name=name)).to_be_visible()
     checklist = page.get_by_role("progressbar", name="Security checklist")
-    expect(checklist).to_have_attribute("value", "14")
+    progress = compliance_progress(actor=None)[0]
+    # 14 marked implemented by hand, more evidenced by the checks that passed.
+    assert progress.implemented == 14 and progress.evidenced > 0
+    expect(checklist).to_have_attribute("value", str(progress.covered))
     expect(checklist).to_have_attribute("max", "34")
-    expect(page.locator("#progress-checklist-text")).to_contain_text("41%")
+    expect(page.locator("#progress-checklist-text")).to_contain_text(
+        f"{progress.percent_with_evidence}% · 14 implemented + {progress.evidenced} evidenced"
+    )
+    expect(page.locator("#how-progress")).to_contain_text("How progress counts.")
+    dashboard = shot(page, "compliance-dashboard", full_page=False)
+    # The checklist, collapsed by category: open one to see its rows.
+    authentication = page.locator("#category-authentication")
+    expect(authentication.locator("#item-auth-mfa")).to_be_hidden()
+    authentication.locator("summary").click()
     mfa = page.locator("#item-auth-mfa")
     expect(mfa.locator(".status")).to_have_text("Implemented")
     expect(mfa.locator(".result")).to_have_text("Pass")
-    expect(
-        mfa.get_by_role("link", name="https://wiki.example/security/mfa-enforcement")
-    ).to_be_visible()
     # Read-only for auditors: no edit forms, no run button.
-    expect(page.locator("details.edit")).to_have_count(0)
+    expect(page.locator("form[method=post]")).to_have_count(1)  # signing out only
     expect(page.get_by_role("button", name="Run checks now")).to_have_count(0)
     shot(page, "compliance-auditor")
-    dashboard = shot(page, "compliance-dashboard", full_page=False)
 
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Download report").click()
@@ -197,6 +207,13 @@ def test_an_auditor_sees_the_progress_bars_and_downloads_the_pdf(open_as, people
     [event] = audit_events("compliance.report.generated")
     assert event["details"]["format"] == "pdf"
 
+    page.get_by_role("link", name="Multi-factor authentication (MFA)").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Multi-factor authentication (MFA)")
+    expect(
+        page.get_by_role("link", name="https://wiki.example/security/mfa-enforcement")
+    ).to_be_visible()
+    expect(page.get_by_role("button", name="Save")).to_have_count(0)
+
     if UPDATE_SHOTS:
         README_SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(dashboard, README_SHOTS / "compliance.png")
@@ -214,33 +231,35 @@ def test_a_security_officer_marks_an_item_implemented_with_a_link_without_javasc
     open_as, people
 ):
     page = open_as(people["security_officer"], javascript=False)
-    page.goto("/compliance/?category=model")
-    article = page.locator("#item-model-encryption-at-rest")
-    expect(article.locator(".status")).to_have_text("Not started")
+    page.goto("/compliance/")
+    model = page.locator("#category-model")
+    model.locator("summary").click()  # <details> opens without any script
+    row = page.locator("#item-model-encryption-at-rest")
+    expect(row.locator(".status")).to_have_text("Not started")
+    row.get_by_role("link", name="Model encryption at rest").click()
 
-    article.locator("summary").click()  # <details> opens without any script
-    article.get_by_label("Link").fill("https://wiki.example/runbooks/master-key-rotation")
-    article.get_by_role("button", name="Add evidence").click()
+    target = item("model-encryption-at-rest")
+    assert page.url.endswith(f"/compliance/items/{target.id}")
+    page.get_by_label("Link").fill("https://wiki.example/runbooks/master-key-rotation")
+    page.get_by_role("button", name="Add evidence").click()
 
     expect(page.get_by_role("status")).to_contain_text("Evidence added to")
-    assert page.url.endswith("/compliance/?category=model#item-model-encryption-at-rest")
-    article = page.locator("#item-model-encryption-at-rest")
+    assert page.url.endswith(f"/compliance/items/{target.id}#evidence")
     expect(
-        article.get_by_role("link", name="https://wiki.example/runbooks/master-key-rotation")
+        page.get_by_role("link", name="https://wiki.example/runbooks/master-key-rotation")
     ).to_be_visible()
 
-    article.locator("summary").click()
-    article.get_by_label("Status").select_option("implemented")
-    article.get_by_label("Owner").select_option(people["security_officer"].username)
-    article.get_by_label("Notes").fill("Rotation rehearsed; every version under mk1.")
-    article.get_by_role("button", name="Save").click()
+    page.get_by_label("Status").select_option("implemented")
+    page.get_by_label("Owner").select_option(people["security_officer"].username)
+    page.get_by_label("Notes").fill("Rotation rehearsed; every version under mk1.")
+    page.get_by_role("button", name="Save").click()
 
     expect(page.get_by_role("status")).to_contain_text("Saved “Model encryption at rest”.")
-    article = page.locator("#item-model-encryption-at-rest")
-    expect(article.locator(".status")).to_have_text("Implemented")
-    expect(article).to_contain_text("Rotation rehearsed")
+    expect(page.locator(".item-head .status")).to_have_text("Implemented")
+    expect(page.locator(".item-head")).to_contain_text("Counts in progress: implemented")
+    expect(page.locator("main")).to_contain_text("Rotation rehearsed")
     shot(page, "compliance-officer")
-    target = item("model-encryption-at-rest")
+    target.refresh_from_db()
     assert target.status == "implemented" and target.owner == people["security_officer"]
     [evidence] = Evidence.objects.filter(item=target)
     assert evidence.url == "https://wiki.example/runbooks/master-key-rotation"
@@ -248,3 +267,50 @@ def test_a_security_officer_marks_an_item_implemented_with_a_link_without_javasc
         "compliance.evidence.added",
         "compliance.item.updated",
     ]
+
+    # The checks fail here (not production, no key vault): a warning, not a success.
+    page.get_by_role("link", name="Compliance", exact=True).first.click()
+    page.get_by_role("button", name="Run checks now").click()
+    banner = page.locator(".message-warning")
+    expect(banner).to_contain_text("Warning: Automated checks ran:")
+    expect(banner).to_contain_text("failed.")
+    expect(page.locator(".message-success")).to_have_count(0)
+    shot(page, "compliance-checks-warning", full_page=False)
+
+
+def test_an_auditor_reads_a_framework_s_controls_and_the_items_serving_them(
+    open_as, people, history
+):
+    page = open_as(people["auditor"])
+    page.goto("/compliance/")
+    page.get_by_role("link", name="Controls of HIPAA").click()
+
+    assert page.url.endswith("/compliance/frameworks/hipaa")
+    expect(page.get_by_role("heading", level=1)).to_have_text("HIPAA")
+    hipaa = next(p for p in compliance_progress(actor=None) if p.key == "hipaa")
+    bar = page.get_by_role("progressbar", name="HIPAA")
+    expect(bar).to_have_attribute("value", str(hipaa.covered))
+    expect(bar).to_have_attribute("max", str(hipaa.applicable))
+    expect(page.locator(".control")).to_have_count(8)
+    control = page.locator("#control-164312d")
+    expect(control.get_by_role("heading")).to_have_text(
+        "164.312(d) Person or entity authentication"
+    )
+    expect(control.locator("tbody tr")).to_have_count(3)
+    expect(control.locator("#control-164312d-auth-mfa .status")).to_have_text("Implemented")
+    expect(page.locator("#how-progress")).to_be_visible()
+    if hipaa.checks["fail"]:
+        expect(page.locator(".checks-summary")).to_contain_text(f"{hipaa.checks['fail']} fail")
+    path = shot(page, "compliance-framework", full_page=False)
+
+    # From the index to a control, and from its item to the item's page and back.
+    page.get_by_role("link", name="164.308(a)(6)", exact=True).click()
+    assert page.url.endswith("#control-164308a6")
+    page.locator("#control-164308a6").get_by_role("link", name="Post-mortem").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Post-mortem")
+    page.get_by_role("link", name="164.308(a)(6) Security incident procedures").click()
+    assert page.url.endswith("/compliance/frameworks/hipaa#control-164308a6")
+
+    if UPDATE_SHOTS:
+        README_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, README_SHOTS / "compliance-framework.png")

@@ -133,8 +133,12 @@ def _title_page(data: dict[str, Any]) -> list[Flowable]:
         glance.append(
             [
                 _p(row["name"]),
-                ProgressBar(row["percent"], width=70 * mm),
-                _p(f"{row['percent']}% ({row['implemented']} of {row['applicable']})"),
+                ProgressBar(row["percent_with_evidence"], width=70 * mm),
+                _p(
+                    f"{row['percent_with_evidence']}% ({row['implemented']}"
+                    f"{' + ' + str(row['evidenced']) if row['evidenced'] else ''}"
+                    f" of {row['applicable']})"
+                ),
             ]
         )
     glance += [
@@ -172,7 +176,16 @@ def _title_page(data: dict[str, Any]) -> list[Flowable]:
 
 def _summary(data: dict[str, Any]) -> list[Flowable]:
     rows: list[list[Any]] = [
-        ["Framework", "Items", "Applicable", "Implemented", "In progress", "Progress", ""]
+        [
+            "Framework",
+            "Items",
+            "Applicable",
+            "Implemented",
+            "Evidenced",
+            "In progress",
+            "Progress",
+            "",
+        ]
     ]
     for row in data["summary"]:
         rows.append(
@@ -181,9 +194,10 @@ def _summary(data: dict[str, Any]) -> list[Flowable]:
                 row["items"],
                 row["applicable"],
                 row["implemented"],
+                row["evidenced"],
                 row["by_status"]["in_progress"],
-                ProgressBar(row["percent"]),
-                f"{row['percent']}%",
+                ProgressBar(row["percent_with_evidence"], width=30 * mm),
+                f"{row['percent_with_evidence']}%",
             ]
         )
     results = [item["check"]["result"] for item in data["items"]]
@@ -195,10 +209,12 @@ def _summary(data: dict[str, Any]) -> list[Flowable]:
         Paragraph("Summary per framework", H1),
         _p(
             "Progress is the share of applicable items (all but those marked not applicable) "
-            "that are implemented. A framework's items are those mapped to its controls."
+            "that are implemented (marked so by a person) or evidenced (not marked implemented, "
+            "but their automated check passed in the latest run). A framework's items are those "
+            "mapped to its controls."
         ),
         Spacer(1, 4 * mm),
-        _grid(rows, [42 * mm, 14 * mm, 18 * mm, 20 * mm, 18 * mm, 48 * mm, 12 * mm]),
+        _grid(rows, [36 * mm, 13 * mm, 18 * mm, 20 * mm, 18 * mm, 18 * mm, 34 * mm, 12 * mm]),
         Spacer(1, 4 * mm),
         _p(checks),
     ]

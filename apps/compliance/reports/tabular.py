@@ -81,6 +81,8 @@ def _summary_block(summary: list[dict[str, Any]]) -> _Block:
             "in_progress",
             "not_started",
             "not_applicable",
+            "evidenced",
+            "percent_with_evidence",
         ],
         [
             [
@@ -93,6 +95,8 @@ def _summary_block(summary: list[dict[str, Any]]) -> _Block:
                 row["by_status"]["in_progress"],
                 row["by_status"]["not_started"],
                 row["by_status"]["not_applicable"],
+                row["evidenced"],
+                row["percent_with_evidence"],
             ]
             for row in summary
         ],

@@ -246,7 +246,13 @@ class ReportApi(ReadOrWrite, APIView):
     @extend_schema(
         tags=TAGS,
         summary="Download a compliance report (PDF, CSV or JSON)",
-        description="Audited `compliance.report.generated` with the report's SHA-256.",
+        description=(
+            "Audited `compliance.report.generated` with the report's SHA-256. The JSON's "
+            "`summary` gives per framework `items`, `applicable`, `implemented`, `percent` "
+            "(implemented share), `by_status`, and (additions) `evidenced` (applicable items not "
+            "marked implemented whose automated check passed in the latest run) and "
+            "`percent_with_evidence` (implemented or evidenced)."
+        ),
         parameters=[
             OpenApiParameter("framework", str, description=FRAMEWORK_HELP),
             OpenApiParameter("format", str, description="`pdf` (default), `csv` or `json`."),

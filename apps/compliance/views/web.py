@@ -34,7 +34,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apps.accounts.web_access import error_page, ui_view
 from apps.compliance.errors import EvidenceTooLarge
 from apps.compliance.forms import EvidenceForm, FilterForm, ItemForm, ReportForm
-from apps.compliance.models import Category, ChecklistItem
+from apps.compliance.models import Category, ChecklistItem, EvidenceKind
 from apps.compliance.reports import check_data
 from apps.compliance.selectors import (
     CHECKLIST,
@@ -51,6 +51,7 @@ from apps.compliance.selectors import (
     compliance_owner_candidates,
     compliance_progress,
     counts_as,
+    evidence_get,
     framework_choices,
 )
 from apps.compliance.services import compliance_checks_run, compliance_item_update, evidence_add
@@ -61,17 +62,20 @@ from apps.core.permissions import may
 
 READ = "compliance.read"
 WRITE = "compliance.write"
-EVIDENCE_PAGE_SIZE = 25
+# An item's page lists its evidence by pages of 10, each text cut at 600 characters and each
+# link longer than 300 (its full text and link on the evidence's own page): with notes,
+# description and check history at their limits it stays well under 150 KB.
+EVIDENCE_PAGE_SIZE = 10
 CHECK_HISTORY = 10
 
 
-def _filters(source: Any) -> dict[str, str]:
+def _filters(source: Any, frameworks: list[tuple[str, str]] | None = None) -> dict[str, str]:
     """The overview's filters from a query or a form's hidden field, only known values."""
-    frameworks = {key for key, _ in framework_choices()}
+    known = {key for key, _ in (frameworks or framework_choices())}
     framework = source.get("framework") or ""
     category = source.get("category") or ""
     filters = {}
-    if framework in frameworks and framework != CHECKLIST:
+    if framework in known and framework != CHECKLIST:
         filters["framework"] = framework
     if category in Category.values:
         filters["category"] = category
@@ -124,8 +128,8 @@ def _progress_rows(progress: list[Progress]) -> list[dict[str, Any]]:
 @ui_view(READ, home="compliance-dashboard")
 def dashboard_page(request: HttpRequest) -> HttpResponse:
     user = request.user
-    filters = _filters(request.GET)
     frameworks = framework_choices()
+    filters = _filters(request.GET, frameworks)
     rows = [
         _row(item)
         for item in compliance_item_rows(
@@ -379,10 +383,17 @@ def report_download(request: HttpRequest) -> HttpResponse:
 @require_GET
 @ui_view(READ, home="compliance-dashboard")
 def evidence_download(request: HttpRequest, evidence_id: Any) -> HttpResponse:
+    """A file: the decrypted file as an attachment. A text or a link: a page showing it in
+    full (the item's page shows long ones cut)."""
     try:
-        return evidence_file_response(actor=request.user, evidence_id=evidence_id)
+        evidence = evidence_get(actor=request.user, evidence_id=evidence_id)
+        if evidence.kind == EvidenceKind.FILE:
+            return evidence_file_response(actor=request.user, evidence_id=evidence.id)
     except ApplicationError as exc:
         return error_page(request, exc)
+    return render(
+        request, "compliance/evidence.html", {"evidence": evidence, "item": evidence.item}
+    )
 
 
 def _field_of(error: ApplicationError, form: Any) -> str | None:
