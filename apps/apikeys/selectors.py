@@ -7,11 +7,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from django.contrib.auth import get_user_model
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from apps.apikeys.models import ApiKey
-from apps.core.errors import NotFound
+from apps.apikeys.validation import KEY_HOLDER_ROLES
+from apps.core.errors import InvalidInput, NotFound
 from apps.core.permissions import may
 from apps.core.timestamps import iso
 
@@ -116,3 +118,68 @@ def subject_api_keys(user: Any) -> list[dict[str, Any]]:
         }
         for key in keys
     ]
+
+
+# What the key pages (the admin's, the console's) filter by: a key's status, or "expiring"
+# (active, expiring within the given number of days).
+KEY_STATES = ("active", "expiring", "rotating", "revoked", "expired")
+
+
+def api_key_search(
+    *,
+    actor: Any,
+    now: datetime,
+    owner: str = "",
+    state: str = "",
+    expiring_days: int = 14,
+) -> QuerySet[ApiKey]:
+    """The keys the actor may see (api_key_list), newest first, optionally only those of the
+    owner with this username and in one of KEY_STATES. Never loads a hash or sealed secret.
+    Raises InvalidInput for an unknown state."""
+    keys = api_key_list(actor=actor).defer("secret_hash", "signing_secret_sealed")
+    if owner:
+        keys = keys.filter(owner__username=owner)
+    live = Q(revoked_at__isnull=True, expires_at__gt=now) & (
+        Q(grace_ends_at__isnull=True) | Q(grace_ends_at__gt=now)
+    )
+    if state == "active":
+        keys = keys.filter(live, rotated_to__isnull=True)
+    elif state == "expiring":
+        horizon = now + timedelta(days=expiring_days)
+        keys = keys.filter(live, rotated_to__isnull=True, expires_at__lte=horizon)
+    elif state == "rotating":
+        keys = keys.filter(live, rotated_to__isnull=False)
+    elif state == "revoked":
+        keys = keys.filter(revoked_at__isnull=False)
+    elif state == "expired":
+        keys = keys.filter(revoked_at__isnull=True).filter(
+            Q(expires_at__lte=now) | Q(grace_ends_at__lte=now)
+        )
+    elif state:
+        raise InvalidInput(
+            f"state: must be one of {', '.join(KEY_STATES)}",
+            details=[{"path": "state", "message": f"must be one of {', '.join(KEY_STATES)}"}],
+        )
+    return keys.order_by("-created_at", "-pk")
+
+
+def api_key_owner_find(username: str) -> Any | None:
+    """The user with exactly this username (active or not: the caller says why one may not
+    hold a key, apps.apikeys.validation.owner_refusal), or None."""
+    if not username:
+        return None
+    return get_user_model().objects.filter(username=username).first()
+
+
+def api_key_owner_choices(*, limit: int = 200) -> list[str]:
+    """Usernames of active accounts that can hold a key (people and service accounts holding
+    one of KEY_HOLDER_ROLES), alphabetically, at most `limit`: suggestions for an owner field
+    (any other username may still be typed)."""
+    names = (
+        get_user_model()
+        .objects.filter(is_active=True, roles__name__in=sorted(KEY_HOLDER_ROLES))
+        .distinct()
+        .order_by("username")
+        .values_list("username", flat=True)
+    )
+    return list(names[:limit])

@@ -20,10 +20,11 @@ from apps.apikeys.errors import KeyAlreadyRevoked, KeyNotRotatable, NotKeyOwner,
 from apps.apikeys.keys import format_key, hash_secret, new_public_id, new_secret
 from apps.apikeys.models import ApiKey, ApiKeyStatus
 from apps.apikeys.signatures import SIGNING_PURPOSE
-from apps.apikeys.validation import canonical_cidrs, scopes_beyond_grants
+from apps.apikeys.validation import canonical_cidrs, owner_refusal, scopes_beyond_grants
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import pseudonym_for
 from apps.core.errors import InvalidInput, PermissionDenied
+from apps.core.permissions import may
 from apps.core.sealing import seal
 
 MAX_LIFETIME = timedelta(days=365)
@@ -175,6 +176,43 @@ def api_key_issue(
     return issued
 
 
+@transaction.atomic
+def api_key_issue_for(
+    *,
+    actor: Any,
+    owner: Any,
+    name: str,
+    scopes: Iterable[str],
+    expires_in_days: int | None = None,
+    rate_limit: str | None = None,
+    require_signature: bool = False,
+    allowed_ips: Iterable[str] = (),
+) -> IssuedKey:
+    """api_key_issue with an owner chosen on a page (the admin's, the console's). A holder of
+    `apikeys.manage_all` (admins, security officers) may issue for someone else, users and
+    service accounts alike, and receives the secrets to hand over; the owner must be able to
+    hold a key (validation.owner_refusal: InvalidInput 400 on `owner`) and the scopes must
+    be within the owner's grants (ScopeMissing 403). Anyone else issues for themselves only
+    (PermissionDenied 403). Audited as api_key_issue (apikey.created, the owner by
+    pseudonym, the actor as actor)."""
+    if getattr(owner, "pk", None) != getattr(actor, "pk", None):
+        if not may(actor, "apikeys.manage_all"):
+            raise PermissionDenied("Only admins and security officers issue keys for others.")
+        refusal = owner_refusal(owner)
+        if refusal:
+            raise InvalidInput(f"owner: {refusal}", details=[{"path": "owner", "message": refusal}])
+    return api_key_issue(
+        actor=actor,
+        owner=owner,
+        name=name,
+        scopes=scopes,
+        expires_in_days=expires_in_days,
+        rate_limit=rate_limit,
+        require_signature=require_signature,
+        allowed_ips=allowed_ips,
+    )
+
+
 def _locked(api_key: ApiKey) -> ApiKey:
     # The row lock serialises concurrent rotations and revocations of one key.
     return ApiKey.objects.select_for_update().select_related("owner").get(pk=api_key.pk)
@@ -196,8 +234,34 @@ def api_key_rotate(
     are not), and ScopeMissing (403) when the owner no longer holds the key's scopes.
     Audited as apikey.rotated (the old key) and apikey.created (the new).
     """
+    return _rotate(actor=actor, api_key=api_key, grace_seconds=grace_seconds, owner_only=True)
+
+
+@transaction.atomic
+def api_key_rotate_for_owner(
+    *,
+    actor: Any,
+    api_key: ApiKey,
+    grace_seconds: int | None = None,
+) -> IssuedKey:
+    """api_key_rotate for the pages of those who manage every key (the admin, the console):
+    a holder of `apikeys.manage_all` (admins, security officers) may rotate anyone's key and
+    receives its new secret to hand over, as when they issue a key for someone else
+    (api_key_issue_for); anyone else rotates only their own keys (NotKeyOwner, 403).
+    Everything else as api_key_rotate, audited the same, the actor named in the events."""
+    return _rotate(
+        actor=actor,
+        api_key=api_key,
+        grace_seconds=grace_seconds,
+        owner_only=not may(actor, "apikeys.manage_all"),
+    )
+
+
+def _rotate(
+    *, actor: Any, api_key: ApiKey, grace_seconds: int | None, owner_only: bool
+) -> IssuedKey:
     old = _locked(api_key)
-    if getattr(actor, "pk", None) != old.owner_id:
+    if owner_only and getattr(actor, "pk", None) != old.owner_id:
         raise NotKeyOwner()
     now = timezone.now()
     status = old.status_at(now)

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from apps.core.env import parse_rate
-from apps.core.permissions import may
+from apps.core.permissions import API_CLIENT, ROLE_MATRIX, may, roles_of
 from apps.registry.selectors import user_may_predict
 
 SCOPE_ALL_MODELS = "predict:*"
@@ -19,6 +19,9 @@ SCOPE_ALL_MODELS = "predict:*"
 _SCOPE = re.compile(r"^predict:(\*|[A-Za-z0-9_-]{1,64})$")
 MAX_SCOPES = 100
 MAX_ALLOWED_IPS = 100
+# Keys only ever authenticate predict: the roles that predict (on every model, or on the
+# models granted to them) are the roles that can use a key.
+KEY_HOLDER_ROLES = ROLE_MATRIX["predict.all_models"] | {API_CLIENT}
 
 
 def scope_error(scope: object) -> str | None:
@@ -85,3 +88,17 @@ def scopes_beyond_grants(user: Any, scopes: Iterable[str]) -> list[str]:
         if not allowed:
             beyond.append(scope)
     return beyond
+
+
+def owner_refusal(user: Any) -> str | None:
+    """Why `user` may not be given a key by someone else (None if they may): a deactivated
+    account, or one holding no role that can use keys (KEY_HOLDER_ROLES). Their scopes are
+    checked against their grants as for anyone (scopes_beyond_grants)."""
+    if not user.is_active:
+        return f"{user.get_username()} is deactivated: a deactivated account holds no key."
+    if not roles_of(user) & KEY_HOLDER_ROLES:
+        return (
+            f"{user.get_username()} holds no role that can use an API key "
+            "(admin, ML engineer or API client)."
+        )
+    return None

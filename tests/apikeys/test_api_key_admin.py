@@ -257,3 +257,182 @@ def test_a_made_up_or_someone_elses_reveal_page_shows_nothing(admin_client, oper
         assert not KEY.findall(answer.content.decode())
     # The issuer still sees the key once: the other visit took nothing.
     assert len(KEY.findall(html(admin_client.get(posted["Location"])))) == 1
+
+
+# --- the owner, help texts, and rotate and revoke from a key's page (issue 16) -------------
+
+
+@pytest.fixture
+def manager(actors, verified_login, client):  # type: ignore[no-untyped-def]
+    """A security officer with the admin's key permissions, signed in with a verified
+    authenticator (their role requires one): they manage every key."""
+    from django.contrib.auth.models import Permission
+
+    officer = actors["security_officer"]
+    officer.is_staff = True
+    officer.save(update_fields=["is_staff"])
+    officer.user_permissions.set(Permission.objects.filter(content_type__app_label="apikeys"))
+    return verified_login(client, officer)
+
+
+@pytest.fixture
+def demo_client(actors):  # type: ignore[no-untyped-def]
+    from tests.console.keys_helpers import service_account
+
+    return service_account(actors["admin"])
+
+
+def test_the_help_texts_are_shown_escaped(admin_client, manager):
+    for client in (admin_client, manager):
+        page = html(client.get(ADD))
+        assert "predict:&lt;model name&gt; or predict:*" in page
+        assert "<model name>" not in page and "predict: or predict:*" not in page
+
+
+def test_those_who_manage_every_key_choose_its_owner(manager, actors, demo_client):
+    page = html(manager.get(ADD))
+    assert 'name="owner"' in page
+    assert f'value="{actors["security_officer"].username}"' in page  # themselves, at first
+    suggestions = page.split('-suggestions">', 1)[1].split("</datalist>")[0]
+    assert '"demo-client"' in suggestions and f'"{actors["auditor"].username}"' not in suggestions
+    posted = manager.post(ADD, add_form(owner="demo-client", scopes="predict:pricing"))
+    assert posted.status_code == 303
+    shown = html(manager.get(posted["Location"]))
+    [key] = KEY.findall(shown)
+    [api_key] = ApiKey.objects.all()
+    assert api_key.owner == demo_client and key.startswith(api_key.prefix + "_")
+    assert "demo-client" in shown
+    [event] = audit_events("apikey.created")
+    assert event["actor"]["type"] == "user" and event["details"]["owner"] != event["actor"]["ref"]
+    reloaded = manager.get(posted["Location"])
+    assert reloaded.status_code == 410 and ApiKey.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("owner", "message"),
+    [
+        ("nobody-at-all", "No user named nobody-at-all."),
+        ("gone-client", "gone-client is deactivated: a deactivated account holds no key."),
+        ("{auditor}", "holds no role that can use an API key"),
+        ("demo-client", "Beyond the owner&#x27;s grants: predict:churn."),
+    ],
+)
+def test_an_owner_who_may_not_hold_the_key_is_refused(manager, actors, demo_client, owner, message):
+    UserFactory(username="gone-client", roles=["api_client"], is_active=False)
+    owner = owner.format(auditor=actors["auditor"].username)
+    page = html(manager.post(ADD, add_form(owner=owner, scopes="predict:pricing, predict:churn")))
+    assert message in page and "errorlist" in page
+    assert not ApiKey.objects.exists() and audit_events("apikey.created") == []
+
+
+def test_others_issue_keys_for_themselves_whatever_they_send(admin_client, operator, actors):
+    grant_predict(operator)
+    posted = admin_client.post(ADD, add_form(owner=actors["key_owner"].username))
+    assert posted.status_code == 303
+    assert ApiKey.objects.get().owner == operator
+
+
+def change_url(api_key) -> str:  # type: ignore[no-untyped-def]
+    return f"{LIST}{api_key.pk}/change/"
+
+
+def test_a_keys_page_has_rotate_and_revoke_buttons_for_managers(manager, admin_client, actors):
+    api_key, _ = ApiKeyFactory.issue(owner=actors["key_owner"])
+    page = html(manager.get(change_url(api_key)))
+    assert (
+        f'href="{LIST}{api_key.pk}/rotate/"' in page
+        and f'href="{LIST}{api_key.pk}/revoke/"' in page
+    )
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=api_key.created_at)
+    page = html(manager.get(change_url(api_key)))
+    assert "/rotate/" not in page and "/revoke/" not in page
+
+
+def test_staff_without_the_change_permission_get_no_buttons_and_no_confirmations(client, actors):
+    from django.contrib.auth.models import Permission
+
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_apikey"))
+    client.force_login(viewer)
+    api_key, _ = ApiKeyFactory.issue(owner=actors["key_owner"])
+    assert "/revoke/" not in html(client.get(change_url(api_key)))
+    for action in ("rotate", "revoke"):
+        assert client.get(f"{LIST}{api_key.pk}/{action}/").status_code == 403
+        assert (
+            client.post(f"{LIST}{api_key.pk}/{action}/", {"grace_seconds": "0"}).status_code == 403
+        )
+    api_key.refresh_from_db()
+    assert api_key.status == "active"
+
+
+def test_revoke_from_a_keys_page_through_its_confirmation(manager, actors):
+    api_key, _ = ApiKeyFactory.issue(owner=actors["key_owner"])
+    url = f"{LIST}{api_key.pk}/revoke/"
+    confirm = html(manager.get(url))
+    assert f"Revoke {api_key.prefix}?" in confirm and 'name="reason"' in confirm
+    assert "401 api_key_revoked" in confirm
+    api_key.refresh_from_db()
+    assert api_key.revoked_at is None
+    done = manager.post(url, {"reason": "found in a log"})
+    assert done.status_code == 303 and done["Location"] == change_url(api_key)
+    assert f"Revoked {api_key.prefix}." in html(manager.get(done["Location"]))
+    api_key.refresh_from_db()
+    assert api_key.status == "revoked"
+    [event] = audit_events("apikey.revoked")
+    assert event["details"]["reason"] == "found in a log"
+    replayed = manager.post(url, {"reason": "again"})
+    assert replayed.status_code == 409
+    assert f"{api_key.prefix} is already revoked." in replayed.content.decode()
+    assert len(audit_events("apikey.revoked")) == 1
+    again = manager.get(url)
+    assert again.status_code == 409 and "Yes, revoke" not in again.content.decode()
+
+
+def test_rotate_from_a_keys_page_through_its_confirmation(manager, demo_client):
+    old, _ = ApiKeyFactory.issue(owner=demo_client, scopes=["predict:pricing"])
+    url = f"{LIST}{old.pk}/rotate/"
+    confirm = html(manager.get(url))
+    assert f"Rotate {old.prefix}?" in confirm and 'name="grace_seconds"' in confirm
+    old.refresh_from_db()
+    assert old.rotated_to is None
+    done = manager.post(url, {"grace_seconds": "0"})
+    assert done.status_code == 303 and "bwk_" not in done["Location"]
+    [new_key] = KEY.findall(html(manager.get(done["Location"])))
+    old.refresh_from_db()
+    assert old.rotated_to.public_id == new_key[4:16] and old.rotated_to.owner == demo_client
+    assert old.status == "expired"  # no grace: the old key stopped at once
+    [event] = audit_events("apikey.rotated")
+    assert event["details"]["grace_seconds"] == 0
+    reloaded = manager.get(done["Location"])
+    assert reloaded.status_code == 410 and new_key[17:] not in reloaded.content.decode()
+    replayed = manager.post(url, {"grace_seconds": "0"})
+    assert replayed.status_code == 409 and "only an active key can be rotated" in (
+        replayed.content.decode()
+    )
+    assert ApiKey.objects.count() == 2
+    bad = manager.post(f"{LIST}{old.rotated_to.pk}/rotate/", {"grace_seconds": "5"})
+    assert bad.status_code == 400 and ApiKey.objects.count() == 2
+
+
+def test_an_unknown_key_has_no_confirmation_pages(manager):
+    import uuid
+
+    for action in ("rotate", "revoke"):
+        for key_id in (uuid.uuid4(), "not-a-uuid"):
+            assert manager.get(f"{LIST}{key_id}/{action}/").status_code == 404
+            assert manager.post(f"{LIST}{key_id}/{action}/", {}).status_code == 404
+
+
+def test_a_confirmation_without_the_csrf_token_is_refused(actors, verified_login):
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    officer = actors["security_officer"]
+    officer.is_staff = True
+    officer.save(update_fields=["is_staff"])
+    officer.user_permissions.set(Permission.objects.filter(content_type__app_label="apikeys"))
+    client = verified_login(Client(enforce_csrf_checks=True), officer)
+    api_key, _ = ApiKeyFactory.issue(owner=actors["key_owner"])
+    assert client.post(f"{LIST}{api_key.pk}/revoke/", {"reason": "x"}).status_code == 403
+    api_key.refresh_from_db()
+    assert api_key.revoked_at is None and audit_events("apikey.revoked") == []

@@ -1,0 +1,322 @@
+"""The console's key pages under /keys/ (docs/api.md "API keys": people do here what the API
+does), for those who manage every key (`apikeys.manage_all`: admins, security officers): the
+list, the issue form, a key's page, the confirmations of rotate and revoke, and the page that
+shows a new key once.
+
+Server-rendered; every action a plain POST form, working with JavaScript off. Each change is
+one call of apps.apikeys.services, so it is checked and audited as through the API. A new
+key's secrets are shown once, after a redirect (apps.apikeys.reveal): the URL carries no
+secret, a reload of that page answers 410 "Already shown" and issues nothing, and no other
+page ever shows them. The issue form carries a one-time id: the same form sent twice issues
+one key. A refusal is a page with the service's status and message (403, 404, 409; 400 on a
+form).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from apps.accounts.web_access import error_page, ui_view
+from apps.apikeys.forms import ApiKeyIssueForm
+from apps.apikeys.keys import KEY_PREFIX
+from apps.apikeys.models import ApiKey, ApiKeyStatus
+from apps.apikeys.reveal import reveal_store, reveal_take
+from apps.apikeys.selectors import api_key_get, api_key_search
+from apps.apikeys.services import api_key_issue_for, api_key_revoke, api_key_rotate_for_owner
+from apps.console.keys_forms import STATE_LABELS, KeyFilterForm, RevokeForm, RotateForm
+from apps.console.selectors import KEYS_HORIZON
+from apps.core.errors import ApplicationError, Conflict, InvalidInput, NotFound
+
+MANAGE = "apikeys.manage_all"
+HOME = "keys-list"
+PAGE_SIZE = 50
+SCOPES_SHOWN = 3  # in the list; the key's page shows them all
+TEMPLATES = "console/keys/"
+PLACE = "console"  # the reveal's place (apps.apikeys.reveal)
+# The issue form's one-time ids, in the session: `<prefix><id>` → when the form was shown.
+FORM_PREFIX = "bulwark:key-form:"
+FORM_SECONDS = 3600
+FORMS_KEPT = 20
+
+
+def _sentence(text: str) -> str:
+    if not text.startswith(KEY_PREFIX):  # a key's prefix is written as it is
+        text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _key(request: HttpRequest, key_id: str) -> ApiKey:
+    """The key, or NotFound (absent and malformed ids alike)."""
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError:
+        raise NotFound("No API key with this id.") from None
+    return api_key_get(actor=request.user, key_id=parsed)
+
+
+# --- the list ----------------------------------------------------------------------------
+
+
+@require_GET
+@ui_view(MANAGE, home=HOME)
+def key_list_page(request: HttpRequest) -> HttpResponse:
+    form = KeyFilterForm(request.GET)
+    filters = form.filters()
+    now = timezone.now()
+    error, status = None, 200
+    try:
+        keys = api_key_search(
+            actor=request.user, now=now, expiring_days=KEYS_HORIZON.days, **filters
+        )
+    except InvalidInput as exc:
+        error, status = _sentence(exc.message), exc.status_code
+        filters = {"owner": filters["owner"], "state": ""}
+        keys = api_key_search(actor=request.user, now=now, owner=filters["owner"])
+    page = Paginator(keys, PAGE_SIZE).get_page(request.GET.get("page"))
+    horizon = now + KEYS_HORIZON
+    rows = []
+    for api_key in page:
+        state = api_key.status_at(now)
+        rows.append(
+            {
+                "key": api_key,
+                "state": state,
+                "state_label": ApiKeyStatus(state).label,
+                "expiring": state == ApiKeyStatus.ACTIVE and api_key.expires_at <= horizon,
+                "scopes": api_key.scopes[:SCOPES_SHOWN],
+                "more_scopes": max(len(api_key.scopes) - SCOPES_SHOWN, 0),
+            }
+        )
+    keep = request.GET.copy()
+    keep.pop("page", None)
+    context = {
+        "form": form,
+        "page": page,
+        "rows": rows,
+        "error": error,
+        "filtered": any(filters.values()),
+        "state_label": STATE_LABELS.get(filters["state"], ""),
+        "querystring": keep.urlencode(),
+        "horizon_days": KEYS_HORIZON.days,
+    }
+    return render(request, TEMPLATES + "list.html", context, status=status)
+
+
+# --- issuing -----------------------------------------------------------------------------
+
+
+def _form_id(request: HttpRequest) -> str:
+    """A new one-time id for an issue form, kept in the session (the oldest dropped)."""
+    now = time.time()
+    names = [name for name in list(request.session.keys()) if name.startswith(FORM_PREFIX)]
+    kept = sorted(((request.session[name], name) for name in names), reverse=True)
+    stale = [name for _, name in kept[FORMS_KEPT - 1 :]]
+    stale += [name for at, name in kept if now - at >= FORM_SECONDS]
+    for name in stale:
+        request.session.pop(name, None)
+    form_id = secrets.token_urlsafe(16)
+    request.session[FORM_PREFIX + form_id] = now
+    return form_id
+
+
+def _form_id_known(request: HttpRequest, form_id: str) -> bool:
+    at = request.session.get(FORM_PREFIX + form_id) if form_id else None
+    return isinstance(at, float | int) and time.time() - at < FORM_SECONDS
+
+
+@require_http_methods(["GET", "POST"])
+@ui_view(MANAGE, home=HOME)
+def key_new_page(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    if request.method != "POST":
+        form = ApiKeyIssueForm(
+            actor=user,
+            initial={"owner": request.GET.get("owner", "")[:150], "once": _form_id(request)},
+        )
+        return render(request, TEMPLATES + "new.html", {"form": form})
+    form = ApiKeyIssueForm(request.POST, actor=user)
+    form_id = str(request.POST.get("once", ""))
+    if not _form_id_known(request, form_id):
+        # Sent before (a double click, a replayed request) or never shown by this session.
+        return error_page(
+            request,
+            Conflict(
+                "This form was already sent, or has expired: nothing was issued now. "
+                "Check the list of keys before issuing again."
+            ),
+        )
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            issued = api_key_issue_for(
+                actor=user,
+                owner=data["owner"],
+                name=data["name"],
+                scopes=data["scopes"],
+                expires_in_days=data["expires_in_days"],
+                rate_limit=data["rate_limit"],
+                require_signature=data["require_signature"],
+                allowed_ips=data["allowed_ips"],
+            )
+        except ApplicationError as exc:
+            field = exc.details[0]["path"].split("/")[0] if exc.details else None
+            message = exc.details[0]["message"] if exc.details else exc.message
+            form.add_error(field if field in form.fields else None, _sentence(message))
+        else:
+            request.session.pop(FORM_PREFIX + form_id, None)
+            reveal = reveal_store(request, [issued], place=PLACE)
+            return HttpResponseRedirect(reverse("keys-issued", args=[reveal]), status=303)
+    return render(request, TEMPLATES + "new.html", {"form": form}, status=400)
+
+
+@require_GET
+@ui_view(MANAGE, home=HOME)
+def key_issued_page(request: HttpRequest, reveal: str) -> HttpResponse:
+    """The secrets of one issue or rotation, once (ui_view adds no-store: no copy in any cache
+    or in the browser's history)."""
+    issued = reveal_take(request, reveal, place=PLACE)
+    return render(
+        request,
+        TEMPLATES + "issued.html",
+        {"issued": issued},
+        status=200 if issued else 410,
+    )
+
+
+# --- one key -----------------------------------------------------------------------------
+
+
+def _refusal(api_key: ApiKey, action: str) -> str:
+    """What the service would refuse now, said before anyone tries (the POST decides)."""
+    status = api_key.status
+    if action == "revoke" and status == ApiKeyStatus.REVOKED:
+        return f"{api_key.prefix} is already revoked."
+    if action == "rotate" and status != ApiKeyStatus.ACTIVE:
+        return f"{api_key.prefix} is {status}; only an active key can be rotated."
+    return ""
+
+
+@require_GET
+@ui_view(MANAGE, home=HOME)
+def key_detail_page(request: HttpRequest, key_id: str) -> HttpResponse:
+    try:
+        api_key = _key(request, key_id)
+    except NotFound as exc:
+        return error_page(request, exc)
+    now = timezone.now()
+    status = api_key.status_at(now)
+    context = {
+        "key": api_key,
+        "state": status,
+        "state_label": ApiKeyStatus(status).label,
+        "expiring": status == ApiKeyStatus.ACTIVE and api_key.expires_at <= now + KEYS_HORIZON,
+        "rotated_from": api_key.rotated_from.only("id", "public_id").first(),
+        "rotated_to": (
+            ApiKey.objects.only("id", "public_id").get(pk=api_key.rotated_to_id)
+            if api_key.rotated_to_id
+            else None
+        ),
+        "can_rotate": not _refusal(api_key, "rotate"),
+        "can_revoke": not _refusal(api_key, "revoke"),
+    }
+    return render(request, TEMPLATES + "detail.html", context)
+
+
+def _confirm(
+    request: HttpRequest,
+    api_key: ApiKey,
+    action: str,
+    form: RotateForm | RevokeForm,
+    *,
+    error: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    refusal = _refusal(api_key, action)
+    return render(
+        request,
+        TEMPLATES + "confirm.html",
+        {
+            "key": api_key,
+            "action": action,
+            "form": form,
+            "error": error or refusal,
+            "refused": bool(refusal),
+        },
+        status=status if error else (409 if refusal else 200),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@ui_view(MANAGE, home=HOME)
+def key_rotate_page(request: HttpRequest, key_id: str) -> HttpResponse:
+    """GET: what a rotation will do. POST (from that page): rotate, then show the new key
+    once. Sent again, the POST finds the key rotating: 409, nothing issued."""
+    try:
+        api_key = _key(request, key_id)
+    except NotFound as exc:
+        return error_page(request, exc)
+    if request.method != "POST":
+        return _confirm(request, api_key, "rotate", RotateForm(auto_id="rotate_%s"))
+    form = RotateForm(request.POST, auto_id="rotate_%s")
+    if not form.is_valid():
+        return _confirm(
+            request, api_key, "rotate", form, error="Choose how long the old key keeps working.",
+            status=400,
+        )  # fmt: skip
+    try:
+        issued = api_key_rotate_for_owner(
+            actor=request.user,
+            api_key=api_key,
+            grace_seconds=form.cleaned_data["grace_seconds"],
+        )
+    except ApplicationError as exc:
+        api_key.refresh_from_db()
+        return _confirm(
+            request, api_key, "rotate", form, error=_sentence(exc.message),
+            status=exc.status_code,
+        )  # fmt: skip
+    reveal = reveal_store(request, [issued], place=PLACE)
+    return HttpResponseRedirect(reverse("keys-issued", args=[reveal]), status=303)
+
+
+@require_http_methods(["GET", "POST"])
+@ui_view(MANAGE, home=HOME)
+def key_revoke_page(request: HttpRequest, key_id: str) -> HttpResponse:
+    """GET: what a revocation will do. POST (from that page): revoke, then back to the key's
+    page. Sent again, the POST finds the key revoked: 409, said plainly."""
+    try:
+        api_key = _key(request, key_id)
+    except NotFound as exc:
+        return error_page(request, exc)
+    if request.method != "POST":
+        return _confirm(request, api_key, "revoke", RevokeForm(auto_id="revoke_%s"))
+    form = RevokeForm(request.POST, auto_id="revoke_%s")
+    if not form.is_valid():
+        return _confirm(
+            request, api_key, "revoke", form, error="A reason is at most 500 characters.",
+            status=400,
+        )  # fmt: skip
+    try:
+        api_key_revoke(
+            actor=request.user,
+            api_key=api_key,
+            reason=form.cleaned_data["reason"].strip() or "console",
+        )
+    except ApplicationError as exc:
+        api_key.refresh_from_db()
+        return _confirm(
+            request, api_key, "revoke", form, error=_sentence(exc.message),
+            status=exc.status_code,
+        )  # fmt: skip
+    messages.success(request, f"Revoked {api_key.prefix}: it is refused from its next request on.")
+    return HttpResponseRedirect(reverse("keys-detail", args=[api_key.pk]), status=303)
