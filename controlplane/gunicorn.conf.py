@@ -57,6 +57,32 @@ def post_worker_init(worker: Any) -> None:
 
         zygote.warm()
 
+    if _scheduler_mode() == "inprocess":
+        from apps.core.scheduler import BackgroundScheduler
+
+        _scheduler["worker"] = BackgroundScheduler()
+        _scheduler["worker"].start()
+
+
+# The periodic jobs of the embedded default (apps.core.scheduler). SCHEDULER=inprocess (set by
+# `make run`): a thread of the worker runs CELERY_BEAT_SCHEDULE, sharing the worker's
+# in-process cache; with several workers one runs it and the others wait as standbys (a file
+# lock per database). Unset or "beat": nothing here (production runs `celery beat`).
+_scheduler: dict[str, Any] = {}
+
+
+def _scheduler_mode() -> str:
+    mode = os.environ.get("SCHEDULER", "beat") or "beat"
+    if mode not in {"beat", "inprocess"}:
+        raise RuntimeError(f"SCHEDULER must be 'beat' or 'inprocess', not {mode!r}")
+    return mode
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Let the scheduler's job in progress finish (at most 10 s), then release its lock."""
+    if "worker" in _scheduler:
+        _scheduler.pop("worker").stop(timeout=10)
+
 
 # Group commit of predict's audit events (apps.audit.writer). With AUDIT_WRITER=process the
 # master starts the host's writer before any worker, in a directory only this user can enter,
@@ -93,6 +119,7 @@ def _writer_watch(server: Any) -> None:
 
 
 def on_starting(server: Any) -> None:
+    _scheduler_mode()  # a wrong SCHEDULER stops the start, before any worker
     mode = os.environ.get("AUDIT_WRITER", "direct")
     if mode not in {"direct", "process"}:
         raise RuntimeError(f"AUDIT_WRITER must be 'direct' or 'process', not {mode!r}")
