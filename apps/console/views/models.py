@@ -1,6 +1,6 @@
 """The console's models pages under /models/ (docs/api.md "Models and versions": people do
-here what the API does): the models, one model and its versions, the upload form, one
-version, and the confirmation pages of promote, archive and roll back.
+here what the API does): the models, one model and its versions, one version, and the
+confirmation pages of promote, archive and roll back (the upload form: model_upload.py).
 
 Server-rendered; every action a plain POST form, working with JavaScript off. Each change is
 one call of the registry's services, the API's own, so it is checked and audited alike: the
@@ -18,39 +18,32 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.accounts.web_access import View, error_page, ui_view
-from apps.console.models_forms import ModelRegisterForm, VersionUploadForm
+from apps.console.models_forms import ModelRegisterForm
 from apps.core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from apps.core.permissions import may
 from apps.registry.errors import VersionQuarantined
-from apps.registry.inputs import version_arguments
 from apps.registry.selectors import (
     model_version_facts,
     model_version_get,
-    model_version_latest,
     model_version_list,
     model_version_rollback_pair,
     model_versions_writable_check,
-    publisher_list,
     registered_model_get,
     registered_model_list,
     registered_model_stage_summaries,
 )
 from apps.registry.services import (
-    model_version_register,
     model_version_stage,
     registered_model_create,
 )
-from apps.registry.uploads import ArtifactTooLarge, InMemoryArtifactUploadHandler
 
 READ = "models.read"
 WRITE = "models.write"
@@ -80,7 +73,7 @@ def ui_view_any(*capabilities: str, home: str) -> Callable[[View], View]:
     return decorator
 
 
-def _sentence(error: ApplicationError) -> str:
+def sentence(error: ApplicationError) -> str:
     text = error.message
     text = text[:1].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
@@ -104,7 +97,7 @@ def _model_url(model: Any) -> str:
     return reverse("models-detail", args=[model.name])
 
 
-def _version_url(version: Any) -> str:
+def version_url(version: Any) -> str:
     return reverse("models-version", args=[version.model.name, version.number])
 
 
@@ -131,7 +124,7 @@ def model_list_page(request: HttpRequest) -> HttpResponse:
             try:
                 model = registered_model_create(actor=user, **form.cleaned_data)
             except ApplicationError as exc:
-                form.add_error("name" if exc.status_code == 409 else None, _sentence(exc))
+                form.add_error("name" if exc.status_code == 409 else None, sentence(exc))
                 status = exc.status_code
             else:
                 messages.success(request, f"Registered {model.name}: you are its owner.")
@@ -179,95 +172,6 @@ def model_detail_page(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, TEMPLATES + "detail.html", context)
 
 
-# --- uploading a version -----------------------------------------------------------------
-
-
-def _blank_upload_form(request: HttpRequest, model: Any) -> tuple[VersionUploadForm, Any]:
-    """The upload form, prefilled from the model's newest version (its input schema, feature
-    order, format and batch size: what the next version most often keeps), and that version.
-    The feature order is given explicitly: the schema comes back from the database with its
-    properties in another order (PostgreSQL's jsonb), and that order would be the default."""
-    latest = model_version_latest(actor=request.user, model=model)
-    initial: dict[str, Any] = {"format": "joblib", "max_batch": 100}
-    if latest is not None:
-        initial = {
-            "format": latest.format,
-            "max_batch": latest.max_batch,
-            "input_schema": json.dumps(latest.input_schema, indent=2),
-            "feature_order": json.dumps(latest.feature_order),
-        }
-    return VersionUploadForm(initial=initial, auto_id="upload_%s"), latest
-
-
-def _upload_page(
-    request: HttpRequest,
-    model: Any,
-    form: VersionUploadForm,
-    *,
-    latest: Any,
-    refusal: str = "",
-    status: int = 200,
-) -> HttpResponse:
-    context = {
-        "model": model,
-        "form": form,
-        "latest": latest,
-        "refusal": refusal,
-        "limit_mb": settings.BULWARK_MAX_ARTIFACT_BYTES // (1024 * 1024),
-        "publishers": [p.name for p in publisher_list(actor=request.user)[:20]],
-    }
-    return render(request, TEMPLATES + "upload.html", context, status=status)
-
-
-# csrf_exempt only so that the CSRF middleware does not read the body before the view sets
-# its upload handler (Django's default handlers would write an artifact over 2.5 MB to a
-# temporary file in plaintext); `_upload` checks CSRF itself, right after.
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
-@ui_view(WRITE, home=HOME)
-def version_upload_page(request: HttpRequest, name: str) -> HttpResponse:
-    try:
-        model = registered_model_get(actor=request.user, name=name)
-        model_versions_writable_check(actor=request.user, model=model)
-    except ApplicationError as exc:
-        return error_page(request, exc)
-    request.upload_handlers = [InMemoryArtifactUploadHandler(request)]
-    try:
-        return _upload(request, model)
-    except ArtifactTooLarge as exc:
-        # The body was not read to its end: the other fields are lost and nothing was stored.
-        form, latest = _blank_upload_form(request, model)
-        return _upload_page(
-            request, model, form, latest=latest, refusal=_sentence(exc), status=exc.status_code
-        )
-
-
-@csrf_protect
-def _upload(request: HttpRequest, model: Any) -> HttpResponse:
-    if request.method != "POST":
-        form, latest = _blank_upload_form(request, model)
-        return _upload_page(request, model, form, latest=latest)
-    form = VersionUploadForm(request.POST, request.FILES, auto_id="upload_%s")
-    status = 400
-    if form.is_valid():
-        try:
-            version = model_version_register(
-                actor=request.user, model=model, **version_arguments(form.cleaned_data)
-            )
-        except ApplicationError as exc:
-            form.add_application_error(exc)
-            status = exc.status_code
-        else:
-            messages.success(
-                request,
-                f"Uploaded {model.name} v{version.number} ({version.format}, {version.size} "
-                "bytes), encrypted; it is in staging.",
-            )
-            return HttpResponseRedirect(_version_url(version))
-    latest = model_version_latest(actor=request.user, model=model)
-    return _upload_page(request, model, form, latest=latest, status=status)
-
-
 # --- one version -------------------------------------------------------------------------
 
 
@@ -302,7 +206,7 @@ def _actions(user: Any, model: Any, version: Any) -> list[dict[str, str]]:
     its stage, and a roll back on the production version, each only to whom may do it."""
     can_change = _may_change(user, model)
     can_archive = _may_change(user, model, archive=True)
-    base = _version_url(version)
+    base = version_url(version)
     actions = []
     if can_change and version.stage != "production" and not version.is_quarantined:
         actions.append({"label": "Promote to production", "url": f"{base}/stage/production"})
@@ -392,7 +296,7 @@ def version_stage_page(request: HttpRequest, name: str, number: int, stage: str)
             model_version_stage(actor=request.user, version=version, stage=stage)
             where = "archived" if stage == "archived" else f"in {stage}"
             messages.success(request, f"{model.name} v{version.number} is now {where}.")
-            return HttpResponseRedirect(_version_url(version))
+            return HttpResponseRedirect(version_url(version))
     except ApplicationError as exc:
         return error_page(request, exc)
     return _confirm(
@@ -441,7 +345,7 @@ def version_rollback_page(request: HttpRequest, name: str, number: int) -> HttpR
                 f"Rolled back: v{previous.number} is in production, v{version.number} is "
                 "back in staging.",
             )
-            return HttpResponseRedirect(_version_url(previous))
+            return HttpResponseRedirect(version_url(previous))
     except ApplicationError as exc:
         return error_page(request, exc)
     return _confirm(
