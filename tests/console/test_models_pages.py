@@ -270,9 +270,7 @@ def test_the_upload_form_is_prefilled_with_the_previous_versions_schema(as_role,
     assert "&quot;floors&quot;" in response.content.decode()  # in the textarea, escaped
 
 
-def test_a_version_uploaded_from_the_prefilled_form_keeps_the_feature_order(
-    as_role, people, model
-):
+def test_a_version_uploaded_from_the_prefilled_form_keeps_the_feature_order(as_role, people, model):
     # The stored schema's properties come back in another order (jsonb): without the
     # prefilled feature order, the schema's order would silently swap the model's features.
     v1 = make_version(people["ml_engineer"])
@@ -648,3 +646,65 @@ def test_the_admins_upload_form_offers_the_previous_versions_schema(admin_client
     )
     assert page.status_code == 200
     assert json.loads(page.context["form"]["input_schema"].value()) == SCHEMA
+
+
+# --- signatures and watermarks through the pages -------------------------------------------
+
+
+def test_a_signed_upload_names_its_publisher_on_the_version_page(
+    as_role, people, model, media_root, tmp_path
+):
+    from apps.registry.publishers import publisher_create, publisher_remove
+    from tests.registry.test_signed_artifacts import private_key_file, signed
+
+    key, public = private_key_file(tmp_path, "trusted")
+    publisher = publisher_create(
+        actor=people["security_officer"], name="ml-platform", public_key=public
+    )
+    registered_model_update(actor=people["admin"], model=model, require_signed_artifacts=True)
+    content = trained_bytes()
+    bundle = io.BytesIO(signed(content, key, tmp_path).encode())
+    bundle.name = "model.sig"
+    client = as_role("ml_engineer")
+    upload_page = text_of(client.get("/models/pricing/versions/new"))
+    assert "Signatures: <strong>required</strong>" in upload_page and "ml-platform" in upload_page
+
+    response = client.post("/models/pricing/versions/new", upload_fields(content, signature=bundle))
+    assert response.status_code == 302, text_of(response)
+    page = text_of(client.get(response["Location"]))
+    assert "verified at upload: signed by <strong>ml-platform</strong>" in page
+    assert publisher.key_id[:12] in page
+    [event] = audit_events("model.version.signature_verified")
+    assert event["details"]["publisher"] == "ml-platform"
+
+    publisher_remove(actor=people["security_officer"], publisher=publisher)
+    assert "publisher since removed" in text_of(client.get(response["Location"]))
+
+
+def test_a_watermarked_upload_shows_its_watermark_state(as_role, model, media_root):
+    from tests.registry.test_watermarks import WATERMARK, classifier_bytes
+
+    client = as_role("ml_engineer")
+    response = client.post(
+        "/models/pricing/versions/new",
+        upload_fields(classifier_bytes(), watermark=json.dumps(WATERMARK)),
+    )
+    assert response.status_code == 302, text_of(response)
+    page = text_of(client.get(response["Location"]))
+    assert "Watermark</dt><dd>pending" in page  # queued after commit, not run in this test
+    assert json.dumps(WATERMARK["inputs"][0]) not in page  # the set itself is never shown
+
+
+def test_the_model_page_needs_a_bounded_number_of_queries(
+    as_role, people, v1, django_assert_max_num_queries
+):
+    for _ in range(4):
+        make_version(people["ml_engineer"])
+    client = as_role("ml_engineer")
+    with django_assert_max_num_queries(20) as few:
+        client.get("/models/pricing")
+    for _ in range(8):
+        make_version(people["ml_engineer"])
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        page = client.get("/models/pricing")
+    assert "13 versions" in text_of(page)
