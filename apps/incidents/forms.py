@@ -3,6 +3,8 @@ and own every rule); choices of people are usernames, resolved by the views."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any, cast
 
 from django import forms
@@ -10,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.forms import formset_factory
 
 from apps.core.permissions import ROLE_MATRIX
-from apps.incidents.models import Severity, Status
+from apps.incidents.models import Resolution, Severity, Status
 from apps.incidents.selectors import SORTS
 from apps.incidents.services import CONTAINMENT_ACTIONS, MAX_ACTION_ITEMS
 
@@ -70,6 +72,11 @@ class IncidentFilterForm(_Form):
     severity = forms.ChoiceField(
         required=False, label="Severity", choices=[("", "Any severity"), *Severity.choices]
     )
+    resolution = forms.ChoiceField(
+        required=False,
+        label="Resolution",
+        choices=[("", "Any resolution"), *Resolution.choices],
+    )
     assignee = forms.ChoiceField(required=False, label="Assignee")
     sort = forms.ChoiceField(
         required=False, label="Sort by", choices=[(key, SORT_LABELS[key]) for key in SORTS]
@@ -125,6 +132,61 @@ class TransitionForm(_Form):
     )
 
 
+RESOLUTION_HELP = {
+    Resolution.FALSE_POSITIVE: "Nothing of what was reported happened: a detector or a "
+    "report was wrong.",
+    Resolution.DUPLICATE: "Another incident already covers it: name that one below.",
+    Resolution.BENIGN: "It happened, but it is expected or harmless (a test, a known job).",
+}
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+class CloseForm(_Form):
+    """Close an open incident as a false positive, a duplicate or benign: from any phase,
+    with a note, no post-mortem. The detail page posts it; the view answers with a
+    confirmation page, and only a post carrying `confirm` closes."""
+
+    resolution = forms.ChoiceField(
+        label="Resolution",
+        choices=[(value, Resolution(value).label) for value in RESOLUTION_HELP],
+        initial=Resolution.FALSE_POSITIVE,
+        widget=forms.RadioSelect,
+    )
+    duplicate_of = forms.CharField(
+        required=False,
+        max_length=300,
+        label="Duplicate of",
+        help_text="For a duplicate: the other incident's id, or the address of its page.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    note = forms.CharField(
+        label="Note",
+        max_length=NOTE_MAX,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Required: why it closes this way.",
+    )
+    confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def clean_duplicate_of(self) -> str:
+        raw = str(self.cleaned_data.get("duplicate_of") or "").strip()
+        if not raw:
+            return ""
+        found = _UUID.search(raw)
+        if found is None:
+            raise forms.ValidationError("Give the other incident's id or its page's address.")
+        return str(uuid.UUID(found.group(0)))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = cast(dict[str, Any], super().clean())  # Form.clean: cleaned_data
+        duplicate = cleaned.get("resolution") == Resolution.DUPLICATE
+        if duplicate and not cleaned.get("duplicate_of") and "duplicate_of" not in self.errors:
+            self.add_error("duplicate_of", "A duplicate names the incident it repeats.")
+        if not duplicate:  # typed before choosing another resolution: unused
+            cleaned["duplicate_of"] = ""
+            self.errors.pop("duplicate_of", None)
+        return cleaned
+
+
 class NoteForm(_Form):
     text = forms.CharField(
         label="Add a note",
@@ -172,6 +234,8 @@ class ContainmentForm(_Form):
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    # On the confirmation page, for an incident still detected (checked there by default).
+    then_contained = forms.BooleanField(required=False, label="Also move it to Contained")
 
     REQUIRED = {
         "revoke_api_key": ("key",),

@@ -109,7 +109,7 @@ def incident_get(*, actor: Any, incident_id: Any) -> Incident:
     except ValueError:
         raise NotFound("No incident with this id.") from None
     incident = (
-        Incident.objects.select_related("assignee", "reported_by")
+        Incident.objects.select_related("assignee", "reported_by", "duplicate_of")
         .prefetch_related("timeline", "resources", "actions__owner")
         .filter(pk=key)
         .first()
@@ -117,6 +117,15 @@ def incident_get(*, actor: Any, incident_id: Any) -> Incident:
     if incident is None:
         raise NotFound("No incident with this id.")
     return incident
+
+
+def incident_duplicates(*, actor: Any, incident: Incident, limit: int = 10) -> list[Incident]:
+    """Incidents closed as duplicates of `incident`, newest first, at most `limit`."""
+    return list(
+        Incident.objects.filter(duplicate_of=incident)
+        .only("id", "title", "severity", "detected_at", "closed_at")
+        .order_by("-closed_at")[:limit]
+    )
 
 
 def incident_counts_by_phase(*, actor: Any) -> dict[str, int]:

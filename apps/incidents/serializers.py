@@ -17,6 +17,7 @@ from rest_framework import serializers
 from apps.incidents.models import (
     EntryKind,
     Incident,
+    Resolution,
     ResourceKind,
     Severity,
     Source,
@@ -158,8 +159,24 @@ class IncidentSummarySerializer(serializers.Serializer):
     assignee = serializers.CharField(source="assignee.username", allow_null=True, default=None)
     detected_at = serializers.DateTimeField()
     reopened_count = serializers.IntegerField()
+    resolution = serializers.SerializerMethodField()
+    duplicate_of = serializers.UUIDField(
+        source="duplicate_of_id",
+        allow_null=True,
+        help_text="The incident this one repeats (resolution `duplicate`); else null.",
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(
+        serializers.ChoiceField(
+            choices=Resolution.choices,
+            allow_null=True,
+            help_text="How the incident was closed; null while it is open.",
+        )
+    )
+    def get_resolution(self, incident: Incident) -> str | None:
+        return incident.resolution or None
 
 
 class IncidentSerializer(IncidentSummarySerializer):

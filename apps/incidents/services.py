@@ -243,6 +243,13 @@ def _check_resolution(to: str, resolution: str | None, duplicate_of: Any) -> str
     return resolution
 
 
+def incident_duplicate_check(*, incident: Incident, duplicate_of: Any) -> Incident:
+    """The incident that `incident` would be closed as a duplicate of, by incident_transition's
+    rule; InvalidInput (400) otherwise. Reads only (a confirmation page names the original);
+    the close checks again."""
+    return _original(incident, duplicate_of)
+
+
 def _original(incident: Incident, duplicate_of: Any) -> Incident:
     """The incident `incident` repeats: one that exists, not itself, and not (through a
     chain of duplicates) a duplicate of `incident`; 400 otherwise."""

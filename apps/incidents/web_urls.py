@@ -17,6 +17,7 @@ urlpatterns = [
     path("<str:incident_id>/notes", web.incident_note_post, name="incident-note"),
     path("<str:incident_id>/assign", web.incident_assign_post, name="incident-assign"),
     path("<str:incident_id>/contain", web.incident_contain_post, name="incident-contain"),
+    path("<str:incident_id>/close", web.incident_close_post, name="incident-close"),
     path(
         "<str:incident_id>/postmortem/edit",
         web.incident_postmortem_post,

@@ -11,7 +11,7 @@ from typing import Any
 from django.utils import timezone
 
 from apps.core.timestamps import iso
-from apps.incidents.models import EntryKind, Incident, Status, TimelineEntry
+from apps.incidents.models import EntryKind, Incident, Resolution, Status, TimelineEntry
 from apps.incidents.selectors import incident_people_names, phase_durations
 from apps.incidents.workflow import PHASE_FIELD, PHASES
 
@@ -67,7 +67,11 @@ def entry_summary(entry: TimelineEntry, names: dict[str, str]) -> str:
         return "Opened the incident"
     if entry.kind == EntryKind.TRANSITION:
         old, new = Status(data.get("from")).label, Status(data.get("to")).label  # type: ignore[arg-type]  # a transition has both
-        return f"Reopened: {old} → {new}" if data.get("reopen") else f"{old} → {new}"
+        if data.get("reopen"):
+            return f"Reopened: {old} → {new}"
+        if data.get("resolution") in Resolution.values:
+            return f"{old} → {new} as {resolution_text(data)}"
+        return f"{old} → {new}"
     if entry.kind == EntryKind.NOTE:
         return "Note"
     if entry.kind == EntryKind.CONTAINMENT:
@@ -84,6 +88,14 @@ def entry_summary(entry: TimelineEntry, names: dict[str, str]) -> str:
         count = int(data.get("actions", 0))
         return f"Post-mortem saved ({state}, {count} action item{'' if count == 1 else 's'})"
     return entry.get_kind_display()
+
+
+def resolution_text(data: dict[str, Any]) -> str:
+    """ "false positive", "duplicate of 1c9e2f4a", ...: a close's resolution in words."""
+    text = Resolution(data["resolution"]).label.lower()
+    if data.get("duplicate_of"):
+        text += f" of {str(data['duplicate_of'])[:8]}"
+    return text
 
 
 def entry_text(entry: TimelineEntry) -> str:
@@ -111,6 +123,12 @@ def incident_report_data(*, actor: Any, incident: Incident) -> dict[str, Any]:
             "assignee": incident.assignee.username if incident.assignee else None,
             "reported_by": incident.reported_by.username if incident.reported_by else None,
             "reopened_count": incident.reopened_count,
+            "resolution": incident.resolution or None,
+            "duplicate_of": (
+                {"id": str(incident.duplicate_of.pk), "title": incident.duplicate_of.title}
+                if incident.duplicate_of
+                else None
+            ),
             "phases": {phase: iso(getattr(incident, PHASE_FIELD[phase])) for phase in PHASES},
         },
         "phase_durations": {

@@ -87,6 +87,7 @@ def _summary(incident: Incident) -> list[Any]:
             [
                 ("Severity", incident.get_severity_display()),
                 ("Status", incident.get_status_display()),
+                *_resolution(incident),
                 (
                     "Source",
                     f"Detector {incident.detector}"
@@ -99,6 +100,16 @@ def _summary(incident: Incident) -> list[Any]:
             ]
         ),
     ]
+
+
+def _resolution(incident: Incident) -> list[tuple[str, str]]:
+    """The resolution row of a closed incident (with the incident a duplicate repeats)."""
+    if not incident.resolution:
+        return []
+    text = incident.get_resolution_display()
+    if incident.duplicate_of is not None:
+        text += f" of “{incident.duplicate_of.title}” ({incident.duplicate_of.pk})"
+    return [("Resolution", text)]
 
 
 def _phases(incident: Incident, durations: dict[str, timedelta | None]) -> list[Any]:

@@ -24,6 +24,7 @@ from apps.core import permissions
 from apps.core.pagination import CursorPagination
 from apps.incidents.models import (
     Incident,
+    Resolution,
     Severity,
     Status,
 )
@@ -53,9 +54,10 @@ from apps.incidents.services import (
 
 TAGS = ["incidents"]
 INCIDENT_ID = OpenApiParameter("incident_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
-# The list's filters: docs/api.md's `status` and `severity`, and the selector's `state` and
-# `assignee` (additions). Sorting stays the cursor's (newest first): a cursor needs one order.
-LIST_FILTERS = ("status", "severity", "state", "assignee")
+# The list's filters: docs/api.md's `status` and `severity`, and the selector's `state`,
+# `assignee` and `resolution` (additions). Sorting stays the cursor's (newest first): a
+# cursor needs one order.
+LIST_FILTERS = ("status", "severity", "state", "assignee", "resolution")
 
 
 class ReadOrWrite(permissions.ReadOrWrite, area="incidents"):
@@ -90,6 +92,12 @@ class IncidentListApi(ReadOrWrite, ListAPIView):
                 "assignee",
                 str,
                 description="A username, or `none` for unassigned. An addition to docs/api.md.",
+            ),
+            OpenApiParameter(
+                "resolution",
+                str,
+                enum=Resolution.values,
+                description="How closed incidents were closed. An addition to docs/api.md.",
             ),
         ],
         description="An unknown filter value is 400 `invalid_input` naming the parameter.",
@@ -158,8 +166,19 @@ class IncidentTransitionApi(ReadOrWrite, APIView):
         note = serializers.CharField(max_length=MAX_TEXT, help_text="Why; required.")
         postmortem = PartialPostmortemInputSerializer(
             required=False,
-            help_text="Saved with the transition; closing needs a complete one (given here or "
-            "saved before with PUT .../postmortem).",
+            help_text="Saved with the transition; closing a true positive needs a complete "
+            "one (given here or saved before with PUT .../postmortem).",
+        )
+        resolution = serializers.ChoiceField(
+            choices=Resolution.choices,
+            required=False,
+            help_text="Only with `to: closed`; true_positive when absent. false_positive, "
+            "duplicate and benign close from any open status with no post-mortem.",
+        )
+        duplicate_of = serializers.UUIDField(
+            required=False,
+            help_text="With `resolution: duplicate`: the id of the incident this one repeats "
+            "(not itself, nor a duplicate of it).",
         )
 
     @extend_schema(
@@ -167,9 +186,14 @@ class IncidentTransitionApi(ReadOrWrite, APIView):
         summary="Move to the next status",
         description=(
             "Only the next status of detected → contained → investigating → remediated → "
-            "recovered → closed, or closed → investigating (reopen); anything else is 409 "
-            "`invalid_transition`. A missing note, or closing without a complete post-mortem, "
-            "is 400. Each transition is on the timeline and audited `incident.transitioned`."
+            "recovered → closed, or closed → investigating (reopen); or `closed` from any "
+            "open status with `resolution` false_positive, duplicate (and `duplicate_of`) or "
+            "benign; anything else is 409 `invalid_transition`. A missing note, closing a "
+            "true positive without a complete post-mortem, a resolution on another move, or "
+            "a `duplicate_of` that is unknown, the incident itself or a duplicate of it, is "
+            "400 `invalid_input`. Reopening clears the resolution. Each transition is on the "
+            "timeline and audited `incident.transitioned` (a close with its `resolution`, "
+            "and `duplicate_of`)."
         ),
         parameters=[INCIDENT_ID],
         request=InputSerializer,
@@ -186,6 +210,8 @@ class IncidentTransitionApi(ReadOrWrite, APIView):
             to=data["to"],
             note=data["note"],
             postmortem=data.get("postmortem"),
+            resolution=data.get("resolution"),
+            duplicate_of=data.get("duplicate_of"),
         )
         return _incident_response(request, incident)
 
@@ -231,6 +257,12 @@ class IncidentActionApi(ReadOrWrite, APIView):
             help_text='revoke_api_key: the key\'s id; archive_model_version: {"model": name, '
             '"version": n}; deactivate_user: a username.'
         )
+        then_contained = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Also move an incident that is still detected to contained, in the "
+            "same step (audited `incident.transitioned` too). An addition to docs/api.md.",
+        )
 
         def validate(self, data: dict[str, Any]) -> dict[str, Any]:
             action, target = data["action"], data["target"]
@@ -275,6 +307,7 @@ class IncidentActionApi(ReadOrWrite, APIView):
             incident=incident,
             action=data["action"],
             target=data["target"],
+            then_contained=data["then_contained"],
         )
         return _incident_response(request, incident)
 

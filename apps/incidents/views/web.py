@@ -29,7 +29,7 @@ from apps.apikeys.selectors import api_key_list
 from apps.core.errors import ApplicationError, InvalidInput, NotFound
 from apps.core.permissions import may
 from apps.incidents import forms as f
-from apps.incidents.models import EntryKind, Incident, ResourceKind, Status
+from apps.incidents.models import EntryKind, Incident, Resolution, ResourceKind, Status
 from apps.incidents.reports.data import (
     DURATION_LABELS,
     actor_label,
@@ -41,6 +41,7 @@ from apps.incidents.reports.data import (
 from apps.incidents.reports.pdf import incident_report_pdf
 from apps.incidents.selectors import (
     incident_counts_by_phase,
+    incident_duplicates,
     incident_get,
     incident_list,
     incident_people_names,
@@ -50,11 +51,18 @@ from apps.incidents.services import (
     incident_assign,
     incident_contain,
     incident_create,
+    incident_duplicate_check,
     incident_note_add,
     incident_postmortem_save,
     incident_transition,
 )
-from apps.incidents.workflow import PHASE_FIELD, PHASES, TRANSITIONS
+from apps.incidents.workflow import (
+    PHASE_FIELD,
+    PHASES,
+    QUICK_CLOSE_RESOLUTIONS,
+    TRANSITIONS,
+    check_transition,
+)
 from apps.registry.selectors import model_version_get, registered_model_get
 
 READ = "incidents.read"
@@ -180,16 +188,12 @@ def _phase_steps(incident: Incident) -> list[dict[str, Any]]:
         state = "done" if index < current else "current" if index == current else "todo"
         if index == current + 1:
             state = "next"
-        steps.append(
-            {
-                "value": phase,
-                "label": Status(phase).label,
-                "state": state,
-                # When it entered the phase; a step ahead shows no time (after a reopen,
-                # the phases ahead keep the times of the first pass, which would mislead).
-                "at": getattr(incident, PHASE_FIELD[phase]) if index <= current else None,
-            }
-        )
+        # When it entered the phase; a step ahead shows no time (after a reopen, the phases
+        # ahead keep the times of the first pass, which would mislead).
+        at = getattr(incident, PHASE_FIELD[phase]) if index <= current else None
+        if state == "done" and at is None:
+            state = "skipped"  # closed as a false positive, duplicate or benign before it
+        steps.append({"value": phase, "label": Status(phase).label, "state": state, "at": at})
     return steps
 
 
@@ -291,6 +295,7 @@ def _detail(
     context = _detail_context(
         incident, names, can_write=can_write, error=error, error_target=error_target
     )
+    context["duplicates"] = incident_duplicates(actor=user, incident=incident)
     if can_write:
         context.update(_write_forms(incident, bound, error_target=error_target))
     return render(request, "incidents/detail.html", context, status=status)
@@ -310,6 +315,7 @@ def _detail_context(
         "steps": _phase_steps(incident),
         "next_status": Status(TRANSITIONS[incident.status]),
         "is_closed": incident.status == Status.CLOSED,
+        "quick_closed": incident.resolution in QUICK_CLOSE_RESOLUTIONS,
         "durations": [
             {"label": DURATION_LABELS[name], "value": format_duration(delta)}
             for name, delta in phase_durations(incident).items()
@@ -335,6 +341,8 @@ def _write_forms(incident: Incident, bound: dict[str, Any], *, error_target: str
             auto_id="assign_%s",
         ),
         "containment_forms": _containment_forms(bound.get("containment_form")),
+        "close_form": bound.get("close_form") or f.CloseForm(auto_id="close_%s"),
+        "resolution_help": f.RESOLUTION_HELP,
         "postmortem_form": bound.get("postmortem_form") or pm_form,
         "action_formset": bound.get("action_formset") or pm_items,
         "postmortem_open": (
@@ -563,17 +571,70 @@ def incident_contain_post(request: HttpRequest, incident: Incident) -> HttpRespo
                         for name in ("key", "model", "version", "username")
                         if data.get(name) not in (None, "")
                     },
+                    # Offered (and ticked) while the incident is still detected.
+                    "offer_contained": incident.status == Status.DETECTED,
                 },
             )
+        was_detected = incident.status == Status.DETECTED
         entry = incident_contain(
             actor=request.user,
             incident=incident,
             action=data["action"],
             target=target,
+            then_contained=data["then_contained"],
         )
     except ApplicationError as exc:
         return _refused(request, str(incident.id), exc, containment_form=form)
-    messages.success(request, f"Done: {entry_summary(entry, {})}. It is on the timeline.")
+    done = f"Done: {entry_summary(entry, {})}. It is on the timeline."
+    if data["then_contained"] and was_detected:
+        moved = _load(request, str(incident.id)).status == Status.CONTAINED
+        done += " The incident moved to Contained." if moved else ""
+    messages.success(request, done)
+    return _back(incident)
+
+
+@incident_action
+def incident_close_post(request: HttpRequest, incident: Incident) -> HttpResponse:
+    """Close as a false positive, a duplicate or benign, from any open phase: two POSTs, as
+    containment (the first shows what will happen, the second, with `confirm`, closes)."""
+    form = f.CloseForm(request.POST, auto_id="close_%s")
+    if not form.is_valid():
+        field, errors = next(iter(form.errors.items()))
+        message = "Every close needs a note saying why." if field == "note" else str(errors[0])
+        return _detail(
+            request, incident, error=message, error_target="close", close_form=form, status=400
+        )
+    data = form.cleaned_data
+    resolution = Resolution(data["resolution"])
+    try:
+        original = None
+        if resolution == Resolution.DUPLICATE:
+            original = incident_duplicate_check(
+                incident=incident, duplicate_of=data["duplicate_of"]
+            )
+        if not data["confirm"]:
+            check_transition(incident.status, Status.CLOSED, resolution)  # 409 now, not later
+            return render(
+                request,
+                "incidents/confirm_close.html",
+                {
+                    "incident": incident,
+                    "resolution": resolution,
+                    "original": original,
+                    "note": data["note"],
+                },
+            )
+        incident_transition(
+            actor=request.user,
+            incident=incident,
+            to=Status.CLOSED,
+            note=data["note"],
+            resolution=resolution,
+            duplicate_of=original.pk if original is not None else None,
+        )
+    except ApplicationError as exc:
+        return _refused(request, str(incident.id), exc, close_form=form)
+    messages.success(request, f"Closed as {resolution.label.lower()}.")
     return _back(incident)
 
 
@@ -617,6 +678,7 @@ def incident_postmortem_page(request: HttpRequest, incident_id: str) -> HttpResp
     names = incident_people_names(actor=request.user, incident=incident)
     context = {
         "incident": incident,
+        "quick_closed": incident.resolution in QUICK_CLOSE_RESOLUTIONS,
         "durations": [
             {"label": DURATION_LABELS[name], "value": format_duration(delta)}
             for name, delta in phase_durations(incident).items()
