@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -195,23 +196,50 @@ def compliance_framework_controls(*, actor: Any, framework: Framework) -> list[C
 
 # How an item counts in progress (docs/api.md "Compliance (additions)").
 IMPLEMENTED = "implemented"  # marked implemented by a person
-EVIDENCED = "evidenced"  # not marked implemented, but its automated check passed in the latest run
+# Not marked implemented, but its automated check passed in the latest run.
+EVIDENCED = "evidenced"
 OPEN = "open"  # neither yet
 EXCLUDED = "not_applicable"  # marked not applicable: left out of progress
 
 
-def counts_as(status: str, check_result: str | None) -> str:
-    """How an item counts in progress, from its status and its latest check result. An item
-    has at most one automated check (`automated_check`); its newest result is the latest
-    run's, since every run records every item that has a check. "manual" (no such check) and
-    "fail" never evidence an item."""
+def counts_as(
+    status: str,
+    *,
+    automated_check: str,
+    check_result: str | None,
+    checked_at: datetime | None,
+    last_run: datetime | None,
+) -> str:
+    """How an item counts in progress, from its status and its newest check result. An item
+    has at most one automated check (`automated_check`), and each run records a result for
+    every item that has one, all at the run's one time: the item is evidenced when that check
+    passed in the latest run (`last_run`, the newest result of all). A result from an earlier
+    run (the check was added or removed since), "fail" and "manual" (no such check) never
+    evidence an item."""
     if status == ItemStatus.NOT_APPLICABLE:
         return EXCLUDED
     if status == ItemStatus.IMPLEMENTED:
         return IMPLEMENTED
-    if check_result == "pass":
+    if (
+        automated_check
+        and check_result == "pass"
+        and checked_at is not None
+        and checked_at == last_run
+    ):
         return EVIDENCED
     return OPEN
+
+
+def item_counts_as(item: ChecklistItem, *, last_run: datetime | None) -> str:
+    """`counts_as` of an item from `compliance_item_rows`, `compliance_item_get` or
+    `compliance_framework_controls` (which annotate its newest check result)."""
+    return counts_as(
+        item.status,
+        automated_check=item.automated_check,
+        check_result=getattr(item, "check_result", None),
+        checked_at=getattr(item, "check_checked_at", None),
+        last_run=last_run,
+    )
 
 
 @dataclass(frozen=True)
@@ -272,10 +300,15 @@ def compliance_progress(*, actor: Any) -> list[Progress]:
     many results the checks have recorded."""
     latest = _latest_checks()
     items = list(
-        ChecklistItem.objects.annotate(check_result=Subquery(latest.values("result")[:1]))
+        ChecklistItem.objects.annotate(
+            check_result=Subquery(latest.values("result")[:1]),
+            check_checked_at=Subquery(latest.values("checked_at")[:1]),
+        )
         .order_by()
-        .values_list("pk", "status", "automated_check", "check_result")
+        .values_list("pk", "status", "automated_check", "check_result", "check_checked_at")
     )
+    # The latest run's time: every result belongs to an item, so the newest of the newest.
+    last_run = max((row[4] for row in items if row[4] is not None), default=None)
     members: dict[str, set[Any]] = {}
     for item_pk, framework_key in (
         ChecklistItem.controls.through.objects.order_by()
@@ -289,11 +322,18 @@ def compliance_progress(*, actor: Any) -> list[Progress]:
         checks = {"pass": 0, "fail": 0, "manual": 0, "not_run": 0}
         evidenced = 0
         chosen = members.get(key, set())
-        for item_pk, status, check, result in items:
+        for item_pk, status, check, result, checked_at in items:
             if key != CHECKLIST and item_pk not in chosen:
                 continue
             counts[status] += 1
-            if counts_as(status, result) == EVIDENCED:
+            counted = counts_as(
+                status,
+                automated_check=check,
+                check_result=result,
+                checked_at=checked_at,
+                last_run=last_run,
+            )
+            if counted == EVIDENCED:
                 evidenced += 1
             if check:
                 checks[result or "not_run"] += 1

@@ -50,9 +50,9 @@ from apps.compliance.selectors import (
     compliance_item_rows,
     compliance_owner_candidates,
     compliance_progress,
-    counts_as,
     evidence_get,
     framework_choices,
+    item_counts_as,
 )
 from apps.compliance.services import compliance_checks_run, compliance_item_update, evidence_add
 from apps.compliance.uploads import InMemoryEvidenceUploadHandler
@@ -91,12 +91,12 @@ def _item_url(item: ChecklistItem, anchor: str = "") -> str:
     return reverse("compliance-item", args=[item.id]) + (f"#{anchor}" if anchor else "")
 
 
-def _row(item: ChecklistItem) -> dict[str, Any]:
+def _row(item: ChecklistItem, last_run: Any) -> dict[str, Any]:
     """An item as one row of a list (the selectors' `compliance_item_rows` shape)."""
     result = getattr(item, "check_result", None)
     return {
         "item": item,
-        "counts_as": counts_as(item.status, result),
+        "counts_as": item_counts_as(item, last_run=last_run),
         "check": (result or "not_run") if item.automated_check else "",
     }
 
@@ -130,8 +130,9 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
     user = request.user
     frameworks = framework_choices()
     filters = _filters(request.GET, frameworks)
+    last_run = compliance_checks_last_run(actor=user)
     rows = [
-        _row(item)
+        _row(item, last_run)
         for item in compliance_item_rows(
             actor=user, framework=filters.get("framework"), category=filters.get("category")
         )
@@ -151,7 +152,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
     context = {
         "progress": _progress_rows(progress),
         "checks": progress[0].checks,
-        "last_run": compliance_checks_last_run(actor=user),
+        "last_run": last_run,
         "groups": groups,
         # One category asked for (or only one left): shown open.
         "open_groups": len(groups) == 1,
@@ -181,9 +182,10 @@ def framework_page(request: HttpRequest, framework: str) -> HttpResponse:
     except ApplicationError as exc:
         return error_page(request, exc)
     progress = next(p for p in compliance_progress(actor=user) if p.key == chosen.key)
+    last_run = compliance_checks_last_run(actor=user)
     controls: list[dict[str, Any]] = []
     for control in compliance_framework_controls(actor=user, framework=chosen):
-        rows = [_row(item) for item in control.items.all()]
+        rows = [_row(item, last_run) for item in control.items.all()]
         controls.append({"control": control, "rows": rows, "tally": _tally(rows)})
     groups = [
         {"label": label, "controls": list(grouped)}
@@ -195,7 +197,7 @@ def framework_page(request: HttpRequest, framework: str) -> HttpResponse:
         "groups": groups,
         "controls_count": len(controls),
         "uncovered": sum(not c["rows"] for c in controls),
-        "last_run": compliance_checks_last_run(actor=user),
+        "last_run": last_run,
         "report_query": urlencode({"framework": chosen.key, "format": "pdf"}),
     }
     return render(request, "compliance/framework.html", context)
@@ -240,7 +242,7 @@ def _item_page(
     context: dict[str, Any] = {
         "item": item,
         "check": check_data(item),
-        "counts_as": counts_as(item.status, getattr(item, "check_result", None)),
+        "counts_as": item_counts_as(item, last_run=compliance_checks_last_run(actor=user)),
         "history": compliance_item_check_history(actor=user, item=item, limit=CHECK_HISTORY),
         "controls": [
             {"framework": key, "controls": list(grouped)}
