@@ -13,11 +13,20 @@ from typing import Any
 
 from django import forms
 from django.core.validators import MaxValueValidator
+from django.utils.html import escape
 
 from apps.core.errors import ApplicationError
 from apps.registry.inputs import positive_finite
 from apps.registry.selectors import model_upload_rules
 from apps.registry.signing import MAX_BUNDLE_BYTES  # the largest bundle the API takes
+
+
+def _escape_help_texts(form: forms.Form) -> None:
+    # Django writes help texts into the page as HTML; these are plain text ("predict:<name>",
+    # "0 < t <= 1"), so each is escaped once here.
+    for field in form.fields.values():
+        if field.help_text:
+            field.help_text = escape(field.help_text)
 
 
 def _json_area(rows: int, **attrs: str) -> forms.Textarea:
@@ -34,6 +43,10 @@ class ModelRegisterForm(forms.Form):
     description = forms.CharField(
         max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _escape_help_texts(self)
 
     def clean_name(self) -> str:
         name = str(self.cleaned_data["name"]).strip()
@@ -101,6 +114,7 @@ class VersionUploadForm(forms.Form):
         batch.max_value = rules["max_batch_limit"]
         batch.validators.append(MaxValueValidator(rules["max_batch_limit"]))
         batch.widget.attrs["max"] = str(rules["max_batch_limit"])
+        _escape_help_texts(self)
 
     def clean_signature(self) -> str | None:
         bundle = self.cleaned_data.get("signature")

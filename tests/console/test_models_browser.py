@@ -143,6 +143,7 @@ def test_an_engineer_takes_a_model_from_registration_to_a_roll_back_in_the_brows
     page.goto("/models/pricing")
     page.get_by_role("link", name="Upload a version").first.click()
     expect(page.locator(".prefilled")).to_contain_text("Prefilled from v1")
+    shot(page, "model-upload")
     assert json.loads(page.input_value("#upload_input_schema")) == SCHEMA
     upload(page)
     expect(page.get_by_role("heading", level=1)).to_have_text("pricing v2")
@@ -174,6 +175,10 @@ def test_an_engineer_takes_a_model_from_registration_to_a_roll_back_in_the_brows
     expect(page.locator(".versions tbody tr")).to_have_count(2)
     expect(page.locator(".versions tbody tr").first).to_contain_text("v2")
     expect(page.get_by_role("region", name="Serving")).to_contain_text("answered by v1")
+    shot(page, "model-detail")
+    page.goto("/models/")
+    expect(page.locator("table.models")).to_contain_text("1 · newest v2")
+    shot(page, "models-list")
 
     # The version page: what the screenshot shows.
     page.goto("/models/pricing/versions/1")

@@ -177,6 +177,13 @@ def test_the_list_is_paginated_with_a_bounded_number_of_queries(
     assert "model-25" in second and "model-29" in second
 
 
+def test_the_forms_help_texts_are_shown_as_text_not_html(as_role, model):
+    client = as_role("ml_engineer")
+    assert "predict:&lt;name&gt; key scopes" in client.get("/models/").content.decode()
+    upload_page = client.get("/models/pricing/versions/new").content.decode()
+    assert "&quot;threshold&quot;: 0 &lt; t &lt;= 1}" in upload_page
+
+
 def test_an_ml_engineer_registers_a_model_and_owns_it(as_role, people, media_root):
     client = as_role("other_engineer")
     assert "Register a model" in text_of(client.get("/models/"))
