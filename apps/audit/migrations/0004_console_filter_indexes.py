@@ -39,6 +39,10 @@ def forward(apps, schema_editor):
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON audit_auditevent {definition}",
             params=None,
         )
+    # An expression index has no statistics until the next ANALYZE (an append-only table is
+    # analysed again only after many new rows): without them the planner guesses, and may
+    # scan. ANALYZE samples a bounded number of rows, however big the table.
+    schema_editor.execute("ANALYZE audit_auditevent", params=None)
 
 
 def backward(apps, schema_editor):
