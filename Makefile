@@ -40,10 +40,15 @@ run: $(VENV)/.runtime-installed
 	@echo "  health    http://$(HOST):$(PORT)/healthz   readiness http://$(HOST):$(PORT)/readyz"
 	@echo "Models run in this process (MODEL_ISOLATION=inprocess, the embedded default only);"
 	@echo "production runs each in a sandboxed model runner that holds no secret."
+	@echo "Its periodic jobs (audit chain, key expiry, the detectors every minute) run in the same"
+	@echo "process (SCHEDULER=inprocess); production runs celery beat."
+	@echo "Watch detectors open incidents: in a second terminal run (it asks for the keys above)"
+	@echo "  .venv/bin/python manage.py demo_traffic --url http://$(HOST):$(PORT)"
 	@echo "Stop it with Ctrl-C."
 	@echo ""
-	@# One process: the embedded default keeps rate-limit windows in its in-process cache.
-	exec $(BIN)/gunicorn -c controlplane/gunicorn.conf.py controlplane.wsgi \
+	@# One process: the embedded default keeps rate-limit windows in its in-process cache, and
+	@# its worker runs the scheduler (apps/core/scheduler.py) beside the requests.
+	exec env SCHEDULER=inprocess $(BIN)/gunicorn -c controlplane/gunicorn.conf.py controlplane.wsgi \
 		--bind $(HOST):$(PORT) --workers 1 --threads 4
 
 test: lint
