@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from apps.audit.canonical import GENESIS_HASH
 from apps.audit.export import ExportCheck, export_csv, export_jsonl, verify_export
-from apps.audit.keys import describe_key_runs
+from apps.audit.keys import AuditHmacKeysInvalid, describe_key_runs
 from apps.audit.models import ActorPseudonym, AuditEvent, Checkpoint, PendingEvent, VerifiedHead
 from apps.audit.services import (
     audit_chain_pending,
@@ -26,6 +27,7 @@ from apps.audit.services import (
 from apps.audit.signing import load_public_key, public_key_pem, signature_valid
 from apps.audit.verification import audit_chain_verify
 from apps.core.errors import NotFound
+from apps.core.secrets import SecretsError
 
 
 def event_list(
@@ -86,6 +88,17 @@ _SQLITE_FIELDS = {
     REQUEST_ID_SQL: "json_extract(body, '$.request_id')",
 }
 FILTER_VALUE_MAX = 200
+logger = logging.getLogger("bulwark.audit")
+
+
+def _chain_a_batch() -> None:
+    """Chain one batch of pending events without waiting for another chainer, so a page shows
+    what was just done. If that fails (keys unreadable, the database refusing), the events
+    stay pending, durable, for the scheduled job, and the page reads what is chained."""
+    try:
+        audit_chain_pending(wait=False, max_batches=1)
+    except (DatabaseError, SecretsError, AuditHmacKeysInvalid) as exc:
+        logger.warning("audit chaining deferred", extra={"error": str(exc)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +180,7 @@ def event_page(
     and `after` are the seq of the event the page continues from (older, or newer). No count
     is ever made. Raises NotFound for a cursor that names no event. Chains a batch of pending
     events first (without waiting for another chainer), so a page shows what was just done."""
-    audit_chain_pending(wait=False, max_batches=1)
+    _chain_a_batch()
     events = _filtered(filters)
     cursor = before if before is not None else after
     if cursor is None:
@@ -209,7 +222,7 @@ class EventDetail:
 
 def event_detail(seq: int) -> EventDetail | None:
     """The event `seq` and its links (four primary-key reads), or None."""
-    audit_chain_pending(wait=False, max_batches=1)
+    _chain_a_batch()
     row = AuditEvent.objects.filter(seq=seq).values_list("body", "prev_hash", "hash").first()
     if row is None:
         return None
@@ -299,7 +312,19 @@ def chain_verify_recent(*, max_events: int = VERIFY_RECENT_MAX) -> RecentCheck:
     its head hash. Each start is itself checked against the chain: an event removed from
     below it or rewritten at it is a failure, not an empty success. Nothing is written (the
     scheduled job keeps VerifiedHead); `audit_verify` checks the whole chain."""
-    audit_chain_pending(wait=False, max_batches=1)
+    _chain_a_batch()
+    try:
+        return _verify_recent(max_events)
+    except (SecretsError, AuditHmacKeysInvalid) as exc:
+        logger.error("audit verification could not run", extra={"error": str(exc)})
+        return RecentCheck(
+            False, False, 0, "verified head",
+            reason="The audit HMAC keys cannot be read now, so nothing was verified; the "
+            "scheduled verification will run once they can.",
+        )  # fmt: skip
+
+
+def _verify_recent(max_events: int) -> RecentCheck:
     head_seq, _ = chain_head()
     verified = VerifiedHead.objects.filter(pk=1).values_list("seq", "hash").first()
     start_seq, start_hash = verified or (0, GENESIS_HASH)

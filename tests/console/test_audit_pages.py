@@ -379,6 +379,28 @@ def test_an_unknown_event_is_a_404_page(signed_in, actors, trail):
     assert response.status_code == 404
     assert "No audit event #999999: the chain has no such seq." in text(response)
     assert client.get("/audit/events/abc").status_code == 404
+    assert client.get("/audit/events/99999999999999999999999").status_code == 404
+
+
+def test_pages_still_read_when_pending_events_cannot_be_chained(
+    signed_in, actors, trail, monkeypatch
+):
+    """Keys that cannot be read (a vault outage) leave new events pending for the scheduled
+    job: the pages read what is chained, and a verification says it could not run."""
+    from apps.audit import selectors
+    from apps.core.secrets import SecretsError
+
+    def unreadable(**kwargs: Any) -> int:
+        raise SecretsError("AUDIT_HMAC_KEY cannot be read")
+
+    monkeypatch.setattr(selectors, "audit_chain_pending", unreadable)
+    client = signed_in(actors["auditor"])
+    assert len(seqs(client.get(LIST))) == AuditEvent.objects.count()
+    assert client.get("/audit/events/1").status_code == 200
+    monkeypatch.setattr(selectors, "audit_chain_verify", lambda **kwargs: unreadable())
+    response = client.post("/audit/chain/verify")
+    assert response.status_code == 200
+    assert "The audit HMAC keys cannot be read now, so nothing was verified" in text(response)
 
 
 # --- the chain --------------------------------------------------------------------------
