@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from apps.apikeys.keys import KEY_PREFIX, PUBLIC_ID_LENGTH
 from apps.apikeys.models import ApiKey
 from apps.apikeys.validation import KEY_HOLDER_ROLES
 from apps.core.errors import InvalidInput, NotFound
@@ -131,14 +132,18 @@ def api_key_search(
     now: datetime,
     owner: str = "",
     state: str = "",
+    key: str = "",
     expiring_days: int = 14,
 ) -> QuerySet[ApiKey]:
     """The keys the actor may see (api_key_list), newest first, optionally only those of the
-    owner with this username and in one of KEY_STATES. Never loads a hash or sealed secret.
-    Raises InvalidInput for an unknown state."""
+    owner with this username, in one of KEY_STATES, and whose prefix starts with `key`. Never
+    loads a hash or sealed secret. Raises InvalidInput for an unknown state."""
     keys = api_key_list(actor=actor).defer("secret_hash", "signing_secret_sealed")
     if owner:
         keys = keys.filter(owner__username=owner)
+    if key:
+        public_id = key.removeprefix(KEY_PREFIX)[:PUBLIC_ID_LENGTH]
+        keys = keys.filter(public_id__startswith=public_id)
     live = Q(revoked_at__isnull=True, expires_at__gt=now) & (
         Q(grace_ends_at__isnull=True) | Q(grace_ends_at__gt=now)
     )

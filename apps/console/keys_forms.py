@@ -38,6 +38,12 @@ class KeyFilterForm(_Form):
         label="Owner",
         widget=UsernameInput(api_key_owner_choices, attrs={"placeholder": "username"}),
     )
+    key = forms.CharField(
+        required=False,
+        max_length=40,
+        label="Key prefix",
+        widget=forms.TextInput(attrs={"placeholder": "bwk_…", "spellcheck": "false"}),
+    )
     state = forms.CharField(
         required=False,
         label="State",
@@ -49,6 +55,7 @@ class KeyFilterForm(_Form):
         return {
             "owner": str(data.get("owner", "")).strip()[:150],
             "state": str(data.get("state", "")).strip()[:20],
+            "key": str(data.get("key", "")).strip()[:40],
         }
 
 

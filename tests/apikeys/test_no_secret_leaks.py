@@ -118,3 +118,78 @@ def test_no_secret_appears_anywhere(
     for text in shown:
         if text.startswith("{") and '"error"' in text:
             assert set(json.loads(text)) == {"error"}
+
+
+def test_no_secret_appears_anywhere_in_the_console(
+    actors, verified_login, log_output, django_capture_on_commit_callbacks
+):
+    """The console's key pages (issue 16): a key issued for a service account and rotated,
+    each shown once; then every page, redirect, refusal, log line and audit event."""
+    from django.test import Client
+
+    from tests.console.keys_helpers import SHOWN, service_account, session_texts
+
+    account = service_account(actors["admin"])
+    officer = verified_login(Client(), actors["security_officer"])
+    secrets: list[str] = [get_secret("API_KEY_PEPPER")]
+    shown: list[str] = []  # every page and header seen, but the first view of a shown-once page
+    locations: list[str] = []
+
+    form_page = officer.get("/keys/new").content.decode()
+    once = form_page.split('name="once" value="', 1)[1].split('"', 1)[0]
+    form = {"owner": account.username, "name": "svc", "scopes": "predict:pricing",
+            "expires_in_days": "5", "rate_limit": "60/m", "require_signature": "on",
+            "allowed_ips": "", "once": once}  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        posted = officer.post("/keys/new", form)
+    locations.append(posted["Location"])
+    key, signing = SHOWN.findall(officer.get(posted["Location"]).content.decode())
+    secrets += [key.split("_", 2)[2], signing]
+    api_key = ApiKey.objects.get(owner=account)
+    replayed = officer.post("/keys/new", form)  # the same form again: refused
+    assert replayed.status_code == 409
+    shown.append(replayed.content.decode())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        rotated = officer.post(f"/keys/{api_key.pk}/rotate", {"grace_seconds": "3600"})
+    locations.append(rotated["Location"])
+    new_key, new_signing = SHOWN.findall(officer.get(rotated["Location"]).content.decode())
+    secrets += [new_key.split("_", 2)[2], new_signing]
+    successor = ApiKey.objects.get(owner=account, rotated_to__isnull=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        revoked = officer.post(f"/keys/{successor.pk}/revoke", {"reason": new_key})
+    locations.append(revoked["Location"])
+
+    refusals = [
+        officer.get(posted["Location"]),  # reloads: 410
+        officer.get(rotated["Location"]),
+        officer.post(f"/keys/{api_key.pk}/rotate", {"grace_seconds": "0"}),  # 409: rotating
+        officer.post(f"/keys/{successor.pk}/revoke", {}),  # 409: already revoked
+        officer.post("/keys/new", {**form, "once": "x"}),
+        officer.post("/keys/new", {**form, "scopes": key, "once": form_page}),
+    ]
+    assert {r.status_code for r in refusals} >= {409, 410}
+    shown += [response.content.decode() for response in refusals]
+    for url in ("/keys/", f"/keys/?owner={account.username}", "/keys/?state=rotating",
+                f"/keys/{api_key.pk}", f"/keys/{successor.pk}", f"/keys/{api_key.pk}/rotate",
+                f"/keys/{successor.pk}/revoke", "/keys/new", f"/keys/?owner={key}",
+                f"/keys/?key={new_key}"):  # fmt: skip
+        response = officer.get(url, follow=True)
+        assert response.status_code in {200, 400, 409}, url
+        shown.append(response.content.decode())
+
+    events = audit_text()
+    assert "apikey.created" in events and "apikey.rotated" in events and "apikey.revoked" in events
+    logs = log_output.getvalue()
+    assert "/keys/issued/" in logs  # the requests were logged
+    stored = session_texts()
+    for secret in secrets:
+        assert len(secret) >= 20
+        assert secret not in logs, "log"
+        assert secret not in events, "audit"
+        for location in locations:
+            assert secret not in location, "URL"
+        for text in stored:
+            assert secret not in text, "session"
+        for text in shown:
+            assert secret not in text, text[:200]

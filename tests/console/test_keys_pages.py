@@ -218,6 +218,24 @@ def test_the_list_filters_by_owner(officer_client, actors):
     assert "No keys match these filters." in nobody
 
 
+def test_the_list_finds_a_key_by_its_prefix(officer_client, actors):
+    wanted, _ = ApiKeyFactory.issue(owner=actors["key_owner"], name="wanted")
+    ApiKeyFactory.issue(owner=actors["key_owner"], name="other")
+    for term in (wanted.prefix, wanted.prefix[:8], wanted.public_id):
+        page = text_of(officer_client.get(LIST, {"key": term}))
+        assert ">wanted<" in page and ">other<" not in page, term
+
+
+@pytest.mark.parametrize("field", ["key", "owner"])
+def test_a_whole_key_pasted_into_a_filter_is_never_echoed(officer_client, actors, field):
+    wanted, key = ApiKeyFactory.issue(owner=actors["key_owner"], name="wanted")
+    response = officer_client.get(LIST, {field: key, "state": "active"})
+    assert response.status_code == 302 and secret_of(key) not in response["Location"]
+    assert f"key={wanted.prefix}" in response["Location"] and "state=active" in response["Location"]
+    page = officer_client.get(response["Location"]).content.decode()
+    assert ">wanted<" in page and secret_of(key) not in page
+
+
 def test_an_unknown_state_is_a_400_with_the_message(officer_client, actors):
     ApiKeyFactory.issue(owner=actors["key_owner"], name="still listed")
     response = officer_client.get(LIST, {"state": "lost"})

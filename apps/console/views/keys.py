@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.accounts.web_access import error_page, ui_view
 from apps.apikeys.forms import ApiKeyIssueForm
-from apps.apikeys.keys import KEY_PREFIX
+from apps.apikeys.keys import KEY_PREFIX, PUBLIC_ID_LENGTH
 from apps.apikeys.models import ApiKey, ApiKeyStatus
 from apps.apikeys.reveal import reveal_store, reveal_take
 from apps.apikeys.selectors import api_key_get, api_key_search
@@ -44,6 +44,7 @@ SCOPES_SHOWN = 3  # in the list; the key's page shows them all
 TEMPLATES = "console/keys/"
 PLACE = "console"  # the reveal's place (apps.apikeys.reveal)
 # The issue form's one-time ids, in the session: `<prefix><id>` → when the form was shown.
+PREFIX_LENGTH = len(KEY_PREFIX) + PUBLIC_ID_LENGTH
 FORM_PREFIX = "bulwark:key-form:"
 FORM_SECONDS = 3600
 FORMS_KEPT = 20
@@ -70,6 +71,16 @@ def _key(request: HttpRequest, key_id: str) -> ApiKey:
 @require_GET
 @ui_view(MANAGE, home=HOME)
 def key_list_page(request: HttpRequest) -> HttpResponse:
+    # A whole key pasted into a filter would be echoed in the page and kept in the URL
+    # (history, proxy logs): filter by its prefix instead, at a URL without the secret.
+    query, pasted = request.GET.copy(), False
+    for name in ("key", "owner"):
+        value = query.get(name, "").strip()
+        if value.startswith(KEY_PREFIX) and len(value) > PREFIX_LENGTH:
+            query.pop(name)
+            query["key"], pasted = value[:PREFIX_LENGTH], True
+    if pasted:
+        return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
     form = KeyFilterForm(request.GET)
     filters = form.filters()
     now = timezone.now()
@@ -80,8 +91,8 @@ def key_list_page(request: HttpRequest) -> HttpResponse:
         )
     except InvalidInput as exc:
         error, status = _sentence(exc.message), exc.status_code
-        filters = {"owner": filters["owner"], "state": ""}
-        keys = api_key_search(actor=request.user, now=now, owner=filters["owner"])
+        filters = {**filters, "state": ""}
+        keys = api_key_search(actor=request.user, now=now, **filters)
     page = Paginator(keys, PAGE_SIZE).get_page(request.GET.get("page"))
     horizon = now + KEYS_HORIZON
     rows = []
