@@ -87,12 +87,19 @@ def key_list_page(request: HttpRequest) -> HttpResponse:
     error, status = None, 200
     try:
         keys = api_key_search(
-            actor=request.user, now=now, expiring_days=KEYS_HORIZON.days, **filters
+            actor=request.user,
+            now=now,
+            owner=filters["owner"],
+            state=filters["state"],
+            key=filters["key"],
+            expiring_days=KEYS_HORIZON.days,
         )
     except InvalidInput as exc:
         error, status = _sentence(exc.message), exc.status_code
         filters = {**filters, "state": ""}
-        keys = api_key_search(actor=request.user, now=now, **filters)
+        keys = api_key_search(
+            actor=request.user, now=now, owner=filters["owner"], key=filters["key"]
+        )
     page = Paginator(keys, PAGE_SIZE).get_page(request.GET.get("page"))
     horizon = now + KEYS_HORIZON
     rows = []
