@@ -12,7 +12,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from apps.apikeys.keys import KEY_PREFIX, PUBLIC_ID_LENGTH
-from apps.apikeys.models import ApiKey
+from apps.apikeys.models import ApiKey, ApiKeyStatus
 from apps.apikeys.validation import KEY_HOLDER_ROLES
 from apps.core.errors import InvalidInput, NotFound
 from apps.core.permissions import may
@@ -188,3 +188,16 @@ def api_key_owner_choices(*, limit: int = 200) -> list[str]:
         .values_list("username", flat=True)
     )
     return list(names[:limit])
+
+
+# A key's status (ApiKey.status_at) as the pages say it.
+KEY_STATUS_LABELS: dict[str, str] = dict(ApiKeyStatus.choices)
+
+
+def api_key_rotation_links(api_key: ApiKey) -> tuple[ApiKey | None, ApiKey | None]:
+    """(the key this one replaced, the key that replaced it), by rotation; id and prefix only
+    (never a hash or a sealed secret)."""
+    linked = ApiKey.objects.only("id", "public_id")
+    before = linked.filter(rotated_to=api_key).first()
+    after = linked.filter(pk=api_key.rotated_to_id).first() if api_key.rotated_to_id else None
+    return before, after

@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -29,15 +30,23 @@ from django.views.decorators.http import require_GET, require_http_methods
 from apps.accounts.web_access import error_page, ui_view
 from apps.apikeys.forms import ApiKeyIssueForm
 from apps.apikeys.keys import KEY_PREFIX, PUBLIC_ID_LENGTH
-from apps.apikeys.models import ApiKey, ApiKeyStatus
 from apps.apikeys.reveal import reveal_store, reveal_take
-from apps.apikeys.selectors import api_key_get, api_key_search
+from apps.apikeys.selectors import (
+    KEY_STATUS_LABELS,
+    api_key_get,
+    api_key_rotation_links,
+    api_key_search,
+)
 from apps.apikeys.services import api_key_issue_for, api_key_revoke, api_key_rotate_for_owner
 from apps.console.keys_forms import STATE_LABELS, KeyFilterForm, RevokeForm, RotateForm
 from apps.console.selectors import KEYS_HORIZON
 from apps.core.errors import ApplicationError, Conflict, InvalidInput, NotFound
 
+if TYPE_CHECKING:
+    from apps.apikeys.models import ApiKey
+
 MANAGE = "apikeys.manage_all"
+ACTIVE, REVOKED = "active", "revoked"  # two of a key's statuses (ApiKey.status_at)
 HOME = "keys-list"
 PAGE_SIZE = 50
 SCOPES_SHOWN = 3  # in the list; the key's page shows them all
@@ -109,8 +118,8 @@ def key_list_page(request: HttpRequest) -> HttpResponse:
             {
                 "key": api_key,
                 "state": state,
-                "state_label": ApiKeyStatus(state).label,
-                "expiring": state == ApiKeyStatus.ACTIVE and api_key.expires_at <= horizon,
+                "state_label": KEY_STATUS_LABELS[state],
+                "expiring": state == ACTIVE and api_key.expires_at <= horizon,
                 "scopes": api_key.scopes[:SCOPES_SHOWN],
                 "more_scopes": max(len(api_key.scopes) - SCOPES_SHOWN, 0),
             }
@@ -217,9 +226,9 @@ def key_issued_page(request: HttpRequest, reveal: str) -> HttpResponse:
 def _refusal(api_key: ApiKey, action: str) -> str:
     """What the service would refuse now, said before anyone tries (the POST decides)."""
     status = api_key.status
-    if action == "revoke" and status == ApiKeyStatus.REVOKED:
+    if action == "revoke" and status == REVOKED:
         return f"{api_key.prefix} is already revoked."
-    if action == "rotate" and status != ApiKeyStatus.ACTIVE:
+    if action == "rotate" and status != ACTIVE:
         return f"{api_key.prefix} is {status}; only an active key can be rotated."
     return ""
 
@@ -233,17 +242,14 @@ def key_detail_page(request: HttpRequest, key_id: str) -> HttpResponse:
         return error_page(request, exc)
     now = timezone.now()
     status = api_key.status_at(now)
+    rotated_from, rotated_to = api_key_rotation_links(api_key)
     context = {
         "key": api_key,
         "state": status,
-        "state_label": ApiKeyStatus(status).label,
-        "expiring": status == ApiKeyStatus.ACTIVE and api_key.expires_at <= now + KEYS_HORIZON,
-        "rotated_from": api_key.rotated_from.only("id", "public_id").first(),
-        "rotated_to": (
-            ApiKey.objects.only("id", "public_id").get(pk=api_key.rotated_to_id)
-            if api_key.rotated_to_id
-            else None
-        ),
+        "state_label": KEY_STATUS_LABELS[status],
+        "expiring": status == ACTIVE and api_key.expires_at <= now + KEYS_HORIZON,
+        "rotated_from": rotated_from,
+        "rotated_to": rotated_to,
         "can_rotate": not _refusal(api_key, "rotate"),
         "can_revoke": not _refusal(api_key, "revoke"),
     }
