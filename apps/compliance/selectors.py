@@ -161,9 +161,10 @@ def compliance_item_check_history(
     return list(CheckResult.objects.filter(item=item).order_by("-checked_at")[:limit])
 
 
-def compliance_checks_last_run(*, actor: Any) -> Any:
-    """When the automated checks last ran (None if never)."""
-    return CheckResult.objects.aggregate(last=Max("checked_at"))["last"]
+def compliance_checks_last_run(*, actor: Any) -> datetime | None:
+    """When the automated checks last ran (None if never): the newest result's time."""
+    last: datetime | None = CheckResult.objects.aggregate(last=Max("checked_at"))["last"]
+    return last
 
 
 def compliance_framework_get(*, actor: Any, key: str) -> Framework:
