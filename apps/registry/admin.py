@@ -320,6 +320,9 @@ class RegisteredModelAdmin(ReadOnlyAdmin):
             "refusal": refusal,
             "title": f"Upload a version of {model}",
             "limit_mb": settings.BULWARK_MAX_ARTIFACT_BYTES // (1024 * 1024),
+            "prefilled_from": (
+                None if form.is_bound else model_version_latest(actor=None, model=model)
+            ),
         }
         return TemplateResponse(request, UPLOAD_TEMPLATE, context, status=status)
 

@@ -653,6 +653,8 @@ def test_the_admins_upload_form_offers_the_previous_versions_schema(admin_client
     )
     assert page.status_code == 200
     assert json.loads(page.context["form"]["input_schema"].value()) == SCHEMA
+    assert json.loads(page.context["form"]["feature_order"].value()) == ["rooms", "area"]
+    assert "prefilled from version 1" in text_of(page)
 
 
 # --- signatures and watermarks through the pages -------------------------------------------
