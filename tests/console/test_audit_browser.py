@@ -201,9 +201,12 @@ def test_a_security_officer_searches_by_username_without_javascript(open_as, peo
     rows = page.locator("table.audit-events tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.first).to_contain_text("model.version.staged")
-    # And back: who is behind the pseudonym, from the lookup page.
-    page.get_by_role("link", name="Who is this pseudonym?").click()
-    page.get_by_label("Username or pseudonym").fill(pseudonym)
+    # And back: who is behind the pseudonym, from the list's small lookup form...
+    page.get_by_label("Who is this pseudonym?").fill(pseudonym)
+    page.get_by_role("button", name="Look up", exact=True).click()
+    expect(page.locator("#lookup-result")).to_contain_text(f"sam is {pseudonym}")
+    # ...and the lookup page's, by username.
+    page.get_by_label("Username or pseudonym").fill("sam")
     page.get_by_role("button", name="Look up (recorded)").click()
     expect(page.locator("#lookup-result")).to_contain_text(f"sam is {pseudonym}")
     audit_chain_pending()
@@ -213,6 +216,11 @@ def test_a_security_officer_searches_by_username_without_javascript(open_as, peo
             "body", flat=True
         )
     ]
-    assert [e["details"]["via"] for e in lookups] == ["filter", "lookup"]
+    assert [e["details"]["direction"] for e in lookups] == [
+        "username_to_pseudonym",
+        "pseudonym_to_username",
+        "username_to_pseudonym",
+    ]
+    assert [e["details"]["via"] for e in lookups] == ["filter", "lookup", "lookup"]
     assert all(e["target"]["id"] == pseudonym for e in lookups)
     assert "sam" not in json.dumps(lookups)

@@ -134,6 +134,9 @@ def test_admins_officers_and_auditors_read_every_page(signed_in, actors, trail, 
     assert "incident.created" in listing and "predict.rejected" in listing
     # Only privacy.manage holders see the lookup.
     assert ("Who is this pseudonym?" in listing) is (role != "auditor")
+    assert ('action="/audit/pseudonyms"' in client.get(LIST).content.decode()) is (
+        role != "auditor"
+    )
 
 
 def test_the_auditor_reads_but_has_no_form_that_changes_anything_but_the_trail(
