@@ -106,7 +106,12 @@ def test_a_visitor_who_is_not_signed_in_is_sent_to_the_login_page(client, path):
 
 def test_a_post_by_a_visitor_changes_nothing(client, trail):
     before = AuditEvent.objects.count()
-    for path in ("/audit/export", "/audit/pseudonyms", "/audit/chain/verify"):
+    for path in (
+        "/audit/export",
+        "/audit/pseudonyms",
+        "/audit/chain/verify",
+        "/audit/export/verify",
+    ):
         response = client.post(path, {"format": "jsonl", "query": "x"})
         assert response.status_code == 302 and response["Location"].startswith("/account/login")
     assert AuditEvent.objects.count() == before
