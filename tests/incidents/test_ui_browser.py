@@ -375,3 +375,53 @@ def test_screenshots_of_the_list_and_the_detail_page(page, officer, actors):
         README_SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(list_path, README_SHOTS / "incidents-list.png")
         shutil.copyfile(detail_path, README_SHOTS / "incident-detail.png")
+
+
+@pytest.mark.parametrize("page", [{"js": False}], indirect=True)  # works without JavaScript
+def test_a_false_positive_is_closed_from_detected_through_the_page(page, officer):
+    from apps.incidents.services import incident_detector_hit
+
+    incident, _ = incident_detector_hit(
+        detector="auth_failures",
+        subject="198.51.100.0/24",
+        severity="sev2",
+        title="Burst of failed sign-ins from 198.51.100.0/24",
+        evidence={"failures": 31, "window": "5m"},
+        links=[("ip", "198.51.100.0/24", "")],
+    )
+    user, device = officer
+    sign_in(page, user, device)
+    page.goto(f"/incidents/{incident.id}")
+    assert status_of(page) == "Detected"
+
+    # The form is folded away (a <details>, no script needed to open it).
+    form = page.locator("#close form")
+    assert not form.is_visible()
+    page.get_by_text("Close as false positive / duplicate…").click()
+    form.get_by_label("False positive").check()
+    form.get_by_label("Note").fill("Our own load test from the staging network.")
+    page.locator("#close").screenshot(path=str(ARTIFACTS / "incident-close-form.png"))
+    form.get_by_role("button", name="Close incident…").click()
+    page.wait_for_load_state()
+
+    assert page.get_by_role("heading", name="Close as false positive?").is_visible()
+    assert page.get_by_text("Our own load test from the staging network.").is_visible()
+    incident.refresh_from_db()
+    assert incident.status == "detected"  # nothing happens before the confirmation
+    shot(page, "incident-close-confirm")
+    expect(page.get_by_role("button", name="Yes, close as false positive")).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/incidents/{incident.id}")
+
+    assert status_of(page) == "Closed"
+    assert "Closed as false positive." in page.get_by_role("status").inner_text()
+    assert page.locator(".incident-head .resolution").inner_text() == "False positive"
+    assert page.locator(".phasebar .step-skipped").count() == 4
+    timeline = page.locator(".timeline").inner_text()
+    assert "Detected → Closed as false positive" in timeline
+    assert "Our own load test from the staging network." in timeline
+    assert page.get_by_role("button", name="Reopen incident").is_visible()
+    incident.refresh_from_db()
+    assert (incident.status, incident.resolution) == ("closed", "false_positive")
+    assert not incident.has_postmortem
+    shot(page, "incident-closed-false-positive")

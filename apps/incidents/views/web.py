@@ -348,7 +348,10 @@ def _write_forms(incident: Incident, bound: dict[str, Any], *, error_target: str
         "postmortem_open": (
             "postmortem_form" in bound
             or error_target == "postmortem"
-            or incident.status in (Status.RECOVERED, Status.CLOSED)
+            or (
+                incident.status in (Status.RECOVERED, Status.CLOSED)
+                and incident.resolution not in QUICK_CLOSE_RESOLUTIONS
+            )
             or bool(incident.root_cause or incident.impact or incident.lessons)
         ),
     }
