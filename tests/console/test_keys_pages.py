@@ -348,6 +348,36 @@ def test_the_same_issue_form_sent_twice_issues_one_key(officer_client, demo_clie
     assert len(keys_of(demo_client)) == 1 and len(audit_events("apikey.created")) == 1
 
 
+def test_a_double_click_issues_one_key(officer_client, demo_client):
+    # Two requests sent at once both read the session before either saves it: the second
+    # still finds the form's id there. The claim in the shared cache refuses it.
+    form = issue_form(officer_client)
+    kept = dict(officer_client.session.items())
+    assert officer_client.post(NEW, form).status_code == 303
+    session = officer_client.session
+    session.update({k: v for k, v in kept.items() if k.startswith("bulwark:key-form:")})
+    session.save()
+    second = officer_client.post(NEW, form)
+    assert second.status_code == 409 and "This form was already sent" in text_of(second)
+    assert len(keys_of(demo_client)) == 1
+
+
+def test_a_form_the_service_refused_may_be_sent_again(officer_client, demo_client, monkeypatch):
+    from apps.console.views import keys as views
+    from apps.core.errors import PermissionDenied
+
+    real = views.api_key_issue_for
+    monkeypatch.setattr(
+        views, "api_key_issue_for", lambda **kw: (_ for _ in ()).throw(PermissionDenied("No."))
+    )
+    form = issue_form(officer_client)
+    refused = officer_client.post(NEW, form)
+    assert refused.status_code == 400 and "<strong>Not issued.</strong> No." in text_of(refused)
+    monkeypatch.setattr(views, "api_key_issue_for", real)
+    assert officer_client.post(NEW, form).status_code == 303
+    assert len(keys_of(demo_client)) == 1
+
+
 def test_a_form_this_session_never_showed_issues_nothing(officer_client, demo_client):
     form = issue_form(officer_client, once="made-up")
     assert officer_client.post(NEW, form).status_code == 409

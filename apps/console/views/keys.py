@@ -14,6 +14,8 @@ form).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
 import time
 import uuid
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -58,6 +61,12 @@ PREFIX_LENGTH = len(KEY_PREFIX) + PUBLIC_ID_LENGTH
 FORM_PREFIX = "bulwark:key-form:"
 FORM_SECONDS = 3600
 FORMS_KEPT = 20
+CLAIM_PREFIX = "bulwark:key-form-claimed:"
+ALREADY_SENT = (
+    "This form was already sent, or has expired: nothing was issued now. "
+    "Check the list of keys before issuing again."
+)
+logger = logging.getLogger("bulwark.console")
 
 
 def _sentence(text: str) -> str:
@@ -181,6 +190,23 @@ def _form_id_known(request: HttpRequest, form_id: str) -> bool:
     return isinstance(at, float | int) and time.time() - at < FORM_SECONDS
 
 
+def _form_id_claim(form_id: str) -> bool:
+    """Whether this request is the first to issue with the form `form_id`. The session says
+    which forms were shown, but two requests sent at once (a double click) both read it before
+    either saves: the claim is one atomic add in the shared cache (Redis). Without the cache
+    the session's check stands alone (a duplicate key is the worst it lets through)."""
+    try:
+        return bool(cache.add(CLAIM_PREFIX + form_id, 1, timeout=FORM_SECONDS))
+    except Exception:  # the cache is down: said in the log, the session still checks
+        logger.warning("key form claim skipped: cache unavailable", exc_info=True)
+        return True
+
+
+def _form_id_release(form_id: str) -> None:
+    with contextlib.suppress(Exception):
+        cache.delete(CLAIM_PREFIX + form_id)
+
+
 @require_http_methods(["GET", "POST"])
 @ui_view(MANAGE, home=HOME)
 def key_new_page(request: HttpRequest) -> HttpResponse:
@@ -195,15 +221,11 @@ def key_new_page(request: HttpRequest) -> HttpResponse:
     form_id = str(request.POST.get("once", ""))
     if not _form_id_known(request, form_id):
         # Sent before (a double click, a replayed request) or never shown by this session.
-        return error_page(
-            request,
-            Conflict(
-                "This form was already sent, or has expired: nothing was issued now. "
-                "Check the list of keys before issuing again."
-            ),
-        )
+        return error_page(request, Conflict(ALREADY_SENT))
     if form.is_valid():
         data = form.cleaned_data
+        if not _form_id_claim(form_id):
+            return error_page(request, Conflict(ALREADY_SENT))
         try:
             issued = api_key_issue_for(
                 actor=user,
@@ -216,6 +238,7 @@ def key_new_page(request: HttpRequest) -> HttpResponse:
                 allowed_ips=data["allowed_ips"],
             )
         except ApplicationError as exc:
+            _form_id_release(form_id)  # nothing issued: the corrected form may be sent
             field = exc.details[0]["path"].split("/")[0] if exc.details else None
             message = exc.details[0]["message"] if exc.details else exc.message
             form.add_error(field if field in form.fields else None, _sentence(message))
