@@ -1,6 +1,7 @@
 // Progressive enhancement for the incidents UI. Every action works without this file:
 // it only adds an "Add another action item" button to the post-mortem form and a Print button
-// to the post-mortem document. Loaded from our own origin (CSP: script-src 'self').
+// to the post-mortem document, and shows the close form's "Duplicate of" field only while
+// "Duplicate" is chosen. Loaded from our own origin (CSP: script-src 'self').
 (function () {
   "use strict";
 
@@ -46,6 +47,23 @@
     });
   }
 
+  function enhanceCloseForm() {
+    var form = document.querySelector("#close form");
+    var input = document.getElementById("close_duplicate_of");
+    if (!form || !input || !input.closest) {
+      return;
+    }
+    var field = input.closest(".field");
+    function update() {
+      var chosen = form.querySelector("input[name='resolution']:checked");
+      var duplicate = chosen !== null && chosen.value === "duplicate";
+      field.style.display = duplicate || input.value ? "" : "none";
+    }
+    form.addEventListener("change", update);
+    update();
+  }
+
   enhanceActionItems();
   enhancePrint();
+  enhanceCloseForm();
 })();

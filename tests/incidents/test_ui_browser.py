@@ -425,3 +425,32 @@ def test_a_false_positive_is_closed_from_detected_through_the_page(page, officer
     assert (incident.status, incident.resolution) == ("closed", "false_positive")
     assert not incident.has_postmortem
     shot(page, "incident-closed-false-positive")
+
+
+def test_the_close_form_shows_duplicate_of_only_for_a_duplicate(page, officer, actors):
+    """The enhancement (JavaScript on): the field appears when "Duplicate" is chosen."""
+    from apps.incidents.services import incident_create
+
+    original = incident_create(actor=actors["admin"], title="First report", severity="sev3")
+    incident = incident_create(actor=actors["admin"], title="Second report", severity="sev3")
+    user, device = officer
+    sign_in(page, user, device)
+    page.goto(f"/incidents/{incident.id}")
+    page.get_by_text("Close as false positive / duplicate…").click()
+    form = page.locator("#close form")
+    duplicate_of = form.get_by_label("Duplicate of")
+    expect(duplicate_of).to_be_hidden()
+    form.get_by_label("Duplicate", exact=True).check()
+    expect(duplicate_of).to_be_visible()
+    duplicate_of.fill(f"{page.url.rsplit('/', 1)[0]}/{original.id}")
+    form.get_by_label("Note").fill("Same report twice.")
+    form.get_by_role("button", name="Close incident…").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("heading", name="Close as duplicate?").is_visible()
+    page.get_by_role("button", name="Yes, close as duplicate").click()
+    page.wait_for_url(f"**/incidents/{incident.id}")
+    page.get_by_role("link", name="First report").first.click()
+    page.wait_for_url(f"**/incidents/{original.id}")
+    assert page.get_by_role("link", name="Second report").is_visible()
+    incident.refresh_from_db()
+    assert incident.duplicate_of_id == original.id
