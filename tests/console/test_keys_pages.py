@@ -503,6 +503,10 @@ def test_revoke_is_confirmed_on_its_page_then_done(officer_client, demo_client):
     again = officer_client.get(key_url(api_key, "revoke"))
     assert again.status_code == 409 and "Yes, revoke" not in text_of(again)
     assert "is already revoked" in text_of(again)
+    offer = text_of(officer_client.get(key_url(api_key)))
+    assert f'href="/keys/new?owner={demo_client.username}"' in offer
+    prefilled = officer_client.get(f"/keys/new?owner={demo_client.username}").content.decode()
+    assert f'value="{demo_client.username}"' in prefilled
 
 
 def test_a_blank_reason_is_recorded_as_the_console(officer_client, demo_client):
@@ -584,3 +588,16 @@ def test_a_rotation_the_owners_grants_no_longer_cover_is_refused(officer_client,
     assert response.status_code == 403
     assert "is no longer within the owner" in text_of(response)
     assert ApiKey.objects.count() == 1
+
+
+def test_a_key_not_collected_within_ten_minutes_is_gone(officer_client, demo_client, monkeypatch):
+    import time as clock
+
+    from apps.apikeys import reveal
+
+    posted = officer_client.post(NEW, issue_form(officer_client))
+    later = clock.time() + reveal.REVEAL_SECONDS + 1
+    monkeypatch.setattr(reveal.time, "time", lambda: later)
+    response = officer_client.get(posted["Location"])
+    assert response.status_code == 410 and not KEY.findall(response.content.decode())
+    assert len(keys_of(demo_client)) == 1  # issued, and to be rotated or revoked if lost
