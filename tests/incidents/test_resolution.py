@@ -351,3 +351,42 @@ def test_the_database_refuses_a_close_without_resolution_and_a_duplicate_of_itse
     other = make_incident(actors["security_officer"], title="other")
     with pytest.raises(IntegrityError), transaction.atomic():  # a non-duplicate naming one
         rows.update(status="closed", resolution="benign", duplicate_of=other)
+
+
+# --- under concurrency --------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_incidents_closed_at_once_as_duplicates_in_a_ring_never_make_a_cycle(actors):
+    """Eight incidents, each closed at the same moment as a duplicate of the next (the last of
+    the first): each check alone would pass; serialised, the one that would close the ring
+    is refused and the others stand."""
+    from apps.core.errors import ApplicationError
+    from tests.incidents.test_detectors_concurrency import THREADS, race
+
+    officer = actors["security_officer"]
+    ring = [make_incident(officer, title=f"report {i}") for i in range(THREADS)]
+
+    def close_one(index: int) -> Incident:
+        return incident_transition(
+            actor=officer,
+            incident=ring[index],
+            to="closed",
+            note="Same thing.",
+            resolution="duplicate",
+            duplicate_of=ring[(index + 1) % THREADS].id,
+        )
+
+    results = race(close_one)
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(refused) == 1, results
+    assert isinstance(refused[0], ApplicationError) and refused[0].status_code == 400
+    assert "is itself a duplicate of this incident" in str(refused[0])
+    edges = dict(Incident.objects.filter(resolution="duplicate").values_list("pk", "duplicate_of"))
+    assert len(edges) == THREADS - 1
+    for start in edges:  # following any chain ends at the one incident still open
+        node, hops = start, 0
+        while node in edges:
+            node, hops = edges[node], hops + 1
+            assert hops <= THREADS
+        assert Incident.objects.get(pk=node).status == "detected"
