@@ -135,8 +135,8 @@ def test_figures_come_from_the_database(actors: dict[str, Any], signed_in: Any) 
     assert '<span class="big">2</span> open' in incidents
     traffic = html[html.index('id="p-traffic"') : html.index('id="p-compliance"')]
     assert '<span class="big">4</span> calls: 1 answered, 3 refused' in traffic
-    assert "<code>rate_limited</code></th><td class=\"num\">2<" in traffic
-    assert "<code>invalid_api_key</code></th><td class=\"num\">1<" in traffic
+    assert '<code>rate_limited</code></th><td class="num">2<' in traffic
+    assert '<code>invalid_api_key</code></th><td class="num">1<' in traffic
     models = html[html.index('id="p-models"') : html.index('id="p-keys"')]
     assert "1 quarantined, 1 unsigned" in models
     assert "fraud v1" in models and "fraud v2" not in models
