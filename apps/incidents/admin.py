@@ -56,8 +56,11 @@ class ActionItemInline(ReadOnlyInline):
 
 @admin.register(Incident)
 class IncidentAdmin(ReadOnlyAdmin):
-    list_display = ("title", "severity", "status", "source", "detector", "assignee", "detected_at")
-    list_filter = ("severity", "status", "source", "detector")
+    list_display = (
+        "title", "severity", "status", "resolution", "source", "detector", "assignee",
+        "detected_at",
+    )  # fmt: skip
+    list_filter = ("severity", "status", "resolution", "source", "detector")
     list_select_related = ("assignee",)
     search_fields = ("title", "dedup_key")
     date_hierarchy = "detected_at"
@@ -79,6 +82,7 @@ class IncidentAdmin(ReadOnlyAdmin):
                 )
             },
         ),
+        ("Resolution", {"fields": ("resolution", "duplicate_of")}),
         ("Post-mortem", {"fields": ("root_cause", "impact", "lessons")}),
     )
     inlines = (ResourceInline, ActionItemInline, TimelineInline)
