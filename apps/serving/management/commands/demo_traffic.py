@@ -280,11 +280,13 @@ class Command(BaseCommand):
         for line in self.tally.lines():
             self.stdout.write(line)
         self.stdout.write(
-            "\nThe detectors read the audit trail every minute (the scheduler of `make run`): "
-            "within a minute or two they open\n"
-            "  - 'Burst of failed authentication from <your network>' (SEV3) for the bad keys,\n"
-            "  - 'Replayed request signatures for API key ...' (SEV2) for the replay.\n"
-            f"Where to look: {self.base}/incidents/ (the incidents), {self.base}/ (the "
-            f"dashboard), {self.base}/audit/ (every refusal, as apikey.rejected or "
-            "predict.rejected events, with request ids demo-traffic-...)."
+            "\nThe detectors read the audit trail every minute (the scheduler of `make run`). "
+            "Within a minute or two\nthey open (or, when one is already open, add to it):\n"
+            "  - 'Burst of failed authentication from <your network>' (SEV3): the bad keys,\n"
+            "  - 'Replayed request signatures for API key ...' (SEV2): the replay.\n"
+            "Where to look:\n"
+            f"  {self.base}/incidents/   the incidents (sign in as the demo admin)\n"
+            f"  {self.base}/             the dashboard: traffic and refusals by code\n"
+            f"  {self.base}/audit/       each refusal, as an apikey.rejected or predict.rejected "
+            "event (request ids demo-traffic-...)"
         )
