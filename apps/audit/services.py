@@ -330,9 +330,10 @@ def pseudonym_erase(*, user_id: Any) -> bool:
 # --- The console's audit pages (issue 16) ---------------------------------------------------
 
 PSEUDONYM_SHAPE = re.compile(r"^p_[0-9a-f]{20}$")
-# Who may learn which person is behind a pseudonym: those who may already export and erase
-# anyone's personal data (docs/api.md, "Privacy"). Auditors read the trail pseudonymously.
-DEPSEUDONYMISE = "privacy.manage"
+# Who may learn which person is behind a pseudonym, and a person's pseudonym: those who read
+# the trail and must follow a person through it (admins, security officers, auditors); each
+# lookup is itself an event. Anyone else is refused, and the attempt recorded.
+DEPSEUDONYMISE = "audit.identify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,12 +355,12 @@ def pseudonym_lookup(
     *, actor: Any, username: str = "", pseudonym: str = "", via: str = "lookup"
 ) -> PseudonymLookup:
     """Which pseudonym a person has (`username`), or who is behind one (`pseudonym`): exactly
-    one of them. Only for holders of privacy.manage; anyone else gets PermissionDenied (403),
-    and the refused attempt is recorded too. Each lookup is the event
-    `audit.pseudonym_lookup` {"direction", "found", "via"} whose target is the pseudonym when
-    one is known: never the username, which would put personal data in the chain (an
-    erasure deletes only the mapping). A pseudonym of the wrong shape is InvalidInput (400),
-    not recorded. Reading never gives a person a pseudonym."""
+    one of them. Only for holders of audit.identify (admins, security officers, auditors);
+    anyone else gets PermissionDenied (403), and the refused attempt is recorded too. Each
+    lookup is the event `audit.pseudonym_lookup` {"direction", "found", "via"} whose target
+    is the pseudonym when one is known: never the username, which would put personal data
+    in the chain (an erasure deletes only the mapping). A pseudonym of the wrong shape is
+    InvalidInput (400), not recorded. Reading never gives a person a pseudonym."""
     if bool(username) == bool(pseudonym):
         raise InvalidInput("Give either a username or a pseudonym.")
     if pseudonym and not PSEUDONYM_SHAPE.match(pseudonym):
@@ -374,8 +375,9 @@ def pseudonym_lookup(
                 details={"direction": direction, "via": via},
             )
         raise PermissionDenied(
-            "Only admins and security officers may learn who is behind a pseudonym "
-            "(they hold privacy.manage); the audit trail is read pseudonymously otherwise."
+            "Only admins, security officers and auditors may learn who is behind a "
+            "pseudonym, or a person's pseudonym (they hold audit.identify); each lookup is "
+            "recorded in the audit trail."
         )
     if username:
         user_id = (

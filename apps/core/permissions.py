@@ -21,6 +21,8 @@ API_CLIENT = "api_client"
 ROLE_MATRIX: dict[str, frozenset[str]] = {
     # Read and export the audit trail, its checkpoints and its public key; run verification.
     "audit.read": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
+    # Resolve a person's username to their audit pseudonym and back (each lookup is an event).
+    "audit.identify": frozenset({ADMIN, SECURITY_OFFICER, AUDITOR}),
     # See, rotate and revoke every API key, not only one's own.
     "apikeys.manage_all": frozenset({ADMIN, SECURITY_OFFICER}),
     # Register models; upload, stage and archive versions of the models one owns.

@@ -1,9 +1,11 @@
 """The audit pages in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven by
 Playwright against pytest-django's live server.
 
-An auditor filters the trail, downloads a JSONL export and verifies it by upload (and a
-tampered copy is caught); a security officer, with JavaScript turned off, types a username in
-the actor filter and sees that person's events under their pseudonym, the lookup recorded.
+An auditor searches the trail by a person's username (the lookup recorded, naming the
+pseudonym, never the username), filters it, downloads a JSONL export and verifies it by upload
+(and a tampered copy is caught); a security officer, with JavaScript turned off, types a
+username in the actor filter and sees that person's events under their pseudonym, then looks
+the pseudonym up both ways.
 Sessions are made with Django's test client and handed to the browser as a cookie. The list
 page's screenshot goes to var/test-artifacts/audit.png (and, with
 BULWARK_UPDATE_SCREENSHOTS=1, to static/screenshots/ for the README).
@@ -143,7 +145,34 @@ def test_an_auditor_searches_exports_and_verifies_the_export_by_upload(
     expect(rows).to_have_count(AuditEvent.objects.count())
     _shot(page, "audit")
 
+    # Search by username: the officer's events, under their pseudonym.
+    pseudonym = pseudonym_for(people["security_officer"])
+    page.get_by_label("Actor").fill("amara")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(".messages")).to_contain_text(
+        f"amara is {pseudonym}: showing their events."
+    )
+    assert f"actor={pseudonym}" in page.url and "amara" not in page.url
+    expect(rows).to_have_count(4)
+    expect(rows.first).to_contain_text("apikey.revoked")
+    expect(rows.last).to_contain_text("auth.session.started")
+    audit_chain_pending()
+    (lookup,) = [
+        json.loads(body)
+        for body in AuditEvent.objects.filter(action="audit.pseudonym_lookup").values_list(
+            "body", flat=True
+        )
+    ]
+    assert lookup["actor"]["ref"] == pseudonym_for(people["auditor"])
+    assert lookup["target"] == {"type": "user", "id": pseudonym}
+    assert lookup["details"] == {
+        "direction": "username_to_pseudonym",
+        "found": True,
+        "via": "filter",
+    }
+
     # Search: the refused predictions.
+    page.get_by_label("Actor").fill("")
     page.get_by_label("Outcome").select_option("denied")
     page.get_by_role("button", name="Filter").click()
     expect(rows).to_have_count(2)
@@ -153,7 +182,6 @@ def test_an_auditor_searches_exports_and_verifies_the_export_by_upload(
     rows.first.get_by_role("link").nth(0).click()
     expect(page.get_by_role("heading", name=re.compile(r"Event #\d+"))).to_be_visible()
     expect(page.get_by_role("rowheader", name="Previous hash")).to_be_visible()
-    assert "Who is this?" not in page.content()  # auditors read by pseudonym only
     page.screenshot(path=str(ARTIFACTS / "audit-event.png"), full_page=True)
 
     # Export JSONL and verify it by upload.
@@ -166,6 +194,12 @@ def test_an_auditor_searches_exports_and_verifies_the_export_by_upload(
     download.save_as(export)
     lines = export.read_bytes().splitlines(keepends=True)
     assert "manifest" in json.loads(lines[-1])
+    # The export holds the auditor's lookup, by pseudonym: never the username.
+    exported = [json.loads(line) for line in lines[:-1]]
+    assert any(
+        e["action"] == "audit.pseudonym_lookup" and e["target"]["id"] == pseudonym for e in exported
+    )
+    assert b"amara" not in export.read_bytes()
     page.get_by_label("Export file (.jsonl)").set_input_files(str(export))
     page.get_by_role("button", name="Verify").click()
     result = page.locator("#verify-result")
@@ -179,14 +213,9 @@ def test_an_auditor_searches_exports_and_verifies_the_export_by_upload(
     page.get_by_role("button", name="Verify").click()
     expect(result).to_contain_text("Not verified")
     expect(result).to_contain_text("the manifest's sha256 does not match the lines")
-
-    # Looking a person up is not for auditors: the page says so.
-    response = page.request.get("/audit/pseudonyms")
-    assert response.status == 403
-    assert (
-        "Only admins and security officers may learn who is behind a pseudonym" in response.text()
-    )
-    assert not AuditEvent.objects.filter(action="audit.pseudonym_lookup").exists()
+    # Nothing but the trail changed: the one lookup and the export's events.
+    audit_chain_pending()
+    assert AuditEvent.objects.filter(action="audit.pseudonym_lookup").count() == 1
 
 
 def test_a_security_officer_searches_by_username_without_javascript(open_as, people, trail):

@@ -1,7 +1,8 @@
 """The console's audit pages (apps/console/views/audit.py): who may see them, the event list's
 filters and keyset pages, an event's hash links and checkpoint, the chain's state and a
 bounded verification, exports through the API's services and their verification by upload,
-and the pseudonym lookup that only privacy.manage holders may make, each one audited."""
+and the pseudonym lookup that audit.identify holders (admins, security officers, auditors)
+may make, each one audited, and that the service refuses to anyone else."""
 
 from __future__ import annotations
 
@@ -25,9 +26,12 @@ from apps.audit.services import (
     audit_event_record,
     checkpoint_create,
     pseudonym_erase,
+    pseudonym_lookup,
 )
 from apps.audit.subjects import Subject, pseudonym_for
 from apps.console.views import audit as views
+from apps.core.errors import PermissionDenied
+from apps.core.permissions import ADMIN, ROLE_MATRIX, SECURITY_OFFICER
 from apps.core.request_context import request_facts
 
 pytestmark = pytest.mark.django_db
@@ -131,27 +135,34 @@ def test_people_without_audit_read_get_the_403_page(signed_in, actors, trail, ro
 @pytest.mark.parametrize("role", READERS)
 def test_admins_officers_and_auditors_read_every_page(signed_in, actors, trail, role):
     client = signed_in(actors[role])
-    for path in PAGES[:-1]:
+    for path in PAGES:
         response = client.get(path)
         assert response.status_code == 200, path
         assert "no-store" in response["Cache-Control"]
     listing = text(client.get(LIST))
     assert "incident.created" in listing and "predict.rejected" in listing
-    # Only privacy.manage holders see the lookup.
-    assert ("Who is this pseudonym?" in listing) is (role != "auditor")
-    assert ('action="/audit/pseudonyms"' in client.get(LIST).content.decode()) is (
-        role != "auditor"
-    )
+    # Every reader holds audit.identify, so every reader sees the lookup.
+    assert "Who is this pseudonym?" in listing
+    assert 'action="/audit/pseudonyms"' in client.get(LIST).content.decode()
+    assert bodies("audit.pseudonym_lookup") == []  # showing the form looks nobody up
 
 
 def test_the_auditor_reads_but_has_no_form_that_changes_anything_but_the_trail(
     signed_in, actors, trail
 ):
+    """The auditor's forms: filters (GET), the lookup (its only write is its own event),
+    exports (`audit.exported`), verifications (nothing written), signing out."""
     client = signed_in(actors["auditor"])
-    event = text(client.get(f"/audit/events/{seqs(client.get(LIST))[-1]}"))
-    assert "Who is this?" not in event
-    forms = re.findall(r'<form [^>]*action="([^"]+)"', client.get("/audit/export").content.decode())
-    assert sorted(forms) == ["/account/logout", "/audit/export", "/audit/export/verify"]
+
+    def forms(path: str) -> list[str]:
+        return sorted(re.findall(r'<form [^>]*action="([^"]+)"', client.get(path).content.decode()))
+
+    first = seqs(client.get(LIST))[-1]
+    assert forms(f"/audit/events/{first}") == ["/account/logout", "/audit/pseudonyms"]
+    assert forms(LIST) == ["/account/logout", "/audit/", "/audit/pseudonyms"]
+    assert forms("/audit/export") == ["/account/logout", "/audit/export", "/audit/export/verify"]
+    assert forms("/audit/chain") == ["/account/logout", "/audit/chain/verify"]
+    assert forms("/audit/pseudonyms") == ["/account/logout", "/audit/pseudonyms"]
 
 
 # --- the list ---------------------------------------------------------------------------
@@ -256,7 +267,7 @@ def test_a_garbage_or_unknown_cursor_is_refused_with_a_sentence(signed_in, actor
 # --- usernames and pseudonyms ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("role", ["admin", "security_officer"])
+@pytest.mark.parametrize("role", READERS)
 def test_a_username_in_the_actor_filter_becomes_the_pseudonym_and_is_audited(
     signed_in, actors, trail, role
 ):
@@ -282,15 +293,75 @@ def test_a_username_in_the_actor_filter_becomes_the_pseudonym_and_is_audited(
     assert username not in json.dumps(bodies())  # never the username in the chain
 
 
-def test_an_auditor_typing_a_username_searches_an_actor_reference_and_learns_nothing(
+def test_the_auditor_searches_by_username_and_changes_nothing_but_the_lookup_event(
     signed_in, actors, trail
+):
+    client = signed_in(actors["auditor"])
+    username = trail["officer"].username
+    before = AuditEvent.objects.count()
+    response = client.get(f"{LIST}?actor={username}")
+    assert response.status_code == 302
+    assert response["Location"] == f"{LIST}?actor={trail['pseudonym']}"
+    page = client.get(response["Location"])
+    assert {e["action"] for e in bodies() if e["seq"] in seqs(page)} == {
+        "incident.created",
+        "apikey.revoked",
+    }
+    # One new event, the lookup (the page's reload holds the pseudonym: no second lookup).
+    assert AuditEvent.objects.count() == before + 1
+    # No one else gets a pseudonym: only the auditor, whom their lookup's event names.
+    assert set(ActorPseudonym.objects.values_list("user_id", flat=True)) == {
+        trail["officer"].pk,
+        actors["auditor"].pk,
+    }
+    (lookup,) = bodies("audit.pseudonym_lookup")
+    assert lookup["actor"]["ref"] == pseudonym_for(actors["auditor"])
+    assert lookup["target"] == {"type": "user", "id": trail["pseudonym"]}
+    assert lookup["outcome"] == "success"
+    assert username not in json.dumps(bodies())
+
+
+def test_every_reader_of_the_trail_may_identify_and_no_one_else():
+    assert ROLE_MATRIX["audit.identify"] == ROLE_MATRIX["audit.read"]
+    assert ROLE_MATRIX["audit.identify"] != ROLE_MATRIX["privacy.manage"]
+
+
+@pytest.mark.parametrize("role", ["ml_engineer", "api_client"])
+def test_the_service_refuses_a_lookup_without_audit_identify_and_records_it(actors, trail, role):
+    for kwargs in ({"username": trail["officer"].username}, {"pseudonym": trail["pseudonym"]}):
+        with pytest.raises(PermissionDenied) as refused:
+            pseudonym_lookup(actor=actors[role], **kwargs)
+        assert refused.value.status_code == 403
+        assert "Only admins, security officers and auditors may" in refused.value.message
+        assert trail["officer"].username not in refused.value.message
+    denied = bodies("audit.pseudonym_lookup")
+    assert [e["outcome"] for e in denied] == ["denied", "denied"]
+    assert [e["details"]["direction"] for e in denied] == [
+        "username_to_pseudonym",
+        "pseudonym_to_username",
+    ]
+    assert all(e["target"] == {"type": None, "id": None} for e in denied)
+    assert all(e["actor"]["ref"] == pseudonym_for(actors[role]) for e in denied)
+    assert trail["officer"].username not in json.dumps(bodies())
+
+
+@pytest.fixture
+def readers_without_identify(monkeypatch: Any) -> None:
+    """A matrix where auditors read the trail but may not identify (none such today): the
+    pages' own refusals, which must hold should the matrix change."""
+    monkeypatch.setitem(ROLE_MATRIX, "audit.identify", frozenset({ADMIN, SECURITY_OFFICER}))
+
+
+def test_a_reader_without_audit_identify_typing_a_username_learns_nothing(
+    signed_in, actors, trail, readers_without_identify
 ):
     client = signed_in(actors["auditor"])
     response = client.get(f"{LIST}?actor={trail['officer'].username}")
     assert response.status_code == 200
     assert seqs(response) == []
-    assert "Searching by username is for admins and security officers" in text(response)
+    assert "Searching by username is for admins, security officers and auditors" in text(response)
     assert trail["pseudonym"] not in response.content.decode()
+    assert "Who is this pseudonym?" not in text(response)
     assert bodies("audit.pseudonym_lookup") == []
 
 
@@ -311,11 +382,13 @@ def test_a_username_without_a_pseudonym_or_no_user_at_all(signed_in, actors, tra
     assert found == [False, False]
 
 
-def test_the_lookup_page_is_refused_to_auditors_with_a_sentence(signed_in, actors, trail):
+def test_the_lookup_page_is_refused_to_a_reader_without_audit_identify_with_a_sentence(
+    signed_in, actors, trail, readers_without_identify
+):
     client = signed_in(actors["auditor"])
     response = client.get("/audit/pseudonyms")
     assert response.status_code == 403
-    assert "Only admins and security officers may learn who is behind a pseudonym" in text(response)
+    assert "Only admins, security officers and auditors may learn who is behind" in text(response)
     response = client.post("/audit/pseudonyms", {"query": trail["pseudonym"]})
     assert response.status_code == 403
     assert trail["officer"].username not in response.content.decode()
@@ -324,8 +397,11 @@ def test_the_lookup_page_is_refused_to_auditors_with_a_sentence(signed_in, actor
     assert refused["target"] == {"type": None, "id": None}
 
 
-def test_an_officer_looks_up_both_ways_and_each_lookup_is_recorded(signed_in, actors, trail):
-    client = signed_in(actors["security_officer"])
+@pytest.mark.parametrize("role", ["security_officer", "auditor"])
+def test_an_officer_or_auditor_looks_up_both_ways_and_each_lookup_is_recorded(
+    signed_in, actors, trail, role
+):
+    client = signed_in(actors[role])
     username, pseudonym = trail["officer"].username, trail["pseudonym"]
     assert client.get("/audit/pseudonyms").status_code == 200
     by_name = client.post("/audit/pseudonyms", {"query": username})

@@ -4,10 +4,10 @@ Everyone who holds `audit.read` (admins, security officers, auditors) reads the 
 event with its hash links, the chain's state and checkpoints, runs a bounded verification,
 downloads exports and verifies one by upload: none of that changes anything but the trail
 itself (an export is `audit.exported`). Learning who is behind a pseudonym, from the lookup
-or by typing a username in the actor filter, is for holders of `privacy.manage` (admins and
-security officers: those who may already export or erase anyone's personal data); each such
+or by typing a username in the actor filter, is for holders of `audit.identify` (admins,
+security officers and auditors, who must follow a person through the trail); each such
 lookup is itself an event (`audit.pseudonym_lookup`, naming the pseudonym, never the
-username), and an auditor's attempt is refused with the 403 page and recorded as denied.
+username), and anyone else's attempt is refused with the 403 page and recorded as denied.
 
 Every read is bounded: a keyset page (no count over a million rows), each filter served by an
 index (apps/audit/migrations/0004_console_filter_indexes.py), a verification capped at
@@ -90,9 +90,8 @@ ACTIONS = (
     "user.created", "user.credentials_revoked", "user.deactivated",
 )  # fmt: skip
 NO_PSEUDONYM_LOOKUP = (
-    "Only admins and security officers may learn who is behind a pseudonym (they hold "
-    "privacy.manage, as for subject access and erasure); the audit trail is read by "
-    "pseudonym otherwise."
+    "Only admins, security officers and auditors may learn who is behind a pseudonym, or a "
+    "person's pseudonym (they hold audit.identify); each lookup is recorded in the audit trail."
 )
 
 
@@ -121,7 +120,7 @@ def _actor_for(request: HttpRequest, value: str) -> tuple[str | None, HttpRespon
     if not may(request.user, DEPSEUDONYMISE):
         messages.info(
             request,
-            f"Searching by username is for admins and security officers: “{value}” was "
+            f"Searching by username is for admins, security officers and auditors: “{value}” was "
             "matched as an actor reference (a pseudonym, a key prefix or a system name).",
         )
         return value, None
