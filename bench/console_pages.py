@@ -125,7 +125,7 @@ def _seed_models(owner: Any) -> None:
         return
     for m in range(3):
         model = RegisteredModel.objects.create(name=f"bench-{m}")
-        model.owners.add(owner) if hasattr(model, "owners") else None
+        model.owners.add(owner)
         ModelVersion.objects.bulk_create(
             [
                 ModelVersion(
@@ -166,31 +166,39 @@ def pages() -> list[tuple[str, str]]:
     """(label, path) of every console page, with real ids from the bench database."""
     from apps.apikeys.models import ApiKey
     from apps.audit.models import AuditEvent
-    from apps.compliance.models import Framework
+    from apps.compliance.models import ChecklistItem, Framework
     from apps.incidents.models import Incident
+    from bench._data import PSEUDONYMS
 
     incident = Incident.objects.order_by("-detected_at").first()
     key = ApiKey.objects.order_by("-created_at").first()
     seq = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
     framework = Framework.objects.order_by("key").values_list("key", flat=True).first()
+    item = ChecklistItem.objects.order_by("key").values_list("pk", flat=True).first()
     return [
         ("dashboard", "/"),
         ("incidents", "/incidents/"),
         ("incidents (open, sev1)", "/incidents/?severity=sev1"),
         ("incident", f"/incidents/{incident.pk}"),
         ("compliance", "/compliance/"),
+        ("compliance item", f"/compliance/items/{item}"),
         ("framework", f"/compliance/frameworks/{framework}"),
         ("audit", "/audit/"),
-        ("audit (actor filter)", "/audit/?action=apikey.used"),
+        ("audit (action filter)", "/audit/?action=apikey.used"),
+        ("audit (actor filter)", f"/audit/?actor={PSEUDONYMS[7]}"),
+        ("audit (old range)", "/audit/?to=2020-01-01T00:00"),
+        ("audit pseudonyms", "/audit/pseudonyms"),
         ("audit event", f"/audit/events/{seq}"),
         ("audit chain", "/audit/chain"),
         ("audit export", "/audit/export"),
         ("keys", "/keys/"),
         ("keys (expiring)", "/keys/?state=expiring"),
         ("key", f"/keys/{key.pk}"),
+        ("issue a key", "/keys/new"),
         ("models", "/models/"),
         ("model", "/models/bench-0"),
         ("model version", "/models/bench-0/versions/5"),
+        ("upload a version", "/models/bench-0/versions/new"),
         ("admin", "/admin/"),
         ("admin: API keys", "/admin/apikeys/apikey/"),
         ("admin: audit events", "/admin/audit/auditevent/"),

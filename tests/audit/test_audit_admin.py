@@ -108,3 +108,30 @@ def test_the_pseudonym_mapping_is_not_in_the_admin(superuser_client):
 def test_staff_without_permissions_cannot_read_events(client, event):
     client.force_login(UserFactory(is_staff=True))
     assert client.get(EVENTS).status_code == 403
+
+
+def test_the_event_list_filters_by_known_values_without_scanning_for_them(
+    superuser_client, event, django_assert_max_num_queries
+):
+    denied = superuser_client.get(f"{EVENTS}?outcome=denied").content.decode()
+    assert "incident.created" in denied and "model.created" not in denied
+    system = superuser_client.get(f"{EVENTS}?actor_type=system").content.decode()
+    assert "incident.created" in system and "model.created" in system
+    exact = superuser_client.get(f"{EVENTS}?q=model.created").content.decode()
+    assert "model.created" in exact and "incident.created" not in exact
+    # No DISTINCT over the table for a filter's choices, no date hierarchy.
+    with django_assert_max_num_queries(20) as queries:
+        superuser_client.get(EVENTS)
+    assert not [q for q in queries.captured_queries if "DISTINCT" in q["sql"].upper()]
+
+
+def test_the_event_list_counts_no_further_than_it_must(superuser_client, monkeypatch):
+    from apps.audit import admin as audit_admin
+
+    monkeypatch.setattr(audit_admin, "COUNTED", 3)
+    for n in range(5):
+        audit_event_record("model.created", actor=None, target=("model", f"m{n}"))
+    audit_chain_pending()
+    content = superuser_client.get(EVENTS).content.decode()
+    assert "3 audit events" in content  # the cap, not the 5 there are
+    assert "/audit/" in content  # the way to the console's pages
