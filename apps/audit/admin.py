@@ -20,7 +20,8 @@ COUNTED = 10_000
 class CappedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
-        return self.object_list[:COUNTED].count()
+        events: QuerySet[Any] = self.object_list  # type: ignore[assignment]  # a queryset here
+        return events[:COUNTED].count()
 
 
 class _FixedChoices(admin.SimpleListFilter):
@@ -34,7 +35,7 @@ class _FixedChoices(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
-        return queryset.filter(**{self.parameter_name: value}) if value else queryset
+        return queryset.filter(**{str(self.parameter_name): value}) if value else queryset
 
 
 class OutcomeFilter(_FixedChoices):
