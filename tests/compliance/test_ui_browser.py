@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 from pypdf import PdfReader
@@ -33,11 +31,7 @@ from apps.compliance.models import ChecklistItem, Evidence
 from apps.compliance.selectors import compliance_progress
 from apps.compliance.services import compliance_checks_run, evidence_add
 from apps.incidents.models import Incident
-from tests.browser import (
-    ARTIFACTS,
-    README_SHOTS,
-    UPDATE_SHOTS,
-)
+from tests.browser import ARTIFACTS, README_SHOTS, UPDATE_SHOTS, signed_in_pages
 from tests.compliance.conftest import audit_events, item
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -45,51 +39,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def open_as(browser: Any, live_server: Any, verified_login: Any) -> Iterator[Any]:
-    """open_as(user, javascript=True) → a page signed in as `user` (a session made by the
-    test client, its cookie given to the browser)."""
-    contexts: list[Any] = []
-    errors: list[str] = []
-
-    def open_page(user: Any, *, javascript: bool = True) -> Any:
-        client = verified_login(Client(), user)
-        context = browser.new_context(
-            base_url=live_server.url,
-            viewport={"width": 1280, "height": 900},
-            java_script_enabled=javascript,
-            accept_downloads=True,
-        )
-        context.add_cookies(
-            [
-                {
-                    "name": settings.SESSION_COOKIE_NAME,
-                    "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                    "url": live_server.url,
-                }
-            ]
-        )
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        page.on(
-            "console",
-            lambda message: errors.append(message.text) if message.type == "error" else None,
-        )
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on(
-            "response",
-            lambda response: (
-                errors.append(f"{response.status} {response.url}")
-                if response.status >= 400
-                else None
-            ),
-        )
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-    # No CSP violation, no script error, no missing static file, no refused request.
-    assert errors == []
+    """open_as(user, javascript=True) → a page signed in as `user`; no console error, page
+    error or refused request on any (tests/browser.py)."""
+    yield from signed_in_pages(browser, live_server, verified_login, javascript=True)
 
 
 def shot(page: Any, name: str, *, full_page: bool = True) -> Path:

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -29,7 +27,7 @@ from apps.apikeys.models import ApiKey
 from tests.accounts.factories import UserFactory
 from tests.apikeys.conftest import audit_events
 from tests.apikeys.factories import ApiKeyFactory
-from tests.browser import ARTIFACTS, README_SHOTS, UPDATE_SHOTS
+from tests.browser import ARTIFACTS, README_SHOTS, UPDATE_SHOTS, signed_in_pages
 from tests.console.keys_helpers import KEY, keys_of, secret_of, service_account
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -37,60 +35,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def open_as(browser: Any, live_server: Any, verified_login: Any) -> Iterator[Any]:
-    """open_as(user, javascript=False) → (page, expect_gone): a page signed in as `user` (a
-    session made by the test client, its cookie given to the browser). Console errors, page
-    errors and 4xx/5xx responses are collected and must be none, but for the 410 of a page
-    the test names with expect_gone(url) before reloading it."""
-    contexts: list[Any] = []
-    errors: list[str] = []
-    gone: set[str] = set()
-
-    def unexpected(status: int, url: str) -> bool:
-        return not (status == 410 and url in gone)
-
-    def on_console(message: Any) -> None:
-        if message.type != "error":
-            return
-        if "status of 410" in message.text and message.location.get("url") in gone:
-            return
-        errors.append(message.text)
-
-    def open_page(user: Any, *, javascript: bool = False) -> Any:
-        client = verified_login(Client(), user)
-        context = browser.new_context(
-            base_url=live_server.url,
-            viewport={"width": 1280, "height": 900},
-            java_script_enabled=javascript,
-        )
-        context.add_cookies(
-            [
-                {
-                    "name": settings.SESSION_COOKIE_NAME,
-                    "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                    "url": live_server.url,
-                }
-            ]
-        )
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.on("console", on_console)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on(
-            "response",
-            lambda response: (
-                errors.append(f"{response.status} {response.url}")
-                if response.status >= 400 and unexpected(response.status, response.url)
-                else None
-            ),
-        )
-        return page
-
-    yield open_page, gone.add
-    for context in contexts:
-        context.close()
-    # No CSP violation, no script error, no missing static file, no refused request.
-    assert errors == []
+    """open_as(user, javascript=False) → (page, expect_gone): a page signed in as `user`; no
+    console error, page error or refused request on any, but for the 410 of a page the test
+    names with expect_gone(url) before reloading it (tests/browser.py)."""
+    for pages in signed_in_pages(browser, live_server, verified_login, javascript=False):
+        yield pages, pages.expect_gone
 
 
 def shot(page: Any, name: str) -> Path:

@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from playwright.sync_api import expect
 
 from apps.registry.selectors import model_versions_stored, registered_model_get
-from tests.browser import ARTIFACTS, README_SHOTS, UPDATE_SHOTS
+from tests.browser import ARTIFACTS, README_SHOTS, UPDATE_SHOTS, signed_in_pages
 from tests.registry import conftest as registry_fixtures
 from tests.registry.conftest import SCHEMA, audit_events, trained_bytes
 
@@ -35,50 +33,9 @@ media_root = registry_fixtures.media_root  # the test's own media root (artifact
 
 @pytest.fixture
 def open_as(browser: Any, live_server: Any, verified_login: Any) -> Iterator[Any]:
-    """open_as(user, javascript=False) → a page signed in as `user` (a session made by the
-    test client, its cookie given to the browser). Console errors, page errors and 4xx/5xx
-    responses are collected and must be none."""
-    contexts: list[Any] = []
-    errors: list[str] = []
-
-    def open_page(user: Any, *, javascript: bool = False) -> Any:
-        client = verified_login(Client(), user)
-        context = browser.new_context(
-            base_url=live_server.url,
-            viewport={"width": 1280, "height": 900},
-            java_script_enabled=javascript,
-        )
-        context.add_cookies(
-            [
-                {
-                    "name": settings.SESSION_COOKIE_NAME,
-                    "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                    "url": live_server.url,
-                }
-            ]
-        )
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.on(
-            "console",
-            lambda message: errors.append(message.text) if message.type == "error" else None,
-        )
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on(
-            "response",
-            lambda response: (
-                errors.append(f"{response.status} {response.url}")
-                if response.status >= 400
-                else None
-            ),
-        )
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-    assert errors == []
+    """open_as(user, javascript=False) → a page signed in as `user`; no console error, page
+    error or refused request on any (tests/browser.py)."""
+    yield from signed_in_pages(browser, live_server, verified_login, javascript=False)
 
 
 def shot(page: Any, name: str) -> Path:

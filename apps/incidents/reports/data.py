@@ -5,12 +5,12 @@ still maps to one (as in the UI), else by the pseudonym alone."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
-from apps.core.timestamps import iso
+from apps.core.timestamps import duration_text, iso
 from apps.incidents.models import EntryKind, Incident, Resolution, Status, TimelineEntry
 from apps.incidents.selectors import incident_people_names, phase_durations
 from apps.incidents.workflow import PHASE_FIELD, PHASES
@@ -27,21 +27,8 @@ ACTION_LABELS = {
 }
 
 
-def format_duration(delta: timedelta | None) -> str:
-    """Like "45 s", "12 min", "3 h 05 min", "2 d 4 h"; "—" when not reached yet."""
-    if delta is None:
-        return "—"
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes:02d} min"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
+# Like "45 s", "12 min", "3 h 05 min", "2 d 4 h"; "—" when not reached yet.
+format_duration = duration_text
 
 
 def stamp(moment: datetime | None) -> str:
