@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import DataError, connection
 from django.test import Client
 
 from apps.audit.migrations import __path__ as migrations_path
@@ -680,6 +680,43 @@ def test_the_migration_indexes_the_expressions_the_filters_use():
     exec(compile(source, "0004", "exec"), namespace)  # noqa: S102  # our own migration file
     assert namespace["TARGET_ID_SQL"] == TARGET_ID_SQL
     assert namespace["REQUEST_ID_SQL"] == REQUEST_ID_SQL
+
+
+def _index_validity() -> dict[str, bool]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c"
+            " ON c.oid = i.indexrelid WHERE c.relname LIKE 'audit_auditevent_%%_ts'"
+        )
+        return dict(cursor.fetchall())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_rebuilds_an_index_an_interrupted_build_left_invalid():
+    """A CONCURRENTLY build that fails leaves an INVALID index of that name; running the
+    migration again (twice here) drops it and builds the real one, each time valid."""
+    source = (Path(migrations_path[0]) / "0004_console_filter_indexes.py").read_text()
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "0004", "exec"), namespace)  # noqa: S102  # our own migration file
+    names = set(namespace["INDEXES"])
+    audit_event_record("test.event", actor=None, details={})
+    audit_chain_pending()
+    assert AuditEvent.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX audit_auditevent_outcome_ts")
+        with pytest.raises(DataError, match="division by zero"):
+            cursor.execute(
+                "CREATE INDEX CONCURRENTLY audit_auditevent_outcome_ts"
+                " ON audit_auditevent ((1 / (seq - seq)))"
+            )
+    assert _index_validity()["audit_auditevent_outcome_ts"] is False
+    for _ in range(2):
+        with connection.schema_editor(atomic=False) as editor:
+            namespace["forward"](None, editor)
+        assert _index_validity() == dict.fromkeys(names, True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_indexdef('audit_auditevent_outcome_ts'::regclass)")
+        assert "WHERE ((outcome)::text <> 'success'::text)" in cursor.fetchone()[0]
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,10 @@ and a refusal here would stop the chainer's INSERT for good. Each index ends wit
 list's order.
 
 PostgreSQL builds them CONCURRENTLY (outside a transaction), so a big chain keeps being
-appended to while they build; SQLite (the embedded default, small) gets none.
+appended to while they build; SQLite (the embedded default, small) gets none. A concurrent
+build that was interrupted (a failure, a cancelled deploy) leaves its index behind, INVALID:
+never used, yet still kept up to date on every insert, and `IF NOT EXISTS` would skip it on the
+next run. So each run first drops an index of that name that is not valid, then builds it.
 """
 
 from django.db import migrations
@@ -31,10 +34,22 @@ INDEXES = {
 }
 
 
+def _invalid(schema_editor, name):
+    """True when an index of that name exists, left INVALID by an interrupted build."""
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name]
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 def forward(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
     for name, definition in INDEXES.items():
+        if _invalid(schema_editor, name):
+            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}", params=None)
         schema_editor.execute(
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON audit_auditevent {definition}",
             params=None,
