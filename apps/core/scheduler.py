@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -99,10 +100,31 @@ def jobs_from(schedule: dict[str, dict[str, Any]]) -> list[Job]:
     return jobs
 
 
+def _host(name: str) -> str:
+    """A server's address as one spelling (localhost and 127.0.0.1 are one server)."""
+    if not name or name.startswith("/"):
+        return name  # a Unix socket's folder, or the default
+    try:
+        return socket.gethostbyname(name)
+    except OSError:
+        return name
+
+
 def lock_path() -> Path:
-    """One lock per database: two checkouts (or test databases) on one host do not collide."""
+    """One lock per database: two checkouts (or test databases) on one host do not collide,
+    and two spellings of one database (a relative SQLite path, localhost for 127.0.0.1) are
+    one lock. The lock is this host's: on several hosts, run `celery beat` (README)."""
     database = settings.DATABASES["default"]
-    identity = "|".join(str(database.get(part, "")) for part in ("ENGINE", "HOST", "PORT", "NAME"))
+    name = str(database.get("NAME", ""))
+    if "sqlite" in str(database.get("ENGINE", "")) and name not in ("", ":memory:"):
+        name = str(Path(name).resolve())
+    parts = (
+        str(database.get("ENGINE", "")),
+        _host(str(database.get("HOST", ""))),
+        str(database.get("PORT", "")),
+        name,
+    )
+    identity = "|".join(parts)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return Path(settings.BASE_DIR) / "var" / f"scheduler-{digest}.lock"
 
@@ -236,8 +258,12 @@ class BackgroundScheduler:
     def _main(self) -> None:
         standby_logged = False
         while not self.stop_event.is_set():
-            if self.lock.acquire():
-                break
+            try:
+                if self.lock.acquire():
+                    break
+            except OSError:
+                # A var/ that cannot be written: said, and tried again (not a silent death).
+                logger.exception("scheduler could not take its lock; trying again")
             if not standby_logged:
                 logger.info(
                     "scheduler on standby: another process runs it",

@@ -264,3 +264,36 @@ def test_without_scheduler_gunicorn_runs_no_jobs(tmp_path, lock_free):
         assert lock.acquire()  # nobody holds it: production's gunicorn leaves it to beat
         lock.release()
     assert "bulwark.scheduler" not in read(log)
+
+
+def test_two_spellings_of_one_database_are_one_lock(settings, tmp_path, monkeypatch):
+    from apps.core.scheduler import lock_path
+
+    monkeypatch.chdir(tmp_path)
+    engine = "django.db.backends.sqlite3"
+    settings.DATABASES = {"default": {"ENGINE": engine, "NAME": "db.sqlite3"}}
+    relative = lock_path()
+    settings.DATABASES = {"default": {"ENGINE": engine, "NAME": str(tmp_path / "db.sqlite3")}}
+    assert lock_path() == relative
+    server = {"ENGINE": "django.db.backends.postgresql", "PORT": "5432", "NAME": "bulwark"}
+    settings.DATABASES = {"default": {**server, "HOST": "localhost"}}
+    by_name = lock_path()
+    settings.DATABASES = {"default": {**server, "HOST": "127.0.0.1"}}
+    assert lock_path() == by_name
+    settings.DATABASES = {"default": {**server, "HOST": "127.0.0.1", "NAME": "other"}}
+    assert lock_path() != by_name
+
+
+def test_a_lock_that_cannot_be_written_is_said_and_tried_again(tmp_path, log_output, monkeypatch):
+    monkeypatch.setattr("apps.core.scheduler.STANDBY_RETRY", 0.1)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the lock's folder should be")
+    scheduler = BackgroundScheduler({})
+    scheduler.lock = ScheduleLock(blocked / "scheduler.lock")
+    scheduler.start()
+    try:
+        wait_until(lambda: "could not take its lock" in log_output.getvalue())
+        assert scheduler.thread.is_alive()  # still trying, not dead
+    finally:
+        scheduler.stop()
+    assert not scheduler.thread.is_alive()
