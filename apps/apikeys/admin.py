@@ -1,7 +1,8 @@
 """API keys in the admin: listed and viewed (never the hash or the sealed signing secret),
 created, rotated and revoked only through the services, so every change is audited like one
-made through the API. Admins and security officers choose the owner of a key they issue (a
-person or a service account); anyone else issues keys for themselves. Rotate and revoke are
+made through the API. Admins and security officers choose the owner of a key they issue
+(themselves or a service account: whoever issues a key sees its secret, so people issue their
+own); anyone else issues keys for themselves. Rotate and revoke are
 buttons on a key's page, each confirmed on a page of its own, besides the list's actions.
 
 A new key is shown once, on the page the form redirects to (apps.apikeys.reveal): never
@@ -31,6 +32,7 @@ from apps.apikeys.forms import (
     networks_clean,
     owner_clean,
     owner_field,
+    owner_suggest,
     scopes_clean,
 )
 from apps.apikeys.keys import KEY_PREFIX, PUBLIC_ID_LENGTH
@@ -42,7 +44,7 @@ from apps.apikeys.services import (
     api_key_revoke,
     api_key_rotate_for_owner,
 )
-from apps.apikeys.validation import scopes_beyond_grants
+from apps.apikeys.validation import rotation_refusal, scopes_beyond_grants
 from apps.core.errors import ApplicationError
 from apps.core.permissions import may
 
@@ -91,10 +93,14 @@ class ApiKeyAddForm(forms.ModelForm):
 
 
 class ApiKeyAddFormWithOwner(ApiKeyAddForm):
-    """For holders of `apikeys.manage_all`: the owner, a user or a service account, by
-    username (refused unless they can hold a key: apikeys.forms.owner_clean)."""
+    """For holders of `apikeys.manage_all`: the owner by username, themselves or a service
+    account (anyone else refused with the reason: apikeys.forms.owner_clean)."""
 
     owner = owner_field()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        owner_suggest(self.fields["owner"], getattr(self, "actor", None))
 
     def clean_owner(self) -> Any:
         return owner_clean(self.cleaned_data["owner"], actor=getattr(self, "actor", None))
@@ -395,6 +401,7 @@ def _refusal(user: Any, api_key: ApiKey, action: str) -> tuple[str, int] | None:
         return None
     if status != ApiKeyStatus.ACTIVE:
         return f"{api_key.prefix} is {status}; only an active key can be rotated.", 409
-    if api_key.owner_id != getattr(user, "pk", None) and not may(user, "apikeys.manage_all"):
-        return "Only the key's owner may rotate it; revoke it instead.", 403
+    refusal = rotation_refusal(user, api_key.owner)
+    if refusal:
+        return refusal, 403
     return None

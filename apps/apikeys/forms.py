@@ -42,8 +42,8 @@ SIGNATURE_HELP = escape(
     "Requests must carry an X-Signature (HMAC-SHA256 with a signing secret shown once)."
 )
 OWNER_HELP = escape(
-    "A username: a person or a service account holding the admin, ML engineer or API client "
-    "role. The key's secret is shown to you, to hand over."
+    "Your own username, or a service account's (the API client role and no other). The key's "
+    "secret is shown to you, to hand over: people with any other role issue their own keys."
 )
 
 # How long the old key keeps working after a rotation from a key's page (docs/api.md: the
@@ -84,8 +84,9 @@ def networks_clean(text: str) -> list[str]:
 
 
 def owner_clean(username: str, *, actor: Any) -> Any:
-    """The user named `username`, if the actor may give them a key (themselves, or anyone who
-    can hold one for a holder of `apikeys.manage_all`); ValidationError saying why not."""
+    """The user named `username`, if the actor may give them a key (themselves, or an active
+    service account for a holder of `apikeys.manage_all`: validation.owner_refusal);
+    ValidationError saying why not."""
     username = (username or "").strip()
     owner = api_key_owner_find(username)
     if owner is None:
@@ -118,6 +119,14 @@ class UsernameInput(forms.TextInput):
         box = super().render(name, value, attrs, renderer)
         options = format_html_join("", '<option value="{}">', ((n,) for n in self.suggestions()))
         return format_html('{}<datalist id="{}">{}</datalist>', box, list_id, options)
+
+
+def owner_suggest(field: forms.Field, actor: Any) -> None:
+    """Let `field` (an owner_field of one form instance) suggest the owners `actor` may
+    choose: themselves and the service accounts (api_key_owner_choices)."""
+    widget = field.widget
+    if isinstance(widget, UsernameInput):
+        widget.suggestions = lambda: api_key_owner_choices(actor=actor)
 
 
 def owner_field(**kwargs: Any) -> forms.CharField:
@@ -155,6 +164,7 @@ class ApiKeyIssueForm(forms.Form):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
         self.actor = actor
+        owner_suggest(self.fields["owner"], actor)
 
     def clean_owner(self) -> Any:
         return owner_clean(self.cleaned_data["owner"], actor=self.actor)

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from apps.apikeys.keys import KEY_PREFIX, PUBLIC_ID_LENGTH
 from apps.apikeys.models import ApiKey, ApiKeyStatus
-from apps.apikeys.validation import KEY_HOLDER_ROLES
+from apps.apikeys.validation import KEY_HOLDER_ROLES, PERSON_ROLE_LABELS, rotation_refusal
 from apps.core.errors import InvalidInput, NotFound
-from apps.core.permissions import may
+from apps.core.permissions import API_CLIENT, may
 from apps.core.timestamps import iso
 
 
@@ -176,10 +176,37 @@ def api_key_owner_find(username: str) -> Any | None:
     return get_user_model().objects.filter(username=username).first()
 
 
-def api_key_owner_choices(*, limit: int = 200) -> list[str]:
+def api_key_owner_choices(*, actor: Any = None, limit: int = 200) -> list[str]:
+    """Suggestions for the owner of a key being issued: the actor's own username first, then
+    the usernames of active service accounts (the API client role and no other: the only
+    accounts a key is issued for by someone else, apps.apikeys.validation.owner_refusal),
+    alphabetically, at most `limit` in all (any other username may still be typed, and is
+    refused with the reason)."""
+    names = list(
+        get_user_model()
+        .objects.filter(is_active=True, roles__name=API_CLIENT)
+        .exclude(roles__name__in=sorted(PERSON_ROLE_LABELS))
+        .distinct()
+        .order_by("username")
+        .values_list("username", flat=True)[:limit]
+    )
+    own = actor.get_username() if getattr(actor, "is_authenticated", False) else ""
+    if own:
+        names = [own, *(name for name in names if name != own)]
+    return names[:limit]
+
+
+def api_key_rotation_refusal(*, actor: Any, api_key: ApiKey) -> str | None:
+    """Why the rotation services would refuse `actor` the new secret of `api_key` (a person's
+    key rotated by someone else, validation.rotation_refusal), or None: for a page to say it
+    before anyone tries."""
+    return rotation_refusal(actor, api_key.owner)
+
+
+def api_key_holder_choices(*, limit: int = 200) -> list[str]:
     """Usernames of active accounts that can hold a key (people and service accounts holding
-    one of KEY_HOLDER_ROLES), alphabetically, at most `limit`: suggestions for an owner field
-    (any other username may still be typed)."""
+    one of KEY_HOLDER_ROLES), alphabetically, at most `limit`: suggestions for a filter by
+    owner (any other username may still be typed)."""
     names = (
         get_user_model()
         .objects.filter(is_active=True, roles__name__in=sorted(KEY_HOLDER_ROLES))

@@ -20,7 +20,12 @@ from apps.apikeys.errors import KeyAlreadyRevoked, KeyNotRotatable, NotKeyOwner,
 from apps.apikeys.keys import format_key, hash_secret, new_public_id, new_secret
 from apps.apikeys.models import ApiKey, ApiKeyStatus
 from apps.apikeys.signatures import SIGNING_PURPOSE
-from apps.apikeys.validation import canonical_cidrs, owner_refusal, scopes_beyond_grants
+from apps.apikeys.validation import (
+    canonical_cidrs,
+    owner_refusal,
+    rotation_refusal,
+    scopes_beyond_grants,
+)
 from apps.audit.services import audit_event_record
 from apps.audit.subjects import pseudonym_for
 from apps.core.errors import InvalidInput, PermissionDenied
@@ -188,13 +193,15 @@ def api_key_issue_for(
     require_signature: bool = False,
     allowed_ips: Iterable[str] = (),
 ) -> IssuedKey:
-    """api_key_issue with an owner chosen on a page (the admin's, the console's). A holder of
-    `apikeys.manage_all` (admins, security officers) may issue for someone else, users and
-    service accounts alike, and receives the secrets to hand over; the owner must be able to
-    hold a key (validation.owner_refusal: InvalidInput 400 on `owner`) and the scopes must
-    be within the owner's grants (ScopeMissing 403). Anyone else issues for themselves only
-    (PermissionDenied 403). Audited as api_key_issue (apikey.created, the owner by
-    pseudonym, the actor as actor)."""
+    """api_key_issue with an owner chosen on a page (the admin's, the console's). Whoever
+    issues a key sees its secret and could act as its owner, so no one issues a key for a
+    person with more rights than a service account: a holder of `apikeys.manage_all` (admins,
+    security officers) may issue for someone else only when the owner is an active service
+    account (the API client role and no other; validation.owner_refusal: InvalidInput 400 on
+    `owner`, e.g. for an admin or ML engineer, who issue their own keys), and receives the
+    secrets to hand over; the scopes must be within the owner's grants (ScopeMissing 403).
+    Anyone else issues for themselves only (PermissionDenied 403). Audited as api_key_issue
+    (apikey.created, the owner by pseudonym, the actor as actor)."""
     if getattr(owner, "pk", None) != getattr(actor, "pk", None):
         if not may(actor, "apikeys.manage_all"):
             raise PermissionDenied("Only admins and security officers issue keys for others.")
@@ -245,16 +252,14 @@ def api_key_rotate_for_owner(
     grace_seconds: int | None = None,
 ) -> IssuedKey:
     """api_key_rotate for the pages of those who manage every key (the admin, the console):
-    a holder of `apikeys.manage_all` (admins, security officers) may rotate anyone's key and
-    receives its new secret to hand over, as when they issue a key for someone else
-    (api_key_issue_for); anyone else rotates only their own keys (NotKeyOwner, 403).
-    Everything else as api_key_rotate, audited the same, the actor named in the events."""
-    return _rotate(
-        actor=actor,
-        api_key=api_key,
-        grace_seconds=grace_seconds,
-        owner_only=not may(actor, "apikeys.manage_all"),
-    )
+    a holder of `apikeys.manage_all` (admins, security officers) may also rotate a service
+    account's key and receives its new secret to hand over, as when they issue one
+    (api_key_issue_for). A person's key (any role besides API client) is rotated only by its
+    owner, since the new secret would let whoever sees it act as them (NotKeyOwner, 403,
+    saying why; revoking it stays open to them); anyone else rotates only their own keys
+    (NotKeyOwner, 403). Everything else as api_key_rotate, audited the same, the actor named
+    in the events."""
+    return _rotate(actor=actor, api_key=api_key, grace_seconds=grace_seconds, owner_only=False)
 
 
 def _rotate(
@@ -263,6 +268,9 @@ def _rotate(
     old = _locked(api_key)
     if owner_only and getattr(actor, "pk", None) != old.owner_id:
         raise NotKeyOwner()
+    refusal = rotation_refusal(actor, old.owner)
+    if refusal:
+        raise NotKeyOwner(refusal)
     now = timezone.now()
     status = old.status_at(now)
     if status != ApiKeyStatus.ACTIVE:

@@ -11,7 +11,16 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from apps.core.env import parse_rate
-from apps.core.permissions import API_CLIENT, ROLE_MATRIX, may, roles_of
+from apps.core.permissions import (
+    ADMIN,
+    API_CLIENT,
+    AUDITOR,
+    ML_ENGINEER,
+    ROLE_MATRIX,
+    SECURITY_OFFICER,
+    may,
+    roles_of,
+)
 from apps.registry.selectors import user_may_predict
 
 SCOPE_ALL_MODELS = "predict:*"
@@ -22,6 +31,14 @@ MAX_ALLOWED_IPS = 100
 # Keys only ever authenticate predict: the roles that predict (on every model, or on the
 # models granted to them) are the roles that can use a key.
 KEY_HOLDER_ROLES = ROLE_MATRIX["predict.all_models"] | {API_CLIENT}
+# The roles of a person (any role but API client), as refusals name them. A service account
+# holds the API client role and none of these.
+PERSON_ROLE_LABELS: dict[str, str] = {
+    ADMIN: "admin",
+    ML_ENGINEER: "ML engineer",
+    SECURITY_OFFICER: "security officer",
+    AUDITOR: "auditor",
+}
 
 
 def scope_error(scope: object) -> str | None:
@@ -90,15 +107,60 @@ def scopes_beyond_grants(user: Any, scopes: Iterable[str]) -> list[str]:
     return beyond
 
 
+def person_role(user: Any) -> str | None:
+    """The label of a role making `user` a person rather than a service account (the first of
+    PERSON_ROLE_LABELS they hold), or None."""
+    roles = roles_of(user)
+    return next((label for role, label in PERSON_ROLE_LABELS.items() if role in roles), None)
+
+
+def is_service_account(user: Any) -> bool:
+    """A service account holds the API client role and no other role (apps.core.permissions:
+    it predicts only on the models granted to it, and reads or manages nothing)."""
+    return roles_of(user) == {API_CLIENT}
+
+
 def owner_refusal(user: Any) -> str | None:
-    """Why `user` may not be given a key by someone else (None if they may): a deactivated
-    account, or one holding no role that can use keys (KEY_HOLDER_ROLES). Their scopes are
-    checked against their grants as for anyone (scopes_beyond_grants)."""
+    """Why `user` may not be given a key by someone else (None if they may). Whoever issues a
+    key for someone sees its secret and could act as its owner, so keys are issued for others
+    only when the owner is an active service account (is_service_account): a person with any
+    other role issues their own keys. Their scopes are checked against their grants as for
+    anyone (scopes_beyond_grants)."""
+    name = user.get_username()
     if not user.is_active:
-        return f"{user.get_username()} is deactivated: a deactivated account holds no key."
-    if not roles_of(user) & KEY_HOLDER_ROLES:
+        return f"{name} is deactivated: a deactivated account holds no key."
+    role = person_role(user)
+    if role:
         return (
-            f"{user.get_username()} holds no role that can use an API key "
-            "(admin, ML engineer or API client)."
+            f"{name} is a person with the {role} role: whoever issues a key sees its secret, "
+            "so they issue their own keys."
+        )
+    if not is_service_account(user):
+        return (
+            f"{name} is not a service account (the API client role): keys are issued for "
+            "others only for service accounts."
+        )
+    return None
+
+
+def rotation_refusal(actor: Any, owner: Any) -> str | None:
+    """Why `actor` may not rotate a key of `owner` and receive its new secret (None if they
+    may): anyone rotates their own keys; a holder of `apikeys.manage_all` also those of
+    service accounts; a person's key is rotated only by that person (others revoke it)."""
+    if getattr(owner, "pk", None) == getattr(actor, "pk", None):
+        return None
+    if not may(actor, "apikeys.manage_all"):
+        return "Only the key's owner may rotate it; revoke it instead."
+    role = person_role(owner)
+    if role:
+        return (
+            f"This key belongs to {owner.get_username()}, a person with the {role} role: "
+            "whoever rotates a key sees its new secret, so they rotate their own keys; revoke "
+            "it instead."
+        )
+    if not is_service_account(owner):
+        return (
+            f"This key belongs to {owner.get_username()}, who is not a service account (the "
+            "API client role): only they rotate it; revoke it instead."
         )
     return None

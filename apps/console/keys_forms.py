@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 
 from apps.apikeys.forms import GRACE_CHOICES, UsernameInput
-from apps.apikeys.selectors import api_key_owner_choices
+from apps.apikeys.selectors import api_key_holder_choices
 
 STATE_LABELS = {
     "": "Any state",
@@ -36,7 +36,7 @@ class KeyFilterForm(_Form):
         required=False,
         max_length=150,
         label="Owner",
-        widget=UsernameInput(api_key_owner_choices, attrs={"placeholder": "username"}),
+        widget=UsernameInput(api_key_holder_choices, attrs={"placeholder": "username"}),
     )
     key = forms.CharField(
         required=False,

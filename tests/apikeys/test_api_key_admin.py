@@ -313,7 +313,7 @@ def test_those_who_manage_every_key_choose_its_owner(manager, actors, demo_clien
     [
         ("nobody-at-all", "No user named nobody-at-all."),
         ("gone-client", "gone-client is deactivated: a deactivated account holds no key."),
-        ("{auditor}", "holds no role that can use an API key"),
+        ("{auditor}", "is a person with the auditor role: whoever issues a key sees its secret"),
         ("demo-client", "Beyond the owner&#x27;s grants: predict:churn."),
     ],
 )
@@ -436,3 +436,77 @@ def test_a_confirmation_without_the_csrf_token_is_refused(actors, verified_login
     assert client.post(f"{LIST}{api_key.pk}/revoke/", {"reason": "x"}).status_code == 403
     api_key.refresh_from_db()
     assert api_key.revoked_at is None and audit_events("apikey.revoked") == []
+
+
+# --- no one sees the secret of a person's key (they issue and rotate their own) ------------
+
+
+@pytest.fixture
+def admin_manager(actors, verified_login):  # type: ignore[no-untyped-def]
+    """An admin (staff, every key permission, a verified authenticator) on a client of their
+    own."""
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    admin = actors["admin"]
+    admin.is_staff = True
+    admin.save(update_fields=["is_staff"])
+    admin.user_permissions.set(Permission.objects.filter(content_type__app_label="apikeys"))
+    return verified_login(Client(), admin)
+
+
+PEOPLE = [("admin", "admin"), ("ml_engineer", "ML engineer")]
+
+
+@pytest.mark.parametrize("who", ["manager", "admin_manager"])
+@pytest.mark.parametrize(("owner_role", "label"), PEOPLE)
+def test_no_one_issues_a_key_for_a_person_in_the_admin(request, who, owner_role, label):
+    client = request.getfixturevalue(who)
+    person = UserFactory(roles=[owner_role])
+    page = html(client.post(ADD, add_form(owner=person.username, scopes="predict:*")))
+    assert (
+        "errorlist" in page
+        and (
+            f"{person.username} is a person with the {label} role: whoever issues a key sees its "
+            "secret, so they issue their own keys."
+        )
+        in page
+    )
+    assert not KEY.findall(page)
+    assert not ApiKey.objects.exists() and audit_events("apikey.created") == []
+
+
+@pytest.mark.parametrize("who", ["manager", "admin_manager"])
+@pytest.mark.parametrize(("owner_role", "label"), PEOPLE)
+def test_no_one_rotates_a_persons_key_in_the_admin(request, who, owner_role, label):
+    client = request.getfixturevalue(who)
+    person = UserFactory(roles=[owner_role])
+    old, _ = ApiKeyFactory.issue(owner=person, scopes=["predict:*"])
+    url = f"{LIST}{old.pk}/rotate/"
+    confirm = client.get(url)
+    assert confirm.status_code == 403
+    assert f"a person with the {label} role" in confirm.content.decode()
+    refused = client.post(url, {"grace_seconds": "0"})
+    page = refused.content.decode()
+    assert refused.status_code == 403 and not KEY.findall(page)
+    assert (
+        f"This key belongs to {person.username}, a person with the {label} role: whoever rotates"
+        in page
+    )
+    # The list's action alike: a warning, no secret.
+    acted = client.post(
+        LIST, {"action": "rotate_keys", "_selected_action": [str(old.pk)]}, follow=True
+    )
+    page = html(acted)
+    assert f"a person with the {label} role" in page and not KEY.findall(page)
+    old.refresh_from_db()
+    assert old.status == "active" and old.rotated_to is None and ApiKey.objects.count() == 1
+    assert audit_events("apikey.rotated") == []
+
+
+def test_an_officer_still_revokes_a_persons_key_in_the_admin(manager, actors):
+    old, _ = ApiKeyFactory.issue(owner=actors["admin"], scopes=["predict:*"])
+    done = manager.post(f"{LIST}{old.pk}/revoke/", {"reason": "leaked"})
+    assert done.status_code == 303
+    old.refresh_from_db()
+    assert old.status == "revoked" and len(audit_events("apikey.revoked")) == 1

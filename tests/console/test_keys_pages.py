@@ -276,7 +276,7 @@ def test_the_list_makes_as_many_queries_for_fifty_keys_as_for_one(officer_client
 # --- issuing --------------------------------------------------------------------------------
 
 
-def test_the_issue_form_offers_owners_who_can_hold_a_key(officer_client, actors, demo_client):
+def test_the_issue_form_offers_oneself_and_service_accounts(officer_client, actors, demo_client):
     UserFactory(username="gone-client", roles=["api_client"], is_active=False)
     page = officer_client.get(NEW).content.decode()
     for field in ("owner", "name", "scopes", "expires_in_days", "rate_limit",
@@ -284,9 +284,10 @@ def test_the_issue_form_offers_owners_who_can_hold_a_key(officer_client, actors,
         assert f'name="{field}"' in page, field
     suggestions = page.split('<datalist id="id_owner-suggestions">', 1)[1].split("</datalist>")[0]
     assert '<option value="demo-client">' in suggestions
-    assert actors["ml_engineer"].username in suggestions and actors["admin"].username in suggestions
+    # Oneself first; people with any other role issue their own keys: not offered.
+    assert suggestions.startswith(f'<option value="{actors["security_officer"].username}">')
     for absent in ("gone-client", actors["auditor"].username,
-                   actors["security_officer"].username):  # fmt: skip
+                   actors["ml_engineer"].username, actors["admin"].username):  # fmt: skip
         assert f'"{absent}"' not in suggestions
     # Help texts are escaped: `<model name>` is shown, not swallowed as a tag.
     assert "predict:&lt;model name&gt; or predict:*" in page
@@ -395,7 +396,7 @@ def test_a_form_this_session_never_showed_issues_nothing(officer_client, demo_cl
         ({"scopes": "predict:*"}, "Beyond the grants of demo-client: predict:*."),
         ({"owner": "nobody-at-all"}, "No user named nobody-at-all."),
         ({"owner": "gone-client"}, "gone-client is deactivated: a deactivated account holds no"),
-        ({"owner": "{auditor}"}, "holds no role that can use an API key (admin, ML engineer or"),
+        ({"owner": "{auditor}"}, "is a person with the auditor role: whoever issues a key sees"),
         ({"owner": ""}, "This field is required."),
         ({"expires_in_days": "0"}, "Ensure this value is greater than or equal to 1."),
         ({"expires_in_days": "400"}, "Ensure this value is less than or equal to 365."),
@@ -601,3 +602,65 @@ def test_a_key_not_collected_within_ten_minutes_is_gone(officer_client, demo_cli
     response = officer_client.get(posted["Location"])
     assert response.status_code == 410 and not KEY.findall(response.content.decode())
     assert len(keys_of(demo_client)) == 1  # issued, and to be rotated or revoked if lost
+
+
+# --- no one sees the secret of a person's key (they issue and rotate their own) ------------
+
+
+@pytest.fixture
+def admin_client(actors: dict[str, Any], verified_login: Any) -> Client:
+    return verified_login(Client(), actors["admin"])
+
+
+@pytest.mark.parametrize("who", ["officer_client", "admin_client"])
+@pytest.mark.parametrize(
+    ("owner_role", "label"), [("admin", "admin"), ("ml_engineer", "ML engineer")]
+)
+def test_no_one_issues_a_key_for_a_person_on_the_console(request, actors, who, owner_role, label):
+    client = request.getfixturevalue(who)
+    person = UserFactory(roles=[owner_role])
+    form = issue_form(client, owner=person.username, scopes="predict:*")
+    response = client.post(NEW, form)
+    page = text_of(response)
+    assert response.status_code == 400 and "Not issued." in page
+    assert (
+        f"{person.username} is a person with the {label} role: whoever issues a key sees its "
+        "secret, so they issue their own keys."
+    ) in page
+    assert not ApiKey.objects.exists() and audit_events("apikey.created") == []
+
+
+@pytest.mark.parametrize("who", ["officer_client", "admin_client"])
+@pytest.mark.parametrize(
+    ("owner_role", "label"), [("admin", "admin"), ("ml_engineer", "ML engineer")]
+)
+def test_no_one_rotates_a_persons_key_on_the_console(request, actors, who, owner_role, label):
+    client = request.getfixturevalue(who)
+    person = UserFactory(roles=[owner_role])
+    api_key, _ = ApiKeyFactory.issue(owner=person, scopes=["predict:*"])
+    detail = text_of(client.get(key_url(api_key)))
+    assert f'href="{key_url(api_key, "rotate")}"' not in detail
+    assert f"a person with the {label} role" in detail
+    confirm = client.get(key_url(api_key, "rotate"))
+    assert confirm.status_code == 403 and "Yes, rotate" not in text_of(confirm)
+    response = client.post(key_url(api_key, "rotate"), {"grace_seconds": "0"})
+    page = text_of(response)
+    assert response.status_code == 403
+    assert (
+        f"This key belongs to {person.username}, a person with the {label} role: whoever rotates"
+        in page
+    )
+    assert "revoke it instead" in page and "/keys/issued/" not in page
+    api_key.refresh_from_db()
+    assert api_key.rotated_to is None and ApiKey.objects.count() == 1
+    assert audit_events("apikey.rotated") == []
+
+
+def test_an_officer_still_revokes_a_persons_key_on_the_console(officer_client, actors):
+    person = actors["ml_engineer"]
+    api_key, _ = ApiKeyFactory.issue(owner=person, scopes=["predict:*"])
+    assert officer_client.get(key_url(api_key, "revoke")).status_code == 200
+    done = officer_client.post(key_url(api_key, "revoke"), {"reason": "leaked"})
+    assert done.status_code == 303
+    api_key.refresh_from_db()
+    assert api_key.status == "revoked" and len(audit_events("apikey.revoked")) == 1

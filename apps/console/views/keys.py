@@ -20,7 +20,7 @@ import secrets
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.core.cache import cache
@@ -33,18 +33,20 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.accounts.web_access import error_page, ui_view
 from apps.apikeys.forms import ApiKeyIssueForm
-from apps.apikeys.keys import KEY_PREFIX, PUBLIC_ID_LENGTH
+from apps.apikeys.keys import KEY_PREFIX
 from apps.apikeys.reveal import reveal_store, reveal_take
 from apps.apikeys.selectors import (
     KEY_STATUS_LABELS,
     api_key_get,
     api_key_rotation_links,
+    api_key_rotation_refusal,
     api_key_search,
 )
 from apps.apikeys.services import api_key_issue_for, api_key_revoke, api_key_rotate_for_owner
 from apps.console.keys_forms import STATE_LABELS, KeyFilterForm, RevokeForm, RotateForm
 from apps.console.selectors import KEYS_HORIZON
 from apps.core.errors import ApplicationError, Conflict, InvalidInput, NotFound
+from apps.core.pasted_keys import key_cut
 
 if TYPE_CHECKING:
     from apps.apikeys.models import ApiKey
@@ -57,7 +59,6 @@ SCOPES_SHOWN = 3  # in the list; the key's page shows them all
 TEMPLATES = "console/keys/"
 PLACE = "console"  # the reveal's place (apps.apikeys.reveal)
 # The issue form's one-time ids, in the session: `<prefix><id>` → when the form was shown.
-PREFIX_LENGTH = len(KEY_PREFIX) + PUBLIC_ID_LENGTH
 FORM_PREFIX = "bulwark:key-form:"
 FORM_SECONDS = 3600
 FORMS_KEPT = 20
@@ -104,12 +105,13 @@ def _when(moment: datetime | None, *, with_time: bool = False) -> dict[str, str]
 def key_list_page(request: HttpRequest) -> HttpResponse:
     # A whole key pasted into a filter would be echoed in the page and kept in the URL
     # (history, proxy logs): filter by its prefix instead, at a URL without the secret.
+    # (A key pasted into the owner box is moved to the key box.)
     query, pasted = request.GET.copy(), False
     for name in ("key", "owner"):
-        value = query.get(name, "").strip()
-        if value.startswith(KEY_PREFIX) and len(value) > PREFIX_LENGTH:
+        prefix = key_cut(query.get(name, "").strip())
+        if prefix:
             query.pop(name)
-            query["key"], pasted = value[:PREFIX_LENGTH], True
+            query["key"], pasted = prefix, True
     if pasted:
         return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
     form = KeyFilterForm(request.GET)
@@ -266,14 +268,20 @@ def key_issued_page(request: HttpRequest, reveal: str) -> HttpResponse:
 # --- one key -----------------------------------------------------------------------------
 
 
-def _refusal(api_key: ApiKey, action: str) -> str:
-    """What the service would refuse now, said before anyone tries (the POST decides)."""
+def _refusal(user: Any, api_key: ApiKey, action: str) -> tuple[str, int]:
+    """What the service would refuse now and with which status, said before anyone tries
+    (the POST decides); ("", 200) when nothing would be."""
     status = api_key.status
     if action == "revoke" and status == REVOKED:
-        return f"{api_key.prefix} is already revoked."
-    if action == "rotate" and status != ACTIVE:
-        return f"{api_key.prefix} is {status}; only an active key can be rotated."
-    return ""
+        return f"{api_key.prefix} is already revoked.", 409
+    if action == "rotate":
+        if status != ACTIVE:
+            return f"{api_key.prefix} is {status}; only an active key can be rotated.", 409
+        # A person's key is rotated only by its owner: the new secret is theirs alone.
+        refusal = api_key_rotation_refusal(actor=user, api_key=api_key)
+        if refusal:
+            return refusal, 403
+    return "", 200
 
 
 @require_GET
@@ -286,6 +294,7 @@ def key_detail_page(request: HttpRequest, key_id: str) -> HttpResponse:
     now = timezone.now()
     status = api_key.status_at(now)
     rotated_from, rotated_to = api_key_rotation_links(api_key)
+    rotate_refusal = _refusal(request.user, api_key, "rotate")[0]
     context = {
         "key": api_key,
         "state": status,
@@ -293,8 +302,9 @@ def key_detail_page(request: HttpRequest, key_id: str) -> HttpResponse:
         "expiring": status == ACTIVE and api_key.expires_at <= now + KEYS_HORIZON,
         "rotated_from": rotated_from,
         "rotated_to": rotated_to,
-        "can_rotate": not _refusal(api_key, "rotate"),
-        "can_revoke": not _refusal(api_key, "revoke"),
+        "can_rotate": not rotate_refusal,
+        "rotate_refusal": rotate_refusal if status == ACTIVE else "",
+        "can_revoke": not _refusal(request.user, api_key, "revoke")[0],
     }
     return render(request, TEMPLATES + "detail.html", context)
 
@@ -308,7 +318,7 @@ def _confirm(
     error: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    refusal = _refusal(api_key, action)
+    refusal, refusal_status = _refusal(request.user, api_key, action)
     return render(
         request,
         TEMPLATES + "confirm.html",
@@ -319,7 +329,7 @@ def _confirm(
             "error": error or refusal,
             "refused": bool(refusal),
         },
-        status=status if error else (409 if refusal else 200),
+        status=status if error else refusal_status,
     )
 
 
