@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -20,12 +21,16 @@ from apps.core.errors import ApplicationError
 from apps.core.permissions import may
 
 View = Callable[..., HttpResponse]
+MFA_ENROL = "That page needs a session verified with an authenticator: set one up here first."
+MFA_VERIFY = "That page needs a session verified with your authenticator: sign in again with it."
 
 
-def ui_view(capability: str | None, *, home: str) -> Callable[[View], View]:
+def ui_view(capability: str | None, *, home: str, mfa: bool = False) -> Callable[[View], View]:
     """Signed in (else the sign-in page), MFA verified where required (else sign in again,
     or enrol), holding `capability` (else 403; None: any signed-in person). `home` is the URL
-    name to come back to after signing in from a POST (whose address only answers POSTs)."""
+    name to come back to after signing in from a POST (whose address only answers POSTs).
+    `mfa=True`: this page needs a session verified with an authenticator whatever the role
+    (e.g. learning who is behind a pseudonym, downloading the audit trail)."""
 
     def decorator(view: View) -> View:
         @wraps(view)
@@ -34,8 +39,11 @@ def ui_view(capability: str | None, *, home: str) -> Callable[[View], View]:
             back = request.get_full_path() if request.method == "GET" else reverse(home)
             if not user.is_authenticated:
                 return redirect_to_login(back)
-            if mfa_required_for(user) and not user.is_verified():
-                if user_has_device(user, confirmed=True):
+            if (mfa or mfa_required_for(user)) and not user.is_verified():
+                enrolled = user_has_device(user, confirmed=True)
+                if mfa:
+                    messages.info(request, MFA_VERIFY if enrolled else MFA_ENROL)
+                if enrolled:
                     return redirect_to_login(back)
                 return HttpResponseRedirect(reverse("account-mfa"))
             if capability is not None and not may(user, capability):

@@ -139,5 +139,16 @@ class PseudonymLookupForm(_Form):
     )
 
 
+class UsernameSearchForm(_Form):
+    """The list's search by username (a POST: the lookup is recorded)."""
+
+    username = forms.CharField(
+        max_length=FILTER_VALUE_MAX,
+        label="Events of a person, by username",
+        error_messages={"required": "Enter the username of the person whose events to show."},
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off"}),
+    )
+
+
 def utc_text(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%dT%H:%M") if value else ""

@@ -6,6 +6,7 @@ from apps.console.views import audit
 
 urlpatterns = [
     path("", audit.audit_list_page, name="audit-list"),
+    path("search", audit.audit_search_page, name="audit-search"),
     path("events/<int:seq>", audit.audit_event_page, name="audit-event"),
     path("chain", audit.audit_chain_page, name="audit-chain"),
     path("chain/verify", audit.audit_chain_verify_page, name="audit-chain-verify"),

@@ -3,8 +3,8 @@ Playwright against pytest-django's live server.
 
 An auditor searches the trail by a person's username (the lookup recorded, naming the
 pseudonym, never the username), filters it, downloads a JSONL export and verifies it by upload
-(and a tampered copy is caught); a security officer, with JavaScript turned off, types a
-username in the actor filter and sees that person's events under their pseudonym, then looks
+(and a tampered copy is caught); a security officer, with JavaScript turned off, searches by
+username (a form that POSTs) and sees that person's events under their pseudonym, then looks
 the pseudonym up both ways.
 Sessions are made with Django's test client and handed to the browser as a cookie. The list
 page's screenshot goes to var/test-artifacts/audit.png (and, with
@@ -101,10 +101,17 @@ def test_an_auditor_searches_exports_and_verifies_the_export_by_upload(
     expect(rows).to_have_count(AuditEvent.objects.count())
     _shot(page, "audit")
 
-    # Search by username: the officer's events, under their pseudonym.
+    # A username typed in the actor filter (a GET) looks nobody up: the page says to search.
     pseudonym = pseudonym_for(people["security_officer"])
     page.get_by_label("Actor").fill("amara")
     page.get_by_role("button", name="Filter").click()
+    expect(page.locator(".messages")).to_contain_text("use “Search by username” below")
+    expect(rows).to_have_count(1)  # the empty row
+    audit_chain_pending()
+    assert not AuditEvent.objects.filter(action="audit.pseudonym_lookup").exists()
+    # Search by username (a POST): the officer's events, under their pseudonym.
+    expect(page.get_by_label("Events of a person, by username")).to_have_value("amara")
+    page.get_by_role("button", name="Search by username").click()
     expect(page.locator(".messages")).to_contain_text(
         f"amara is {pseudonym}: showing their events."
     )
@@ -178,8 +185,8 @@ def test_a_security_officer_searches_by_username_without_javascript(open_as, peo
     officer, admin = people["security_officer"], people["admin"]
     page = open_as(officer, javascript=False)
     page.goto("/audit/")
-    page.get_by_label("Actor").fill("sam")
-    page.get_by_role("button", name="Filter").click()
+    page.get_by_label("Events of a person, by username").fill("sam")
+    page.get_by_role("button", name="Search by username").click()
     pseudonym = pseudonym_for(admin)
     expect(page.locator(".messages")).to_contain_text(f"sam is {pseudonym}: showing their events.")
     assert f"actor={pseudonym}" in page.url and "sam" not in page.url

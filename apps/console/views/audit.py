@@ -69,6 +69,7 @@ from apps.core.errors import (
     PayloadTooLarge,
     PermissionDenied,
 )
+from apps.core.pasted_keys import pasted_key_redirect
 from apps.core.permissions import may
 
 READ = "audit.read"
@@ -172,6 +173,12 @@ def _query_without(query: QueryDict, *names: str) -> str:
 @require_GET
 @ui_view(READ, home="audit-list")
 def audit_list_page(request: HttpRequest) -> HttpResponse:
+    # A whole API key pasted into a filter (actor, target…) would be echoed in the page and
+    # kept in the URL: the same query again, the key cut to its prefix (an actor or target
+    # reference is the prefix anyway).
+    pasted = pasted_key_redirect(request)
+    if pasted is not None:
+        return pasted
     form = EventFilterForm(request.GET)
     status, page, invalid = 200, None, False
     try:
@@ -424,6 +431,9 @@ def audit_pseudonym_page(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         if not may(request.user, DEPSEUDONYMISE):
             return error_page(request, _refused())
+        pasted = pasted_key_redirect(request)
+        if pasted is not None:
+            return pasted
         initial = {"query": request.GET.get("q", "")[:200]}
         return _lookup(request, PseudonymLookupForm(initial=initial))
     form = PseudonymLookupForm(request.POST)
