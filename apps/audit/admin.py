@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from apps.audit.models import AuditEvent, Checkpoint
 from apps.audit.services import audit_chain_pending
 from apps.core.admin import ReadOnlyAdmin
+from apps.core.pasted_keys import pasted_key_redirect
 
 # The admin's list counts what it pages through: over millions of events that count alone
 # took a second, so it stops here (the console's /audit/ pages by keyset, with no count).
@@ -63,6 +64,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        # A whole API key pasted into the search (?q=) would be echoed in the page and kept in
+        # the URL: the same query again, the key cut to its prefix (the actor reference
+        # events write for a key).
+        pasted = pasted_key_redirect(request)
+        if pasted is not None:
+            return pasted
         audit_chain_pending(wait=True)  # show everything recorded, as the API does
         extra = {"subtitle": "The console's audit pages: /audit/", **(extra_context or {})}
         return super().changelist_view(request, extra)

@@ -260,3 +260,21 @@ def test_a_whole_key_pasted_into_the_audit_filters_is_cut_to_its_prefix(actors, 
     for page in pages:
         assert secret not in page and key not in page
 
+
+def test_a_whole_key_pasted_into_the_audit_search_is_cut_to_its_prefix(actors, verified_login):
+    """`POST /audit/search` goes on to the list's address: a whole key typed as the username
+    or carried in another filter is cut to its prefix first (issue 16)."""
+    from django.test import Client
+
+    from tests.apikeys.factories import ApiKeyFactory
+
+    api_key, key = ApiKeyFactory.issue(owner=actors["key_owner"])
+    secret = key.split("_", 2)[2]
+    console = verified_login(Client(), actors["security_officer"])
+    searched = console.post(
+        "/audit/search", {"username": key, "target": f"api_key:{key}", "action": "apikey.revoked"}
+    )
+    assert searched.status_code == 303 and secret not in searched["Location"]
+    assert f"actor={api_key.prefix}" in searched["Location"]
+    page = console.get(searched["Location"], follow=True).content.decode()
+    assert secret not in page
