@@ -4,10 +4,12 @@ Everyone who holds `audit.read` (admins, security officers, auditors) reads the 
 event with its hash links, the chain's state and checkpoints, runs a bounded verification,
 downloads exports and verifies one by upload: none of that changes anything but the trail
 itself (an export is `audit.exported`). Learning who is behind a pseudonym, from the lookup
-or by typing a username in the actor filter, is for holders of `audit.identify` (admins,
-security officers and auditors, who must follow a person through the trail); each such
-lookup is itself an event (`audit.pseudonym_lookup`, naming the pseudonym, never the
-username), and anyone else's attempt is refused with the 403 page and recorded as denied.
+or the list's search by username (POSTs; a GET never looks anyone up), is for holders of
+`audit.identify` (admins, security officers and auditors, who must follow a person through
+the trail); each such lookup is itself an event (`audit.pseudonym_lookup`, naming the
+pseudonym, never the username), and anyone else's attempt is refused with the 403 page and
+recorded as denied. Those pages and the export's download need a session verified with an
+authenticator, whatever the role (ui_view's mfa=True): a reader without one is sent to enrol.
 
 Every read is bounded: a keyset page (no count over a million rows), each filter served by an
 index (apps/audit/migrations/0004_console_filter_indexes.py), a verification capped at
@@ -38,6 +40,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.accounts.web_access import error_page, ui_view
 from apps.audit.selectors import (
+    FILTER_VALUE_MAX,
     VERIFY_RECENT_MAX,
     EventPage,
     chain_overview,
@@ -59,6 +62,7 @@ from apps.console.audit_forms import (
     EventFilterForm,
     ExportForm,
     PseudonymLookupForm,
+    UsernameSearchForm,
     VerifyUploadForm,
     utc_text,
 )
@@ -69,7 +73,7 @@ from apps.core.errors import (
     PayloadTooLarge,
     PermissionDenied,
 )
-from apps.core.pasted_keys import pasted_key_redirect
+from apps.core.pasted_keys import key_cut, pasted_key_redirect
 from apps.core.permissions import may
 
 READ = "audit.read"
@@ -111,9 +115,10 @@ def _literal_actor(value: str) -> bool:
 
 
 def _actor_for(request: HttpRequest, value: str) -> tuple[str | None, HttpResponse | None]:
-    """The actor reference to filter on (None: a person with no pseudonym, whom no event
-    names), or a redirect: a username resolved to its pseudonym, so that the page's address
-    holds the pseudonym and a reload or the next page does not look the person up again."""
+    """The actor reference to filter on. A GET never looks anyone up (a link on another site
+    could make a signed-in reader record a lookup): a username typed here is matched as the
+    literal reference it would be, and the page points to the search by username, a POST
+    (audit_search_page)."""
     if not value or _literal_actor(value):
         return value, None
     if value.startswith("="):
@@ -125,27 +130,75 @@ def _actor_for(request: HttpRequest, value: str) -> tuple[str | None, HttpRespon
             "matched as an actor reference (a pseudonym, a key prefix or a system name).",
         )
         return value, None
-    found = pseudonym_lookup(actor=request.user, username=value, via="filter")
+    messages.info(
+        request,
+        f"“{value}” was matched as an actor reference (a pseudonym, a key prefix or a system "
+        "name), not looked up: an address never looks a person up. To see a person's events, "
+        "use “Search by username” below (the lookup is recorded in the audit trail).",
+    )
+    return value, None
+
+
+SEARCH_KEPT = ("action", "outcome", "target", "request_id", "since", "until")
+
+
+def _search_kept(data: QueryDict) -> dict[str, str]:
+    """The list's other filters, carried through the search (the list checks them again)."""
+    return {name: str(data.get(name))[:FILTER_VALUE_MAX] for name in SEARCH_KEPT if data.get(name)}
+
+
+@require_POST
+@ui_view(READ, home="audit-list", mfa=True)
+def audit_search_page(request: HttpRequest) -> HttpResponse:
+    """The list's search by username: a POST (CSRF-checked, never a link), one audited lookup,
+    then 303 to the list filtered by the pseudonym (and the other filters kept), so that the
+    address, a reload and the next page hold the pseudonym, never the username."""
+    # A whole key pasted in goes on to the list's address cut to its prefix, as there.
+    kept = {name: key_cut(value) or value for name, value in _search_kept(request.POST).items()}
+    form = UsernameSearchForm(request.POST)
+    if not form.is_valid():
+        if not may(request.user, DEPSEUDONYMISE):
+            return error_page(request, _refused())
+        return error_page(request, InvalidInput(str(form.errors["username"][0])))
+    value = form.cleaned_data["username"].strip()
+    value = key_cut(value) or value
+    if _literal_actor(value) or value.startswith("="):  # already a reference: nothing to learn
+        return _to_list({**kept, "actor": value})
+    try:
+        found = pseudonym_lookup(actor=request.user, username=value, via="filter")
+    except ApplicationError as exc:
+        return error_page(request, _refused() if exc.status_code == 403 else exc)
     recorded = "(This lookup is recorded in the audit trail.)"
-    if found.pseudonym is None and found.known_user:
+    if found.pseudonym is not None:
+        messages.success(request, f"{value} is {found.pseudonym}: showing their events. {recorded}")
+        return _to_list({**kept, "actor": found.pseudonym})
+    if found.known_user:
         messages.info(
             request,
-            f"{value} has no pseudonym: they have not appeared in the audit trail. {recorded}",
+            f"{value} has no pseudonym: they have not appeared in the audit trail, so no event "
+            f"names them (the list is not filtered by actor). {recorded}",
         )
-        return None, None
-    if found.pseudonym is None:
+    else:
         messages.info(
             request,
-            f"No user is named {value}: matched as an actor reference (a system name) "
-            f"instead. {recorded}",
+            f"No user is named {value} (the list is not filtered by actor); a system "
+            f"component's name goes in the actor filter as ={value}. {recorded}",
         )
-        return value, None
-    messages.success(request, f"{value} is {found.pseudonym}: showing their events. {recorded}")
-    query = request.GET.copy()
-    query["actor"] = found.pseudonym
-    for cursor in ("before", "after"):
-        query.pop(cursor, None)
-    return found.pseudonym, HttpResponseRedirect(f"{reverse('audit-list')}?{query.urlencode()}")
+    return _to_list(kept)
+
+
+def _to_list(query: dict[str, str]) -> HttpResponse:
+    address = reverse("audit-list") + (f"?{urlencode(query)}" if query else "")
+    response = HttpResponseRedirect(address)
+    response.status_code = 303  # the POST's answer is to GET the list
+    return response
+
+
+def _username_typed(value: str) -> str:
+    """The actor filter's value when it is no actor reference (maybe a username): what the
+    search by username offers to look up, on a click that POSTs."""
+    value = value.strip()[:FILTER_VALUE_MAX]
+    return "" if not value or _literal_actor(value) or value.startswith("=") else value
 
 
 def _summary(details: dict[str, Any]) -> str:
@@ -235,6 +288,8 @@ def _list(
         "actions": ACTIONS,
         "can_lookup": may(request.user, DEPSEUDONYMISE),
         "export_query": export_query,
+        "search_kept": _search_kept(request.GET).items(),
+        "search_username": _username_typed(request.GET.get("actor", "")),
     }
     return render(request, "console/audit/list.html", context, status=status)
 
@@ -333,6 +388,13 @@ def audit_export_page(request: HttpRequest) -> HttpResponse:
     API's export uses (`audit.exported`, a checkpoint, then the stream)."""
     if request.method == "GET":
         return _export_page(request)
+    return _export_download(request)
+
+
+@ui_view(READ, home="audit-export", mfa=True)
+def _export_download(request: HttpRequest) -> HttpResponse:
+    """The whole trail leaves the system: only from a session verified with an authenticator,
+    whatever the role (auditors need none to sign in)."""
     form = ExportForm(request.POST)
     if not form.is_valid():
         return _export_page(request, form=form, status=400)
@@ -424,7 +486,7 @@ def audit_export_verify_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@ui_view(READ, home="audit-pseudonyms")
+@ui_view(READ, home="audit-pseudonyms", mfa=True)
 def audit_pseudonym_page(request: HttpRequest) -> HttpResponse:
     """Both directions: a username to its pseudonym, a pseudonym to its username. The answer
     is the POST's page (never in an address); each POST is one audited lookup."""
