@@ -664,3 +664,16 @@ def test_an_officer_still_revokes_a_persons_key_on_the_console(officer_client, a
     assert done.status_code == 303
     api_key.refresh_from_db()
     assert api_key.status == "revoked" and len(audit_events("apikey.revoked")) == 1
+
+
+def test_a_revoked_keys_page_offers_a_new_key_only_to_whom_may_issue_it(
+    officer_client, actors, demo_client
+):
+    now = timezone.now()
+    service = ApiKeyFactory(owner=demo_client, revoked_at=now)
+    person = ApiKeyFactory(owner=actors["ml_engineer"], revoked_at=now)
+    page = officer_client.get(key_url(service)).content.decode()
+    assert f"{NEW}?owner=demo-client" in page
+    page = officer_client.get(key_url(person)).content.decode()
+    assert f"{NEW}?owner=" not in page
+    assert f"{actors['ml_engineer'].get_username()} issues their own keys." in page

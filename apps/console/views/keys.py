@@ -43,6 +43,7 @@ from apps.apikeys.selectors import (
     api_key_search,
 )
 from apps.apikeys.services import api_key_issue_for, api_key_revoke, api_key_rotate_for_owner
+from apps.apikeys.validation import owner_refusal
 from apps.console.keys_forms import STATE_LABELS, KeyFilterForm, RevokeForm, RotateForm
 from apps.console.selectors import KEYS_HORIZON
 from apps.core.errors import ApplicationError, Conflict, InvalidInput, NotFound
@@ -305,6 +306,9 @@ def key_detail_page(request: HttpRequest, key_id: str) -> HttpResponse:
         "can_rotate": not rotate_refusal,
         "rotate_refusal": rotate_refusal if status == ACTIVE else "",
         "can_revoke": not _refusal(request.user, api_key, "revoke")[0],
+        # A new key for the owner is this page's to offer only when this person may issue it.
+        "can_issue_for_owner": api_key.owner_id == request.user.pk
+        or owner_refusal(api_key.owner) is None,
     }
     return render(request, TEMPLATES + "detail.html", context)
 
