@@ -110,11 +110,11 @@ def _host(name: str) -> str:
         return name
 
 
-def lock_path() -> Path:
+def lock_path(database: dict[str, Any] | None = None) -> Path:
     """One lock per database: two checkouts (or test databases) on one host do not collide,
     and two spellings of one database (a relative SQLite path, localhost for 127.0.0.1) are
     one lock. The lock is this host's: on several hosts, run `celery beat` (README)."""
-    database = settings.DATABASES["default"]
+    database = database if database is not None else settings.DATABASES["default"]
     name = str(database.get("NAME", ""))
     if "sqlite" in str(database.get("ENGINE", "")) and name not in ("", ":memory:"):
         name = str(Path(name).resolve())

@@ -266,22 +266,17 @@ def test_without_scheduler_gunicorn_runs_no_jobs(tmp_path, lock_free):
     assert "bulwark.scheduler" not in read(log)
 
 
-def test_two_spellings_of_one_database_are_one_lock(settings, tmp_path, monkeypatch):
+def test_two_spellings_of_one_database_are_one_lock(tmp_path, monkeypatch):
     from apps.core.scheduler import lock_path
 
     monkeypatch.chdir(tmp_path)
-    engine = "django.db.backends.sqlite3"
-    settings.DATABASES = {"default": {"ENGINE": engine, "NAME": "db.sqlite3"}}
-    relative = lock_path()
-    settings.DATABASES = {"default": {"ENGINE": engine, "NAME": str(tmp_path / "db.sqlite3")}}
-    assert lock_path() == relative
+    sqlite = {"ENGINE": "django.db.backends.sqlite3"}
+    relative = lock_path({**sqlite, "NAME": "db.sqlite3"})
+    assert lock_path({**sqlite, "NAME": str(tmp_path / "db.sqlite3")}) == relative
     server = {"ENGINE": "django.db.backends.postgresql", "PORT": "5432", "NAME": "bulwark"}
-    settings.DATABASES = {"default": {**server, "HOST": "localhost"}}
-    by_name = lock_path()
-    settings.DATABASES = {"default": {**server, "HOST": "127.0.0.1"}}
-    assert lock_path() == by_name
-    settings.DATABASES = {"default": {**server, "HOST": "127.0.0.1", "NAME": "other"}}
-    assert lock_path() != by_name
+    by_name = lock_path({**server, "HOST": "localhost"})
+    assert lock_path({**server, "HOST": "127.0.0.1"}) == by_name
+    assert lock_path({**server, "HOST": "127.0.0.1", "NAME": "other"}) != by_name
 
 
 def test_a_lock_that_cannot_be_written_is_said_and_tried_again(tmp_path, log_output, monkeypatch):
