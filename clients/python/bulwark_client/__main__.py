@@ -1,0 +1,3 @@
+from bulwark_client.cli import main
+
+raise SystemExit(main())
