@@ -56,6 +56,8 @@ def stub() -> Iterator[tuple[str, Script]]:
             self.send_header("X-Request-ID", "r1" if code else "r2")
             if retry_after is not None:
                 self.send_header("Retry-After", retry_after)
+            if 300 <= status < 400:
+                self.send_header("Location", "http://127.0.0.1:9/elsewhere")
             self.end_headers()
             self.wfile.write(raw)
 
@@ -112,6 +114,16 @@ def test_other_codes_are_never_retried(stub: tuple[str, Script]) -> None:
         Bulwark(url, "bwk_a_b", sleep=asked.append).predict("m", [{}])
     assert type(unknown.value) is BulwarkError and unknown.value.code == "brand_new_code"
     assert asked == [] and len(script.seen) == 2
+
+
+def test_a_redirect_is_not_followed(stub: tuple[str, Script]) -> None:
+    # urllib would resend the key or token to wherever Location points.
+    url, script = stub
+    script.answers = [(301, None, None)]
+    with pytest.raises(BulwarkError) as moved:
+        Bulwark(url, "bwk_a_b").predict("m", [{}])
+    assert moved.value.code == "http_301" and moved.value.status == 301
+    assert len(script.seen) == 1 and script.answers == []
 
 
 def test_no_answer_is_connection_failed_and_not_retried() -> None:

@@ -24,6 +24,12 @@ REFRESH_MARGIN = 10.0  # seconds: refresh an access token this long before it ex
 CHUNK = 64 * 1024
 
 
+def _cut_short(failed: OSError) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"the answer was cut short: {failed}", code="connection_failed", status=0
+    )
+
+
 def _json_bytes(body: Any) -> bytes:
     try:
         return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
@@ -31,6 +37,17 @@ def _json_bytes(body: Any) -> bytes:
         raise ValueError(
             "the body holds NaN or Infinity, which JSON cannot carry (the server refuses them)"
         ) from None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would resend the API key or token to wherever the
+    Location points. A 3xx is raised as `BulwarkError` (code `http_3xx`): fix the URL."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class _Response:
@@ -42,6 +59,8 @@ class _Response:
     def read(self) -> bytes:
         try:
             return bytes(self._stream.read())
+        except OSError as failed:
+            raise _cut_short(failed) from None
         finally:
             self._stream.close()
 
@@ -49,6 +68,8 @@ class _Response:
         try:
             while chunk := self._stream.read(CHUNK):
                 yield bytes(chunk)
+        except OSError as failed:
+            raise _cut_short(failed) from None
         finally:
             self._stream.close()
 
@@ -228,7 +249,7 @@ class Bulwark:
         attempt = 0
         while True:
             response = self._send(method, path, raw, auth, accept)
-            if response.status < 400:
+            if 200 <= response.status < 300:
                 return response
             error = error_from_response(response.status, response.read(), response.headers)
             if response.status not in RETRY_STATUSES or attempt >= self.max_retries:
@@ -287,7 +308,7 @@ class Bulwark:
             url, data=raw if method not in ("GET", "HEAD") else None, headers=headers, method=method
         )
         try:
-            answer = urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310
+            answer = _OPENER.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as refused:
             return _Response(refused.code, dict(refused.headers.items()), refused)
         except (urllib.error.URLError, OSError) as failed:
