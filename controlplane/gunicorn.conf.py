@@ -118,8 +118,36 @@ def _writer_watch(server: Any) -> None:
         _writer["process"] = _writer_start(_writer["path"])
 
 
+# Prometheus multiprocess mode (apps.core.metrics, docs/metrics.md): with METRICS_ENABLED (the
+# default) the master makes an empty directory only this user can enter and names it in
+# PROMETHEUS_MULTIPROC_DIR before any worker forks; each worker writes its metrics there and a
+# scrape adds them up. A directory the operator named (shared with a Celery worker) is used as
+# it is. A dead worker's files are marked (its live gauges dropped); ours goes on exit.
+_metrics: dict[str, str] = {}
+
+
+def _metrics_start() -> None:
+    if os.environ.get("METRICS_ENABLED", "true").strip().lower() == "false":
+        return
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="bulwark-metrics-")  # mode 0700, empty
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    _metrics["path"] = path
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
 def on_starting(server: Any) -> None:
     _scheduler_mode()  # a wrong SCHEDULER stops the start, before any worker
+    _metrics_start()
     mode = os.environ.get("AUDIT_WRITER", "direct")
     if mode not in {"direct", "process"}:
         raise RuntimeError(f"AUDIT_WRITER must be 'direct' or 'process', not {mode!r}")
@@ -135,6 +163,10 @@ def on_starting(server: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
+    if "path" in _metrics:
+        import shutil
+
+        shutil.rmtree(_metrics.pop("path"), ignore_errors=True)
     if not _writer:
         return
     _writer["stopping"] = True

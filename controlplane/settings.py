@@ -55,6 +55,12 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 # Whose X-Forwarded-For / X-Forwarded-Proto we believe: nobody's unless listed.
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
+# /metrics (docs/metrics.md): on by default, served to these networks (the client address after
+# TRUSTED_PROXIES) or to `Authorization: Bearer <METRICS_TOKEN>` (a secret); 404 to anyone else.
+METRICS_ENABLED = env_bool("METRICS_ENABLED", default=True)
+METRICS_ALLOWED_NETWORKS = env_networks(
+    "METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"]
+)
 PREDICT_USER_RATE_LIMIT = env_rate("PREDICT_USER_RATE_LIMIT", default="60/m")
 # Decrypted, verified models kept per web process (LRU, bounded by count and by plaintext bytes).
 SERVING_MODEL_CACHE_SIZE = env_int("SERVING_MODEL_CACHE_SIZE", default=8, minimum=1)

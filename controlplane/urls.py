@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.console.views.dashboard import home
-from apps.core.views import HealthzApi, ReadyzApi, favicon
+from apps.core.views import HealthzApi, ReadyzApi, favicon, metrics
 
 api_v1 = [  # each app adds its routes here as it lands
     path("", include("apps.accounts.urls")),
@@ -21,6 +21,7 @@ urlpatterns = [
     path("favicon.ico", favicon, name="favicon"),
     path("healthz", HealthzApi.as_view(), name="healthz"),
     path("readyz", ReadyzApi.as_view(), name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),

@@ -17,3 +17,8 @@ class AuditConfig(AppConfig):
             append_only(model._meta.db_table)
         for kept in (PendingEvent, ActorPseudonym):
             never_updated(kept._meta.db_table)
+
+        from apps.audit.metrics import collect_chain
+        from apps.core.metrics import register_scrape_collector
+
+        register_scrape_collector("audit_chain", collect_chain)

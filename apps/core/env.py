@@ -113,9 +113,11 @@ def env_choice(name: str, *, choices: tuple[str, ...], default: str) -> str:
     return value
 
 
-def env_networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def env_networks(
+    name: str, *, default: list[str] | None = None
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     networks = []
-    for item in env_list(name):
+    for item in env_list(name, default=default):
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:

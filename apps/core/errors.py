@@ -11,6 +11,8 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
+from apps.core import metrics
+
 
 class ApplicationError(Exception):
     status_code: int = 400
@@ -124,6 +126,7 @@ def error_body(
 
 def error_response(error: ApplicationError, request: HttpRequest | None) -> JsonResponse:
     """The envelope as a plain Django response, for refusals made outside DRF views."""
+    metrics.refusal_count(error.code)
     response = JsonResponse(
         error_body(error.code, error.message, error.details, request_id_of(request)),
         status=error.status_code,

@@ -12,7 +12,7 @@ from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from apps.core import errors
+from apps.core import errors, metrics
 from apps.core.dependencies import as_service_unavailable, failed_dependency
 
 UNAUTHENTICATED_CODES = frozenset(
@@ -126,6 +126,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if error.status_code == 401:
         # DRF sets auth_header from the view's authenticator; Allow on 405 it adds by itself.
         headers["WWW-Authenticate"] = getattr(exc, "auth_header", None) or 'Bearer realm="bulwark"'
+    metrics.refusal_count(error.code)
 
     body = errors.error_body(
         error.code, error.message, error.details, errors.request_id_of(request)

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import sys
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponsePermanentRedirect,
+)
 from django.templatetags.static import static
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -17,6 +26,8 @@ from apps.core import errors
 from apps.core.dependencies import as_service_unavailable, failed_dependency
 from apps.core.error_pages import error_answer
 from apps.core.health import readiness
+from apps.core.metrics import CONTENT_TYPE_LATEST, exposition
+from apps.core.secrets import get_optional_secret
 
 logger = logging.getLogger("bulwark.errors")
 
@@ -99,3 +110,43 @@ def server_error(request: HttpRequest) -> HttpResponse:
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico whatever a page links: send them to the icon itself."""
     return HttpResponsePermanentRedirect(static("img/favicon.svg"))
+
+
+def _bearer(request: HttpRequest) -> str | None:
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _may_scrape(request: HttpRequest) -> bool:
+    """From METRICS_ALLOWED_NETWORKS (the client address as TrustedProxyMiddleware resolved
+    it), or with `Authorization: Bearer <METRICS_TOKEN>`, compared in constant time."""
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        address = None
+    if address is not None and any(address in net for net in settings.METRICS_ALLOWED_NETWORKS):
+        return True
+    presented = _bearer(request)
+    if presented is None:
+        return False
+    try:
+        expected = get_optional_secret("METRICS_TOKEN")
+    except Exception:
+        logger.warning("metrics token could not be read from the secrets backend")
+        return False
+    if not expected:
+        return False  # no token configured: bearer scraping is off
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """`GET /metrics`: the Prometheus text exposition (docs/metrics.md). To anyone not allowed
+    (and when METRICS_ENABLED is false) the project's plain 404, as for a path that does not
+    exist: a probe learns nothing, not even that there is something to authenticate to."""
+    if not settings.METRICS_ENABLED or not _may_scrape(request):
+        raise Http404()
+    if request.method not in {"GET", "HEAD"}:
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    response = HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+    response["Cache-Control"] = "no-store"
+    return response

@@ -21,6 +21,7 @@ from uuid import UUID
 
 from django.conf import settings
 
+from apps.core import metrics
 from apps.registry.servable import Servable
 
 LoadedModel = Servable
@@ -44,6 +45,7 @@ class ModelCache:
             return None
         if found.expired:
             self._drop(key)
+            metrics.model_runner_restart_count()  # replaced by the caller's load
             return None
         self._models.move_to_end(key)
         return found
@@ -52,6 +54,7 @@ class ModelCache:
         with self._lock:
             found = self._cached(key)
             if found is not None:
+                metrics.model_cache_count("hit")
                 return found
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:  # one loader per version; the others wait here and then find it cached
@@ -68,6 +71,7 @@ class ModelCache:
                     # fresh gate to load it again behind.
                     if loaded is not None:
                         self.loads += 1
+                        metrics.model_cache_count("load")
                         self._insert(key, loaded)
                     self._loading.pop(key, None)
             return loaded
@@ -80,6 +84,7 @@ class ModelCache:
             len(self._models) > self.max_models or self._bytes > self.max_bytes
         ):
             self._drop(next(iter(self._models)))
+            metrics.model_cache_count("eviction")
 
     def _drop(self, key: UUID) -> None:
         # Called with self._lock held.
@@ -95,6 +100,8 @@ class ModelCache:
     def evict(self, keys: Iterable[UUID]) -> None:
         with self._lock:
             for key in list(keys):
+                if key in self._models:
+                    metrics.model_cache_count("eviction")
                 self._drop(key)
 
     def clear(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -25,6 +26,7 @@ from apps.apikeys.authentication import (
 )
 from apps.apikeys.signatures import SignedRequest
 from apps.audit.subjects import Subject
+from apps.core import metrics
 from apps.core.auth_failures import failure_bucket_of
 from apps.core.errors import InvalidInput
 from apps.core.exception_handler import to_application_error
@@ -85,6 +87,26 @@ class PredictApi(APIView):
     gate: GateResult | None = None  # the API-key gate's read and count, if any
     key: KeyAccepted | None = None
     refusal: KeyRefused | None = None  # why the key was refused: recorded as predict.rejected
+    outcome: str = "ok"  # the refusal's code, for the metrics
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        """The whole call, timed for bulwark_predict_seconds/_total: the model and version
+        once the registry resolved them (an unknown name adds no label value)."""
+        started = time.perf_counter()
+        self.outcome = "internal_error"  # until a response says otherwise
+        try:
+            response = super().dispatch(request, *args, **kwargs)
+            if response.status_code < 400:
+                self.outcome = "ok"
+            return response
+        finally:
+            version = self.call.version if self.call is not None else None
+            metrics.predict_observe(
+                version.model if version is not None else None,
+                version.number if version is not None else None,
+                self.outcome,
+                time.perf_counter() - started,
+            )
 
     def get_authenticators(self) -> list[BaseAuthentication]:
         return [_PredictKeyAuthentication(self), JwtAuthentication(records_read=self.jwt_read)]
@@ -206,7 +228,7 @@ class PredictApi(APIView):
 
     def _record_rejection(self, exc: Exception, *, status: int) -> None:
         error = to_application_error(exc)
-        code = error.code if error is not None else "internal_error"
+        code = self.outcome = error.code if error is not None else "internal_error"
         reason: str | None = None
         actor: Any = self.call.actor if self.call is not None else None
         if self.refusal is not None:

@@ -87,6 +87,12 @@ def _check_master_keys(value: str) -> str | None:
 
 
 AUDIT_HMAC_KEYS_RETIRED = "AUDIT_HMAC_KEYS_RETIRED"
+
+
+def _check_metrics_token(value: str) -> str | None:
+    return _check_random_text(value, minimum=32)
+
+
 _AUDIT_HMAC_KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -210,4 +216,6 @@ REQUIRED_SECRETS: tuple[SecretSpec, ...] = (
 # in every environment, since it cannot be used at all.
 OPTIONAL_SECRETS: tuple[tuple[str, Callable[[str], str | None]], ...] = (
     (AUDIT_HMAC_KEYS_RETIRED, _check_audit_hmac_keys_retired),
+    # The bearer token of /metrics (docs/metrics.md); absent: only METRICS_ALLOWED_NETWORKS.
+    ("METRICS_TOKEN", _check_metrics_token),
 )
