@@ -400,6 +400,9 @@ def setup(
     return model, env, fixtures.create(artifact, budget_for_calls=budget_for_calls)
 
 
+GROUPS = ["floor", "baseline", "bulwark", "writer", "no-metrics", "before"]  # the table's order
+
+
 def main_run(args: argparse.Namespace, workdir: Path) -> None:
     started = time.monotonic()
     model, env, fx = setup(workdir, budget_for_calls=200_000)
@@ -423,6 +426,11 @@ def main_run(args: argparse.Namespace, workdir: Path) -> None:
             port = stack.enter_context(gunicorn(writer_env, workdir / "writer.log"))
             names.append("Bulwark + audit writer")
             servers.append(list(bulwark_scenarios(port, fx, names[-1], "writer")))
+        if args.metrics_off:
+            quiet_env = {**env, "METRICS_ENABLED": "false"}
+            port = stack.enter_context(gunicorn(quiet_env, workdir / "no-metrics.log"))
+            names.append("Bulwark without metrics")
+            servers.append(list(bulwark_scenarios(port, fx, names[-1], "no-metrics")))
         if args.before:
             root = checkout(args.before, workdir / "before")
             port = stack.enter_context(gunicorn(env, workdir / "before.log", root=root))
@@ -443,7 +451,7 @@ def main_run(args: argparse.Namespace, workdir: Path) -> None:
             print(f"round {round_number + 1}/{args.rounds} done", flush=True)
     scenarios = sorted(
         floors + loaded,
-        key=lambda s: (s.rows, ["floor", "baseline", "bulwark", "writer", "before"].index(s.group)),
+        key=lambda s: (s.rows, GROUPS.index(s.group)),
     )
     print()
     print(machine())
@@ -529,6 +537,11 @@ def parse_args() -> argparse.Namespace:
         "--writer",
         action="store_true",
         help="also the working tree with AUDIT_WRITER=process (group commit), interleaved",
+    )
+    parser.add_argument(
+        "--metrics-off",
+        action="store_true",
+        help="also the working tree with METRICS_ENABLED=false, interleaved: what /metrics costs",
     )
     parser.add_argument(
         "--fastapi", action="store_true", help="also the FastAPI baselines (d) and (d')"
