@@ -15,10 +15,9 @@ from django import forms
 from django.core.validators import MaxValueValidator
 from django.utils.html import escape
 
-from apps.core.errors import ApplicationError
 from apps.registry.inputs import positive_finite
 from apps.registry.selectors import model_upload_rules
-from apps.registry.signing import MAX_BUNDLE_BYTES  # the largest bundle the API takes
+from apps.registry.upload_form import VersionUploadFormMixin
 
 
 def _escape_help_texts(form: forms.Form) -> None:
@@ -55,7 +54,7 @@ class ModelRegisterForm(forms.Form):
         return name
 
 
-class VersionUploadForm(forms.Form):
+class VersionUploadForm(VersionUploadFormMixin, forms.Form):
     """The upload's fields; parsed by the API's helpers (apps.registry.inputs) and checked by
     the API's service (`model_version_register`)."""
 
@@ -115,29 +114,3 @@ class VersionUploadForm(forms.Form):
         batch.validators.append(MaxValueValidator(rules["max_batch_limit"]))
         batch.widget.attrs["max"] = str(rules["max_batch_limit"])
         _escape_help_texts(self)
-
-    def clean_signature(self) -> str | None:
-        bundle = self.cleaned_data.get("signature")
-        if not bundle:
-            return None
-        raw = bundle.read(MAX_BUNDLE_BYTES + 1)
-        if len(raw) > MAX_BUNDLE_BYTES:
-            raise forms.ValidationError(f"A bundle is at most {MAX_BUNDLE_BYTES} bytes.")
-        try:
-            return str(raw.decode())
-        except UnicodeDecodeError:
-            raise forms.ValidationError("A bundle is UTF-8 JSON.") from None
-
-    def add_application_error(self, error: ApplicationError) -> None:
-        """Show a refusal of the parsing helpers or the service on the field it names (the
-        whole form's when it names none)."""
-        placed = False
-        for detail in error.details:
-            path = str(detail.get("path", ""))
-            field = path.split("/")[0]
-            if field in self.fields:
-                prefix = "" if path == field else f"{path}: "
-                self.add_error(field, f"{prefix}{detail.get('message', error.message)}")
-                placed = True
-        if not placed:
-            self.add_error(None, error.message)

@@ -44,8 +44,8 @@ from apps.registry.services import (
     predict_grant_delete,
     registered_model_update,
 )
-from apps.registry.signing import MAX_BUNDLE_BYTES
 from apps.registry.trust import beyond_deployment, global_name_problem
+from apps.registry.upload_form import VersionUploadFormMixin
 from apps.registry.uploads import ArtifactTooLarge, InMemoryArtifactUploadHandler
 
 UPLOAD_TEMPLATE = "admin/registry/registeredmodel/upload_version.html"
@@ -55,7 +55,7 @@ def _json_area(rows: int) -> forms.Textarea:
     return forms.Textarea(attrs={"rows": rows, "cols": 80, "spellcheck": "false"})
 
 
-class VersionUploadForm(forms.Form):
+class VersionUploadForm(VersionUploadFormMixin, forms.Form):
     """The fields of `POST /api/v1/models/{name}/versions`; parsed by the same helpers
     (apps.registry.inputs) and checked by the same service."""
 
@@ -90,31 +90,6 @@ class VersionUploadForm(forms.Form):
         help_text="An OpenSSF model-signing bundle for the artifact (model.sig), by a trusted "
         "publisher's key; required if the model requires signed artifacts.",
     )
-
-    def clean_signature(self) -> str | None:
-        bundle = self.cleaned_data.get("signature")
-        if not bundle:
-            return None
-        raw = bundle.read(MAX_BUNDLE_BYTES + 1)
-        if len(raw) > MAX_BUNDLE_BYTES:
-            raise forms.ValidationError(f"A bundle is at most {MAX_BUNDLE_BYTES} bytes.")
-        try:
-            return str(raw.decode())
-        except UnicodeDecodeError:
-            raise forms.ValidationError("A bundle is UTF-8 JSON.") from None
-
-    def add_application_error(self, error: ApplicationError) -> None:
-        """Show a refusal of the parsing helpers or the service on the field it names."""
-        placed = False
-        for detail in error.details:
-            field = detail.get("path", "").split("/")[0]
-            if field in self.fields:
-                path = detail["path"]
-                prefix = "" if path == field else f"{path}: "
-                self.add_error(field, f"{prefix}{detail.get('message', error.message)}")
-                placed = True
-        if not placed:
-            self.add_error(None, error.message)
 
 
 def _prefilled(model: RegisteredModel) -> VersionUploadForm:
